@@ -1,0 +1,58 @@
+// The environment variables the listener and sink jobs read: one list, used by the jobs themselves, by the
+// Pulumi stack that sets them on the Cloud Run jobs, and by the CLI that runs them locally.
+//
+// Database connection uses libpq's standard variables (PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD,
+// PGSSLMODE), which `pg` reads itself; in the cloud PGPASSWORD comes from Secret Manager.
+
+export const ENV = {
+  // --- database (besides the libpq PG* variables) ---
+  /** Cloud SQL instance connection name "project:region:instance": connect through the Cloud SQL connector. */
+  cloudSqlInstance: 'PGCDC_CLOUDSQL_INSTANCE',
+  /** "PSC" | "PRIVATE" | "PUBLIC": which address the connector dials (default PSC). */
+  cloudSqlIpType: 'PGCDC_CLOUDSQL_IP_TYPE',
+  /** Logical replication slot name (default pgcdc_slot). */
+  slot: 'PGCDC_SLOT',
+  /** Publication, needed by pgoutput and created by sql/0-init.sql (default pgcdc_pub). */
+  publication: 'PGCDC_PUBLICATION',
+  /** "wal2json" (default) or "pgoutput". */
+  decoder: 'PGCDC_DECODER',
+  /** Optional comma list of schema.table to capture (wal2json add-tables syntax); default all. */
+  tables: 'PGCDC_TABLES',
+
+  // --- Pub/Sub ---
+  /** Google Cloud project of the topic/subscription (falls back to GOOGLE_CLOUD_PROJECT). */
+  project: 'PGCDC_PROJECT',
+  /** Topic name or full "projects/p/topics/t" (listener). */
+  topic: 'PGCDC_TOPIC',
+  /** Subscription name or full path (sink). */
+  subscription: 'PGCDC_SUBSCRIPTION',
+  /** "json+gzip" (default) or "json". */
+  encoding: 'PGCDC_ENCODING',
+  /** Most uncompressed payload bytes per message (default 1 MiB; Pub/Sub's limit is 10 MB). */
+  maxMessageBytes: 'PGCDC_MAX_MESSAGE_BYTES',
+  /** Most events per message (default 2000). */
+  maxEventsPerMessage: 'PGCDC_MAX_EVENTS_PER_MESSAGE',
+
+  // --- runs ---
+  /** A run stops after this many seconds even before reaching the WAL end it saw at start (default 300). */
+  maxRunSeconds: 'PGCDC_MAX_RUN_SECONDS',
+  /** "once" (default: one bounded run, then exit) or "continuous". */
+  mode: 'PGCDC_MODE',
+
+  // --- BigQuery (sink) ---
+  /** Project of the dataset (default: the Pub/Sub project). */
+  bigQueryProject: 'PGCDC_BQ_PROJECT',
+  dataset: 'PGCDC_DATASET',
+  /** BigQuery location of the dataset (e.g. "US", "us-central1"). */
+  bigQueryLocation: 'PGCDC_BQ_LOCATION',
+  /** max_staleness of replica tables, as an interval: "0-0 0 0:15:0" style or minutes (default 15). */
+  maxStalenessMinutes: 'PGCDC_MAX_STALENESS_MINUTES',
+  /** host:port of a Storage Write API endpoint without TLS (the local emulator); unset in the cloud. */
+  bigQueryStorageEmulatorHost: 'PGCDC_BQ_STORAGE_EMULATOR_HOST',
+  /** host:port of the BigQuery REST endpoint without TLS; read by @google-cloud/bigquery itself. */
+  bigQueryEmulatorHost: 'BIGQUERY_EMULATOR_HOST',
+  /** host:port of the Pub/Sub emulator; read by @google-cloud/pubsub itself. */
+  pubsubEmulatorHost: 'PUBSUB_EMULATOR_HOST',
+} as const;
+
+export type EnvName = (typeof ENV)[keyof typeof ENV];
