@@ -26,6 +26,8 @@ export const ENV = {
   topic: 'PGCDC_TOPIC',
   /** Subscription name or full path (sink). */
   subscription: 'PGCDC_SUBSCRIPTION',
+  /** Dead-letter subscription name or full path (sink, optional): what Pub/Sub gave up on, to file in _failed. */
+  deadLetterSubscription: 'PGCDC_DEAD_LETTER_SUBSCRIPTION',
   /** "json+gzip" (default) or "json". */
   encoding: 'PGCDC_ENCODING',
   /** Most uncompressed payload bytes per message (default 1 MiB; Pub/Sub's limit is 10 MB). */
@@ -47,6 +49,8 @@ export const ENV = {
   bigQueryLocation: 'PGCDC_BQ_LOCATION',
   /** max_staleness of replica tables, as an interval: "0-0 0 0:15:0" style or minutes (default 15). */
   maxStalenessMinutes: 'PGCDC_MAX_STALENESS_MINUTES',
+  /** Most Pub/Sub messages the sink pulls and writes as one batch (default 50). */
+  sinkBatchMessages: 'PGCDC_SINK_BATCH_MESSAGES',
   /** host:port of a Storage Write API endpoint without TLS (the local emulator); unset in the cloud. */
   bigQueryStorageEmulatorHost: 'PGCDC_BQ_STORAGE_EMULATOR_HOST',
   /** host:port of the BigQuery REST endpoint without TLS; read by @google-cloud/bigquery itself. */

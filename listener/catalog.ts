@@ -1,0 +1,42 @@
+// What the decoders need from the system catalog, read once per run on an ordinary connection: every user
+// table's columns (with format_type names and primary-key flags) and the names of all types.
+//
+// wal2json omits unchanged TOAST columns from an update, and pgoutput sends type OIDs without names; the
+// catalog fills both gaps. It reflects the catalog at the start of the run; a table created or altered
+// later in the run is described from the decoder's own data.
+
+import { Client } from 'pg';
+import { ColumnInfo } from '../contract/events';
+
+export interface Catalog {
+  /** "schema.table" → columns in attribute order. */
+  tables: Map<string, ColumnInfo[]>;
+  /** type OID → format_type(oid, NULL). */
+  typeNames: Map<number, string>;
+}
+
+export async function loadCatalog(client: Client): Promise<Catalog> {
+  const cols = await client.query<{ schema: string; table: string; name: string; type: string; oid: number; key: boolean }>(`
+    SELECT n.nspname AS schema, c.relname AS table, a.attname AS name,
+           format_type(a.atttypid, a.atttypmod) AS type, a.atttypid::int AS oid,
+           coalesce(a.attnum = ANY (i.indkey), false) AS key
+    FROM pg_class c
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+    LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
+    WHERE c.relkind IN ('r', 'p')
+      AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
+    ORDER BY n.nspname, c.relname, a.attnum`);
+  const tables = new Map<string, ColumnInfo[]>();
+  for (const r of cols.rows) {
+    const qn = `${r.schema}.${r.table}`;
+    let list = tables.get(qn);
+    if (!list) tables.set(qn, (list = []));
+    list.push({ name: r.name, type: r.type, oid: r.oid, key: r.key });
+  }
+  const types = await client.query<{ oid: number; name: string }>(
+    'SELECT oid::int AS oid, format_type(oid, NULL) AS name FROM pg_type',
+  );
+  const typeNames = new Map(types.rows.map((t) => [t.oid, t.name]));
+  return { tables, typeNames };
+}

@@ -1,0 +1,109 @@
+// The listener's configuration, read once from the environment (as a Cloud Run Job gets it) and validated
+// with messages that name the variable to fix.
+
+import { ClientConfig } from 'pg';
+import { ENV } from '../contract/env';
+import { Encoding } from '../contract/events';
+import { ConfigError } from './errors';
+
+export type DecoderName = 'wal2json' | 'pgoutput';
+
+export interface ListenerConfig {
+  pg: ClientConfig;
+  slot: string;
+  publication: string;
+  decoder: DecoderName;
+  /** "schema.table" names to capture; empty = every table. */
+  tables: string[];
+  projectId: string;
+  topic: string;
+  encoding: Encoding;
+  maxMessageBytes: number;
+  maxEventsPerMessage: number;
+  maxRunSeconds: number;
+  /** Unacknowledged bytes in flight before reading from Postgres pauses (bounded memory, DESIGN §4.4). */
+  maxInFlightBytes: number;
+}
+
+// Pub/Sub caps a message at 10 MB and a publish request at 10 MB; stay well under after the JSON envelope.
+const PUBSUB_MAX_MESSAGE_BYTES = 9 * 1024 * 1024;
+const IDENTIFIER = /^[a-z_][a-z0-9_$]{0,62}$/;
+const TABLE_NAME = /^[^.\s]+\.[^.\s]+$/;
+
+function intVar(env: NodeJS.ProcessEnv, name: string, dflt: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return dflt;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new ConfigError(`${name}=${JSON.stringify(raw)} must be a whole number from ${min} to ${max}`);
+  }
+  return n;
+}
+
+/** Build a pg config from libpq-style variables; `pg` itself reads PG* too, we make it explicit and checked. */
+export function pgConfigFromEnv(env: NodeJS.ProcessEnv): ClientConfig {
+  const port = intVar(env, 'PGPORT', 5432, 1, 65535);
+  const sslmode = env.PGSSLMODE ?? 'prefer';
+  const known = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full', 'no-verify'];
+  if (!known.includes(sslmode)) throw new ConfigError(`PGSSLMODE=${sslmode} is not one of ${known.join(', ')}`);
+  let ssl: ClientConfig['ssl'];
+  if (sslmode === 'require' || sslmode === 'no-verify') ssl = { rejectUnauthorized: false };
+  else if (sslmode === 'verify-ca' || sslmode === 'verify-full') {
+    ssl = { rejectUnauthorized: true, ...(env.PGSSLROOTCERT_PEM ? { ca: env.PGSSLROOTCERT_PEM } : {}) };
+  }
+  return {
+    host: env.PGHOST ?? '127.0.0.1',
+    port,
+    database: env.PGDATABASE ?? 'postgres',
+    user: env.PGUSER ?? 'postgres',
+    password: env.PGPASSWORD,
+    ssl,
+    application_name: 'pgcdc-listener',
+    connectionTimeoutMillis: intVar(env, 'PGCONNECT_TIMEOUT', 15, 1, 600) * 1000,
+  };
+}
+
+export function loadListenerConfig(env: NodeJS.ProcessEnv): ListenerConfig {
+  const slot = env[ENV.slot] || 'pgcdc_slot';
+  if (!IDENTIFIER.test(slot)) {
+    throw new ConfigError(`${ENV.slot}=${slot}: slot names are lower-case letters, digits and _ (at most 63)`);
+  }
+  const publication = env[ENV.publication] || 'pgcdc_pub';
+  if (!IDENTIFIER.test(publication)) throw new ConfigError(`${ENV.publication}=${publication} is not a valid name`);
+  const decoder = (env[ENV.decoder] || 'wal2json') as DecoderName;
+  if (decoder !== 'wal2json' && decoder !== 'pgoutput') {
+    throw new ConfigError(`${ENV.decoder}=${decoder} must be "wal2json" or "pgoutput"`);
+  }
+  const tables = (env[ENV.tables] ?? '')
+    .split(',')
+    .map((t) => t.trim())
+    .filter(Boolean);
+  for (const t of tables) {
+    if (!TABLE_NAME.test(t)) throw new ConfigError(`${ENV.tables}: "${t}" must be schema.table (e.g. public.customers)`);
+  }
+  const projectId = env[ENV.project] || env.GOOGLE_CLOUD_PROJECT || env.GCLOUD_PROJECT || '';
+  const topic = env[ENV.topic] || '';
+  const fullTopic = /^projects\/([^/]+)\/topics\/([^/]+)$/.exec(topic);
+  if (!topic) throw new ConfigError(`${ENV.topic} is required: the Pub/Sub topic to publish change events to`);
+  if (!projectId && !fullTopic) {
+    throw new ConfigError(`${ENV.project} (or GOOGLE_CLOUD_PROJECT) is required unless ${ENV.topic} is a full path`);
+  }
+  const encoding = (env[ENV.encoding] || 'json+gzip') as Encoding;
+  if (encoding !== 'json' && encoding !== 'json+gzip') {
+    throw new ConfigError(`${ENV.encoding}=${encoding} must be "json" or "json+gzip"`);
+  }
+  return {
+    pg: pgConfigFromEnv(env),
+    slot,
+    publication,
+    decoder,
+    tables,
+    projectId: fullTopic ? fullTopic[1] : projectId,
+    topic: fullTopic ? fullTopic[2] : topic,
+    encoding,
+    maxMessageBytes: intVar(env, ENV.maxMessageBytes, 1024 * 1024, 1024, PUBSUB_MAX_MESSAGE_BYTES),
+    maxEventsPerMessage: intVar(env, ENV.maxEventsPerMessage, 2000, 1, 100_000),
+    maxRunSeconds: intVar(env, ENV.maxRunSeconds, 300, 1, 24 * 3600),
+    maxInFlightBytes: intVar(env, 'PGCDC_MAX_IN_FLIGHT_BYTES', 64 * 1024 * 1024, 1024 * 1024, 2 ** 31),
+  };
+}

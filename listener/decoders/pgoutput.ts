@@ -1,0 +1,241 @@
+// pgoutput, PostgreSQL's built-in logical replication protocol (proto_version 1), decoded with a cursor-style
+// binary reader and a tag switch. Relation messages describe a table before its first change in a
+// session; we cache them by relation OID.
+// Protocol: https://www.postgresql.org/docs/15/protocol-logicalrep-message-formats.html
+
+import { ColumnInfo, Row } from '../../contract/events';
+import { Lsn } from '../../contract/lsn';
+import { Catalog } from '../catalog';
+import { XLogData } from '../replication-stream';
+import { formatPgMicros } from '../time';
+import { Decoded, Decoder, TableRegistry, TableState, TransactionContext, keyOf } from './types';
+
+/** Reads big-endian integers and C strings from a buffer, advancing a cursor. */
+export class BinaryReader {
+  private pos = 0;
+  constructor(private readonly buf: Buffer) {}
+  u8(): number {
+    return this.buf[this.pos++];
+  }
+  i16(): number {
+    const v = this.buf.readInt16BE(this.pos);
+    this.pos += 2;
+    return v;
+  }
+  i32(): number {
+    const v = this.buf.readInt32BE(this.pos);
+    this.pos += 4;
+    return v;
+  }
+  u32(): number {
+    const v = this.buf.readUInt32BE(this.pos);
+    this.pos += 4;
+    return v;
+  }
+  u64(): bigint {
+    const v = this.buf.readBigUInt64BE(this.pos);
+    this.pos += 8;
+    return v;
+  }
+  i64(): bigint {
+    const v = this.buf.readBigInt64BE(this.pos);
+    this.pos += 8;
+    return v;
+  }
+  cstring(): string {
+    const end = this.buf.indexOf(0, this.pos);
+    const s = this.buf.toString('utf8', this.pos, end);
+    this.pos = end + 1;
+    return s;
+  }
+  bytes(n: number): Buffer {
+    const b = this.buf.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    return b;
+  }
+}
+
+interface Relation {
+  state: TableState;
+  /** Column names in the order tuples carry them. */
+  names: string[];
+  /** Replica identity columns: an old-key ('K') tuple carries only these (the others arrive as nulls). */
+  identity: string[];
+}
+
+interface Tuple {
+  row: Row;
+  unchanged: string[];
+}
+
+export class PgOutputDecoder implements Decoder {
+  readonly plugin = 'pgoutput';
+  readonly pluginOptions: Record<string, string>;
+  private readonly txn = new TransactionContext();
+  private readonly tables: TableRegistry;
+  private readonly relations = new Map<number, Relation>();
+  private readonly wanted: Set<string> | undefined;
+
+  constructor(catalog: Catalog, publication: string, tables: string[]) {
+    this.tables = new TableRegistry(catalog);
+    this.wanted = tables.length ? new Set(tables) : undefined;
+    this.pluginOptions = { proto_version: '1', publication_names: publication, messages: 'true' };
+  }
+
+  decode(msg: XLogData, emit: (item: Decoded) => void): void {
+    const r = new BinaryReader(msg.data);
+    const tag = String.fromCharCode(r.u8());
+    switch (tag) {
+      case 'B': {
+        const commitLsn: Lsn = r.u64();
+        const commitTs = formatPgMicros(r.i64());
+        const xid = r.u32();
+        this.txn.begin(xid, commitLsn, commitTs);
+        // pgoutput's Begin has no end LSN; the Commit message brings it.
+        emit({ kind: 'begin', xid, commitLsn, endLsn: 0n, commitTs });
+        return;
+      }
+      case 'C': {
+        r.u8(); // flags, unused
+        r.u64(); // commit LSN, known from Begin
+        const endLsn = r.u64();
+        this.txn.commit();
+        emit({ kind: 'commit', endLsn });
+        return;
+      }
+      case 'R':
+        this.relation(r);
+        return;
+      case 'Y': // type description: we read type names from the catalog instead
+      case 'O': // origin
+        return;
+      case 'I': {
+        const rel = this.rel(r.u32());
+        r.u8(); // 'N'
+        const t = this.tuple(r, rel);
+        if (!this.isWanted(rel)) return;
+        emit(this.change(rel, 'c', msg.walStart, null, t));
+        return;
+      }
+      case 'U': {
+        const rel = this.rel(r.u32());
+        const kind = String.fromCharCode(r.u8());
+        let old: Tuple | null = null;
+        if (kind === 'K' || kind === 'O') {
+          old = this.tuple(r, rel, kind === 'K');
+          r.u8(); // 'N': the new tuple follows
+        }
+        const t = this.tuple(r, rel);
+        if (!this.isWanted(rel)) return;
+        emit(this.change(rel, 'u', msg.walStart, old, t));
+        return;
+      }
+      case 'D': {
+        const rel = this.rel(r.u32());
+        const old = this.tuple(r, rel, r.u8() === 0x4b /* K */);
+        if (!this.isWanted(rel)) return;
+        const key = keyOf(rel.state.columns, old.row) ?? old.row;
+        emit({ kind: 'change', table: rel.state, event: this.txn.event('d', msg.walStart, key, old.row, null, []) });
+        return;
+      }
+      case 'T': {
+        const n = r.u32();
+        r.u8(); // options: CASCADE / RESTART IDENTITY
+        for (let i = 0; i < n; i++) {
+          const rel = this.rel(r.u32());
+          if (!this.isWanted(rel)) continue;
+          emit({ kind: 'change', table: rel.state, event: this.txn.event('t', msg.walStart, null, null, null, []) });
+        }
+        return;
+      }
+      case 'M': {
+        const transactional = (r.u8() & 1) === 1;
+        const lsn = r.u64();
+        const prefix = r.cstring();
+        const content = r.bytes(r.u32()).toString('utf8');
+        emit({ kind: 'message', prefix, content, lsn, transactional });
+        return;
+      }
+      default:
+        throw new Error(`pgoutput: unknown message tag ${JSON.stringify(tag)}`);
+    }
+  }
+
+  private change(rel: Relation, op: 'c' | 'u', lsn: Lsn, old: Tuple | null, t: Tuple): Decoded {
+    return {
+      kind: 'change',
+      table: rel.state,
+      event: this.txn.event(op, lsn, keyOf(rel.state.columns, t.row), old?.row ?? null, t.row, t.unchanged),
+    };
+  }
+
+  private relation(r: BinaryReader): void {
+    const oid = r.u32();
+    const schema = r.cstring();
+    const table = r.cstring();
+    r.u8(); // replica identity setting
+    const n = r.i16();
+    const cols: { name: string; typeOid: number; identity: boolean }[] = [];
+    for (let i = 0; i < n; i++) {
+      const flags = r.u8();
+      const name = r.cstring();
+      const typeOid = r.u32();
+      r.i32(); // typmod: the catalog's format_type has it already
+      cols.push({ name, typeOid, identity: (flags & 1) === 1 });
+    }
+    const known = this.tables.get(schema, table);
+    const sameShape =
+      known &&
+      known.columns.length === cols.length &&
+      known.columns.every((c, i) => c.name === cols[i].name && c.oid === cols[i].typeOid);
+    let state: TableState;
+    if (known && sameShape) {
+      state = known;
+    } else {
+      // Columns the catalog knows keep its names and key flags; new ones take the relation's.
+      const byName = new Map((known?.columns ?? []).map((c) => [c.name, c]));
+      const hasKey = cols.some((c) => byName.get(c.name)?.key);
+      const columns: ColumnInfo[] = cols.map((c) => {
+        const k = byName.get(c.name);
+        if (k && k.oid === c.typeOid) return k;
+        return { name: c.name, type: this.tables.typeName(c.typeOid), oid: c.typeOid, key: hasKey ? false : c.identity };
+      });
+      state = this.tables.set(schema, table, columns);
+    }
+    this.relations.set(oid, {
+      state,
+      names: cols.map((c) => c.name),
+      identity: cols.filter((c) => c.identity).map((c) => c.name),
+    });
+  }
+
+  private rel(oid: number): Relation {
+    const rel = this.relations.get(oid);
+    if (!rel) throw new Error(`pgoutput: change for relation ${oid} before its Relation message`);
+    return rel;
+  }
+
+  private isWanted(rel: Relation): boolean {
+    return !this.wanted || this.wanted.has(`${rel.state.schema}.${rel.state.table}`);
+  }
+
+  private tuple(r: BinaryReader, rel: Relation, keyOnly = false): Tuple {
+    const n = r.i16();
+    const row: Row = {};
+    const unchanged: string[] = [];
+    const keep = keyOnly ? new Set(rel.identity) : undefined;
+    for (let i = 0; i < n; i++) {
+      const name = rel.names[i];
+      if (keep && !keep.has(name)) {
+        r.u8(); // 'n': a non-identity column of an old key
+        continue;
+      }
+      const kind = r.u8();
+      if (kind === 0x6e /* n */) row[name] = null;
+      else if (kind === 0x75 /* u: unchanged TOAST, not sent */) unchanged.push(name);
+      else if (kind === 0x74 /* t */) row[name] = r.bytes(r.i32()).toString('utf8');
+      else throw new Error(`pgoutput: unsupported tuple value kind ${kind} (binary mode is not requested)`);
+    }
+    return { row, unchanged };
+  }
+}

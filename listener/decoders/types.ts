@@ -1,0 +1,109 @@
+// What both decoders produce from the slot's stream, and the bookkeeping they share: the current
+// transaction (for sequence numbers) and each table's column list.
+
+import { ChangeEvent, ColumnInfo, Op, Row } from '../../contract/events';
+import { Lsn, changeSeq, formatLsn } from '../../contract/lsn';
+import { Catalog } from '../catalog';
+import { XLogData } from '../replication-stream';
+
+export interface TableState {
+  schema: string;
+  table: string;
+  /** Replaced (never mutated) when the column set changes, so identity comparison detects a change. */
+  columns: ColumnInfo[];
+}
+
+export type Decoded =
+  | { kind: 'begin'; xid: number; commitLsn: Lsn; endLsn: Lsn; commitTs: string }
+  | { kind: 'change'; table: TableState; event: ChangeEvent }
+  | { kind: 'commit'; endLsn: Lsn }
+  | { kind: 'message'; prefix: string; content: string; lsn: Lsn; transactional: boolean };
+
+export interface Decoder {
+  /** The output plugin's name and the options START_REPLICATION passes to it. */
+  readonly plugin: string;
+  readonly pluginOptions: Record<string, string>;
+  decode(msg: XLogData, emit: (item: Decoded) => void): void;
+}
+
+/** The transaction being decoded: sequence numbers are its commit LSN and a running ordinal. */
+export class TransactionContext {
+  private xid = 0;
+  private commitLsn = 0n;
+  private commitLsnText = '';
+  private commitTs = '';
+  private ordinal = 0;
+  open = false;
+
+  begin(xid: number, commitLsn: Lsn, commitTs: string): void {
+    this.xid = xid;
+    this.commitLsn = commitLsn;
+    this.commitLsnText = formatLsn(commitLsn);
+    this.commitTs = commitTs;
+    this.ordinal = 0;
+    this.open = true;
+  }
+
+  commit(): void {
+    this.open = false;
+  }
+
+  event(op: Op, lsn: Lsn, key: Row | null, before: Row | null, after: Row | null, unchanged: string[]): ChangeEvent {
+    if (!this.open) throw new Error(`change at ${formatLsn(lsn)} outside a transaction`);
+    return {
+      op,
+      key,
+      before,
+      after,
+      unchanged,
+      lsn: formatLsn(lsn),
+      commitLsn: this.commitLsnText,
+      xid: this.xid,
+      commitTs: this.commitTs,
+      seq: changeSeq(this.commitLsn, this.ordinal++),
+    };
+  }
+}
+
+/** Table states by "schema.table", seeded from the catalog. */
+export class TableRegistry {
+  private readonly states = new Map<string, TableState>();
+
+  constructor(private readonly catalog: Catalog) {}
+
+  get(schema: string, table: string): TableState | undefined {
+    const qn = `${schema}.${table}`;
+    let s = this.states.get(qn);
+    if (!s) {
+      const cols = this.catalog.tables.get(qn);
+      if (!cols) return undefined;
+      s = { schema, table, columns: cols };
+      this.states.set(qn, s);
+    }
+    return s;
+  }
+
+  /** Record a new column list for a table (a table created or altered during the run). */
+  set(schema: string, table: string, columns: ColumnInfo[]): TableState {
+    const s = { schema, table, columns };
+    this.states.set(`${schema}.${table}`, s);
+    return s;
+  }
+
+  typeName(oid: number): string {
+    return this.catalog.typeNames.get(oid) ?? `oid:${oid}`;
+  }
+}
+
+export function keyOf(columns: ColumnInfo[], row: Row | null): Row | null {
+  if (!row) return null;
+  const key: Row = {};
+  let any = false;
+  for (const c of columns) {
+    if (c.key && c.name in row) {
+      key[c.name] = row[c.name];
+      any = true;
+    }
+  }
+  return any ? key : null;
+}

@@ -1,0 +1,93 @@
+// The listener's failures a user can act on, each with its own exit code (documented in the README).
+
+export const EXIT = {
+  ok: 0,
+  other: 1,
+  config: 2,
+  databaseUnreachable: 3,
+  replicationSetup: 4,
+  pubsub: 5,
+} as const;
+
+export class ListenerError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: number,
+  ) {
+    super(message);
+    this.name = 'ListenerError';
+  }
+}
+
+export class ConfigError extends ListenerError {
+  constructor(message: string) {
+    super(message, EXIT.config);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Slot missing, wrong plugin, wal_level, missing REPLICATION privilege... something 0-init.sql fixes. */
+export class ReplicationSetupError extends ListenerError {
+  constructor(message: string) {
+    super(message, EXIT.replicationSetup);
+    this.name = 'ReplicationSetupError';
+  }
+}
+
+export class DatabaseUnreachableError extends ListenerError {
+  constructor(message: string) {
+    super(message, EXIT.databaseUnreachable);
+    this.name = 'DatabaseUnreachableError';
+  }
+}
+
+export class PublishError extends ListenerError {
+  constructor(message: string) {
+    super(message, EXIT.pubsub);
+    this.name = 'PublishError';
+  }
+}
+
+const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ETIMEDOUT', 'ECONNRESET', 'EAI_AGAIN']);
+
+/** Turns a `pg` connection/query error into the listener error that says what to fix. */
+export function classifyPgError(e: unknown, ctx: { slot: string; user?: string; host?: string }): Error {
+  const err = e as Error & { code?: string; routine?: string };
+  const msg = err.message ?? String(e);
+  if (err.code && UNREACHABLE_CODES.has(err.code)) {
+    return new DatabaseUnreachableError(
+      `cannot reach the database at ${ctx.host ?? '?'}: ${msg}. Check PGHOST/PGPORT and the network path (PSC endpoint, VPC egress).`,
+    );
+  }
+  if (err.code === '42704' && /replication slot/.test(msg)) {
+    return new ReplicationSetupError(
+      `replication slot "${ctx.slot}" does not exist. Run the SQL init (pgcdc sql init) or create it: ` +
+        `SELECT pg_create_logical_replication_slot('${ctx.slot}', 'wal2json');`,
+    );
+  }
+  if (err.code === '42501' && /replication/i.test(msg)) {
+    return new ReplicationSetupError(
+      `user "${ctx.user ?? '?'}" lacks the REPLICATION privilege: ALTER ROLE "${ctx.user ?? '?'}" WITH REPLICATION; (${msg})`,
+    );
+  }
+  if (err.code === '28000' && /replication/i.test(msg)) {
+    return new ReplicationSetupError(
+      `the server refuses replication connections for user "${ctx.user ?? '?'}": ${msg}. ` +
+        'Grant REPLICATION to the user and allow "replication" connections in pg_hba.conf (Cloud SQL does this for you).',
+    );
+  }
+  if (err.code === '55000' && /wal_level/.test(msg)) {
+    return new ReplicationSetupError(
+      `${msg}. Set wal_level=logical (Cloud SQL: the flag cloudsql.logical_decoding=on) and restart the server.`,
+    );
+  }
+  if (err.code === '55006' && /replication slot/.test(msg)) {
+    return new ReplicationSetupError(
+      `${msg}: another listener run is still reading this slot; runs must not overlap (check the scheduler interval and job timeout).`,
+    );
+  }
+  if (err.code === '3D000' || err.code === '28P01' || err.code === '28000') {
+    return new DatabaseUnreachableError(`cannot log in to the database: ${msg}`);
+  }
+  return err instanceof Error ? err : new Error(msg);
+}

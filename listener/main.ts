@@ -1,0 +1,44 @@
+#!/usr/bin/env node
+// Container entry point of the listener job: `node dist/listener/main.js [listen|sql-init]`.
+// Prints one JSON line (the run's summary, or the SQL init's report) on stdout; errors go to stderr as one
+// JSON line too, and the exit code says what kind of failure it was (listener/errors.ts).
+
+import { ENV } from '../contract/env';
+import { loadListenerConfig, pgConfigFromEnv } from './config';
+import { EXIT, ListenerError } from './errors';
+import { runListener } from './run';
+import { runSqlInit } from './sql-init';
+
+async function main(argv: string[]): Promise<number> {
+  const command = argv[0] ?? 'listen';
+  const log = (line: string) => process.stderr.write(JSON.stringify({ severity: 'INFO', message: line }) + '\n');
+  if (command === 'sql-init') {
+    const env = process.env;
+    const report = await runSqlInit(pgConfigFromEnv(env), {
+      slot: env[ENV.slot] || 'pgcdc_slot',
+      publication: env[ENV.publication] || 'pgcdc_pub',
+      decoder: env[ENV.decoder] === 'pgoutput' ? 'pgoutput' : 'wal2json',
+      replicationUser: env.PGCDC_REPLICATION_USER || env.PGUSER,
+    });
+    process.stdout.write(JSON.stringify({ command, ...report }) + '\n');
+    return EXIT.ok;
+  }
+  if (command !== 'listen') {
+    process.stderr.write(`unknown command "${command}": expected "listen" or "sql-init"\n`);
+    return EXIT.config;
+  }
+  const cfg = loadListenerConfig(process.env);
+  const summary = await runListener(cfg, { log });
+  process.stdout.write(JSON.stringify({ command, ...summary }) + '\n');
+  return EXIT.ok;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    const err = e instanceof Error ? e : new Error(String(e));
+    // Cloud Logging reads `severity` and `message` from JSON lines on stderr.
+    process.stderr.write(JSON.stringify({ severity: 'ERROR', error: err.name, message: err.message }) + '\n');
+    process.exit(err instanceof ListenerError ? err.exitCode : EXIT.other);
+  },
+);

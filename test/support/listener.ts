@@ -1,0 +1,51 @@
+// Builds listener configurations against the shared test stack.
+
+import { Client } from 'pg';
+import { ListenerConfig, DecoderName } from '../../listener/config';
+import path from 'node:path';
+import { defaultSqlDir, runSqlInit } from '../../listener/sql-init';
+import { TEST_PROJECT, TestTopic } from './pubsub';
+import { freshDatabase, uniqueName } from './stack';
+
+export interface ListenerFixture {
+  cfg: ListenerConfig;
+  db: { host: string; port: number; user: string; database: string };
+  /** Runs SQL against the fixture's database on a fresh connection. */
+  sql(text: string, params?: unknown[]): Promise<Record<string, unknown>[]>;
+}
+
+export async function listenerFixture(
+  topic: TestTopic,
+  decoder: DecoderName,
+  overrides: Partial<ListenerConfig> = {},
+): Promise<ListenerFixture> {
+  const db = await freshDatabase(`l_${decoder}`);
+  const slot = uniqueName(`slot_${decoder}`);
+  const publication = uniqueName('pub');
+  await runSqlInit(db, { slot, publication, decoder, files: [path.join(defaultSqlDir(), '0-init.sql')] });
+  const cfg: ListenerConfig = {
+    pg: db,
+    slot,
+    publication,
+    decoder,
+    tables: [],
+    projectId: TEST_PROJECT,
+    topic: topic.topic,
+    encoding: 'json+gzip',
+    maxMessageBytes: 1024 * 1024,
+    maxEventsPerMessage: 2000,
+    maxRunSeconds: 300,
+    maxInFlightBytes: 64 * 1024 * 1024,
+    ...overrides,
+  };
+  const sql = async (text: string, params?: unknown[]) => {
+    const c = new Client(db);
+    await c.connect();
+    try {
+      return (await c.query(text, params)).rows as Record<string, unknown>[];
+    } finally {
+      await c.end();
+    }
+  };
+  return { cfg, db, sql };
+}

@@ -1,0 +1,72 @@
+// Test helpers around the real @google-cloud/pubsub client talking to the emulator.
+
+import { PubSub, v1 } from '@google-cloud/pubsub';
+import { credentials } from '@grpc/grpc-js';
+import { decodeBatch } from '../../contract/codec';
+import { ChangeEvent, EventBatch } from '../../contract/events';
+import { testPubSub, uniqueName } from './stack';
+
+export const TEST_PROJECT = 'pgcdc-test';
+
+export interface TestTopic {
+  topic: string;
+  subscription: string;
+  emulatorHost: string;
+}
+
+/** Points the Pub/Sub client library at the shared emulator (it reads PUBSUB_EMULATOR_HOST). */
+export async function useEmulator(): Promise<string> {
+  const emu = await testPubSub();
+  process.env.PUBSUB_EMULATOR_HOST = emu.host;
+  // No GCE metadata server here: without this, google-auth-library probes for one and warns.
+  process.env.METADATA_SERVER_DETECTION = 'none';
+  return emu.host;
+}
+
+export async function createTopic(prefix = 'topic'): Promise<TestTopic> {
+  const emulatorHost = await useEmulator();
+  const pubsub = new PubSub({ projectId: TEST_PROJECT });
+  const name = uniqueName(prefix);
+  const [topic] = await pubsub.createTopic(name);
+  await topic.createSubscription(`${name}-sub`, { ackDeadlineSeconds: 60 });
+  await pubsub.close();
+  return { topic: name, subscription: `${name}-sub`, emulatorHost };
+}
+
+export interface PulledBatch {
+  batch: EventBatch;
+  attributes: Record<string, string>;
+}
+
+/** Pulls and acks everything currently in the subscription (until a pull comes back empty). */
+export async function pullAll(t: TestTopic): Promise<PulledBatch[]> {
+  const [host, port] = t.emulatorHost.split(':');
+  const client = new v1.SubscriberClient({ servicePath: host, port: Number(port), sslCreds: credentials.createInsecure() });
+  const subscription = `projects/${TEST_PROJECT}/subscriptions/${t.subscription}`;
+  const out: PulledBatch[] = [];
+  try {
+    for (;;) {
+      const [res] = await client.pull({ subscription, maxMessages: 1000, returnImmediately: true });
+      const msgs = res.receivedMessages ?? [];
+      if (msgs.length === 0) break;
+      for (const m of msgs) {
+        const attributes = (m.message?.attributes ?? {}) as Record<string, string>;
+        out.push({ batch: decodeBatch(Buffer.from(m.message!.data as Uint8Array), attributes), attributes });
+      }
+      await client.acknowledge({ subscription, ackIds: msgs.map((m) => m.ackId!) });
+    }
+  } finally {
+    await client.close();
+  }
+  return out;
+}
+
+export interface TableEvent extends ChangeEvent {
+  schema: string;
+  table: string;
+}
+
+export function eventsOf(batches: PulledBatch[]): TableEvent[] {
+  const all = batches.flatMap((b) => b.batch.events.map((e) => ({ ...e, schema: b.batch.schema, table: b.batch.table })));
+  return all.sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0));
+}
