@@ -29,6 +29,8 @@ export interface ListenerSummary {
   lastCommitTs: string | null;
   seconds: number;
   stoppedBy: 'wal-end' | 'time-limit';
+  /** Peak resident memory of this process so far, in MiB (the memory bound of DESIGN §4.4). */
+  peakRssMb: number;
 }
 
 export interface RunOptions {
@@ -252,6 +254,7 @@ export async function runListener(cfg: ListenerConfig, opts: RunOptions = {}): P
       lastCommitTs,
       seconds: (Date.now() - started) / 1000,
       stoppedBy,
+      peakRssMb: Math.round(process.resourceUsage().maxRSS / 1024),
     };
   } catch (e) {
     // Whatever was acknowledged is still safe to confirm; anything else is read again next run.

@@ -1,6 +1,7 @@
 // Builds listener configurations against the shared test stack.
 
 import { Client } from 'pg';
+import { ENV } from '../../contract/env';
 import { ListenerConfig, DecoderName } from '../../listener/config';
 import path from 'node:path';
 import { defaultSqlDir, runSqlInit } from '../../listener/sql-init';
@@ -48,4 +49,23 @@ export async function listenerFixture(
     }
   };
   return { cfg, db, sql };
+}
+
+/** The environment a Cloud Run job would get for this configuration. */
+export function listenerEnv(cfg: ListenerConfig): Record<string, string> {
+  return {
+    PGHOST: String(cfg.pg.host),
+    PGPORT: String(cfg.pg.port),
+    PGUSER: String(cfg.pg.user),
+    PGDATABASE: String(cfg.pg.database),
+    [ENV.slot]: cfg.slot,
+    [ENV.publication]: cfg.publication,
+    [ENV.decoder]: cfg.decoder,
+    [ENV.project]: cfg.projectId,
+    [ENV.topic]: cfg.topic,
+    [ENV.encoding]: cfg.encoding,
+    [ENV.maxEventsPerMessage]: String(cfg.maxEventsPerMessage),
+    [ENV.maxMessageBytes]: String(cfg.maxMessageBytes),
+    [ENV.maxRunSeconds]: String(cfg.maxRunSeconds),
+  };
 }
