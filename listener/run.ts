@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { PubSub } from '@google-cloud/pubsub';
 import { Client } from 'pg';
-import { Lsn, formatLsn, parseLsn } from '../contract/lsn';
+import { formatLsn, parseLsn } from '../contract/lsn';
 import { loadCatalog } from './catalog';
 import { ListenerConfig } from './config';
 import { Decoded, Decoder } from './decoders/types';
@@ -37,6 +37,8 @@ export interface RunOptions {
   log?: (line: string) => void;
   /** Replaces the Pub/Sub topic (tests inject faults around the real one). */
   sink?: MessageSink;
+  /** Clock for the time limit (tests make time pass deterministically). */
+  now?: () => number;
 }
 
 /** Prefix of the logical messages that mark the WAL end a run reads up to; they also advance idle slots. */
@@ -112,7 +114,8 @@ async function checkSlot(client: Client, cfg: ListenerConfig): Promise<void> {
 }
 
 export async function runListener(cfg: ListenerConfig, opts: RunOptions = {}): Promise<ListenerSummary> {
-  const started = Date.now();
+  const now = opts.now ?? Date.now;
+  const started = now();
   const log = opts.log ?? (() => undefined);
   const ctx = { slot: cfg.slot, user: cfg.pg.user, host: String(cfg.pg.host) };
   const sql = new Client({ ...cfg.pg, application_name: 'pgcdc-listener-control' });
@@ -150,8 +153,8 @@ export async function runListener(cfg: ListenerConfig, opts: RunOptions = {}): P
     const deadline = started + cfg.maxRunSeconds * 1000;
     let stoppedBy: ListenerSummary['stoppedBy'] = 'wal-end';
     let transactions = 0;
-    let firstLsn: Lsn | null = null;
-    let lastLsn: Lsn | null = null;
+    let firstLsn: string | null = null;
+    let lastLsn: string | null = null;
     let lastCommitTs: string | null = null;
     let sawMarker = false;
     let paused = false;
@@ -178,8 +181,8 @@ export async function runListener(cfg: ListenerConfig, opts: RunOptions = {}): P
           lastCommitTs = item.commitTs;
           return;
         case 'change':
-          firstLsn ??= parseLsn(item.event.lsn);
-          lastLsn = parseLsn(item.event.lsn);
+          firstLsn ??= item.event.lsn;
+          lastLsn = item.event.lsn;
           publisher.add(item.table, item.event);
           if (publisher.inFlightChars > cfg.maxInFlightBytes && !paused) {
             paused = true;
@@ -197,7 +200,7 @@ export async function runListener(cfg: ListenerConfig, opts: RunOptions = {}): P
           if (sawMarker || item.endLsn > targetLsn) {
             done = true;
             finish();
-          } else if (Date.now() > deadline) {
+          } else if (now() > deadline) {
             stoppedBy = 'time-limit';
             done = true;
             finish();
@@ -247,8 +250,8 @@ export async function runListener(cfg: ListenerConfig, opts: RunOptions = {}): P
       messages: publisher.stats.messages,
       bytes: publisher.stats.bytes,
       transactions,
-      firstLsn: firstLsn === null ? null : formatLsn(firstLsn),
-      lastLsn: lastLsn === null ? null : formatLsn(lastLsn),
+      firstLsn,
+      lastLsn,
       confirmedLsn: formatLsn(stream.confirmedLsn),
       lagBytes: Number(lag.rows[0]?.lag ?? 0),
       lastCommitTs,

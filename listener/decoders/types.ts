@@ -29,16 +29,17 @@ export interface Decoder {
 /** The transaction being decoded: sequence numbers are its commit LSN and a running ordinal. */
 export class TransactionContext {
   private xid = 0;
-  private commitLsn = 0n;
   private commitLsnText = '';
+  /** The seq's first section, computed once per transaction (hot path: one event per row). */
+  private seqPrefix = '';
   private commitTs = '';
   private ordinal = 0;
   open = false;
 
   begin(xid: number, commitLsn: Lsn, commitTs: string): void {
     this.xid = xid;
-    this.commitLsn = commitLsn;
     this.commitLsnText = formatLsn(commitLsn);
+    this.seqPrefix = changeSeq(commitLsn, 0).slice(0, 17);
     this.commitTs = commitTs;
     this.ordinal = 0;
     this.open = true;
@@ -48,19 +49,21 @@ export class TransactionContext {
     this.open = false;
   }
 
-  event(op: Op, lsn: Lsn, key: Row | null, before: Row | null, after: Row | null, unchanged: string[]): ChangeEvent {
-    if (!this.open) throw new Error(`change at ${formatLsn(lsn)} outside a transaction`);
+  /** `lsn` as a bigint or as Postgres' text (wal2json sends text: no need to parse and print it again). */
+  event(op: Op, lsn: Lsn | string, key: Row | null, before: Row | null, after: Row | null, unchanged: string[]): ChangeEvent {
+    const lsnText = typeof lsn === 'string' ? lsn : formatLsn(lsn);
+    if (!this.open) throw new Error(`change at ${lsnText} outside a transaction`);
     return {
       op,
       key,
       before,
       after,
       unchanged,
-      lsn: formatLsn(lsn),
+      lsn: lsnText,
       commitLsn: this.commitLsnText,
       xid: this.xid,
       commitTs: this.commitTs,
-      seq: changeSeq(this.commitLsn, this.ordinal++),
+      seq: this.seqPrefix + (this.ordinal++).toString(16).toUpperCase().padStart(16, '0'),
     };
   }
 }

@@ -7,7 +7,7 @@
 // Known wal2json 2.5 behaviour we cannot undo: NaN and ±Infinity in float/numeric columns arrive as null.
 
 import { ColumnInfo, Row } from '../../contract/events';
-import { parseLsn } from '../../contract/lsn';
+import { Lsn, parseLsn } from '../../contract/lsn';
 import { Catalog } from '../catalog';
 import { XLogData } from '../replication-stream';
 import { normalizeTimestamptz } from '../time';
@@ -113,7 +113,7 @@ export class Wal2JsonDecoder implements Decoder {
           kind: 'message',
           prefix: r.prefix ?? '',
           content: r.content ?? '',
-          lsn: lsnOf(r, msg),
+          lsn: r.lsn ? parseLsn(r.lsn) : msg.walStart,
           transactional: r.transactional === true,
         });
         return;
@@ -166,6 +166,6 @@ export class Wal2JsonDecoder implements Decoder {
   }
 }
 
-function lsnOf(r: W2jRecord, msg: XLogData) {
-  return r.lsn ? parseLsn(r.lsn) : msg.walStart;
+function lsnOf(r: W2jRecord, msg: XLogData): Lsn | string {
+  return r.lsn ?? msg.walStart;
 }

@@ -48,22 +48,30 @@ describe('listener: bounded memory and bounded runs', function () {
 
   it('stops at the time limit at a transaction boundary and the next run continues where it stopped', async () => {
     const topic = await createTopic('timelimit');
-    const f = await listenerFixture(topic, 'pgoutput', { maxRunSeconds: 1 });
-    await f.sql('CREATE TABLE t (id int PRIMARY KEY)');
-    // Enough small transactions that one second cannot read them all.
-    await f.sql(
-      "DO $$ BEGIN FOR i IN 1..100000 LOOP INSERT INTO t VALUES (i); COMMIT; END LOOP; END $$",
-    );
-    const seen = new Set<string>();
-    let runs = 0;
-    let stoppedByLimit = 0;
-    while (seen.size < 100000 && runs < 30) {
-      const s = await runListener(f.cfg);
-      runs++;
-      if (s.stoppedBy === 'time-limit') stoppedByLimit++;
-      for (const p of await pullAll(topic)) for (const e of p.batch.events) seen.add(e.key!.id!);
+    const f = await listenerFixture(topic, 'pgoutput', { maxRunSeconds: 3 });
+    await f.sql('CREATE TABLE t (id int PRIMARY KEY, txn int)');
+    for (let txn = 1; txn <= 10; txn++) {
+      await f.sql(`INSERT INTO t SELECT g, ${txn} FROM generate_series(${txn * 100 - 99}, ${txn * 100}) g`);
     }
-    assert.equal(seen.size, 100000);
-    assert.ok(stoppedByLimit >= 1, `no run hit the 1 s limit in ${runs} runs`);
+    const runs: { stoppedBy: string; txns: Map<string, number> }[] = [];
+    const seen = new Set<string>();
+    while (seen.size < 1000 && runs.length < 20) {
+      // A clock that advances one second each time the listener looks: the limit falls mid-stream.
+      let t = 0;
+      const s = await runListener(f.cfg, { now: () => (t += 1000) });
+      const txns = new Map<string, number>();
+      for (const p of await pullAll(topic)) {
+        for (const e of p.batch.events) {
+          seen.add(e.key!.id!);
+          txns.set(e.after!.txn!, (txns.get(e.after!.txn!) ?? 0) + 1);
+        }
+      }
+      runs.push({ stoppedBy: s.stoppedBy, txns });
+    }
+    assert.equal(seen.size, 1000);
+    assert.ok(runs.length > 2, `only ${runs.length} runs`);
+    assert.ok(runs.slice(0, -1).every((r) => r.stoppedBy === 'time-limit'));
+    // Every run ends at a transaction boundary: each transaction it read, it read whole.
+    for (const r of runs) for (const [txn, n] of r.txns) assert.equal(n, 100, `transaction ${txn} split across runs`);
   });
 });

@@ -1,0 +1,143 @@
+// npm run bench:listener — the listener against pg_recvlogical, our physical limit, on identical slots.
+//
+// For each workload, slots are created before the changes, so pg_recvlogical (writing to /dev/null) and the
+// listener (publishing to the Pub/Sub emulator and waiting for every acknowledgement) decode the same WAL.
+// Both run with the same output-plugin options. Prints one line per measurement and the ratio.
+
+import { execFileSync } from 'node:child_process';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { PubSub } from '@google-cloud/pubsub';
+import { Client } from 'pg';
+import { ListenerConfig, DecoderName } from '../listener/config';
+import { PgOutputDecoder } from '../listener/decoders/pgoutput';
+import { Wal2JsonDecoder } from '../listener/decoders/wal2json';
+import { runListener } from '../listener/run';
+import { startPostgres, PostgresCluster } from '../local/postgres';
+import { startPubSubEmulator } from '../local/pubsub-emulator';
+
+const PROJECT = 'pgcdc-bench';
+const DECODERS: DecoderName[] = ['wal2json', 'pgoutput'];
+
+interface Workload {
+  name: string;
+  changes: number;
+  sql: string[];
+}
+
+const WORKLOADS: Workload[] = [
+  {
+    name: '500k inserts + 250k updates + 50k deletes, 3 transactions',
+    changes: 800_000,
+    sql: [
+      "INSERT INTO bench SELECT g, 'name ' || g, g * 1.5, now() FROM generate_series(1, 500000) g",
+      "UPDATE bench SET name = name || ' updated', amount = amount + 1 WHERE id <= 250000",
+      'DELETE FROM bench WHERE id > 450000',
+    ],
+  },
+  {
+    name: '100k one-row transactions',
+    changes: 100_000,
+    sql: [
+      "DO $$ BEGIN FOR i IN 1..100000 LOOP INSERT INTO bench VALUES (1000000 + i, 'row ' || i, i, now()); COMMIT; END LOOP; END $$",
+    ],
+  },
+];
+
+function pluginArgs(decoder: DecoderName): string[] {
+  const d =
+    decoder === 'wal2json'
+      ? new Wal2JsonDecoder({ tables: new Map(), typeNames: new Map() }, [])
+      : new PgOutputDecoder({ tables: new Map(), typeNames: new Map() }, 'bench_pub', []);
+  return Object.entries(d.pluginOptions).flatMap(([k, v]) => ['-o', `${k}=${v}`]);
+}
+
+async function query(c: Client, sql: string): Promise<Record<string, string>[]> {
+  return (await c.query(sql)).rows as Record<string, string>[];
+}
+
+function recvlogical(cluster: PostgresCluster, slot: string, decoder: DecoderName, endpos: string): number {
+  const t0 = process.hrtime.bigint();
+  const asPostgres = process.getuid?.() === 0 ? ['runuser', '-u', 'postgres', '--'] : [];
+  const argv = [
+    ...asPostgres,
+    path.join(cluster.binDir, 'pg_recvlogical'),
+    '-h', cluster.host, '-p', String(cluster.port), '-U', cluster.user, '-d', 'bench',
+    '--slot', slot, '--start', '--endpos', endpos, '--no-loop', '-f', '/dev/null', ...pluginArgs(decoder),
+  ];
+  execFileSync(argv[0], argv.slice(1), { stdio: 'inherit' });
+  return Number(process.hrtime.bigint() - t0) / 1e9;
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'pgcdc-bench-'));
+  chmodSync(dir, 0o755);
+  const cluster = await startPostgres({ dir: path.join(dir, 'pg') });
+  const emulator = await startPubSubEmulator({ dir: path.join(dir, 'pubsub') });
+  process.env.PUBSUB_EMULATOR_HOST = emulator.host;
+  process.env.METADATA_SERVER_DETECTION = 'none';
+  const admin = new Client(cluster.connection());
+  await admin.connect();
+  await admin.query('CREATE DATABASE bench');
+  await admin.end();
+  const db = new Client(cluster.connection('bench'));
+  await db.connect();
+  const pubsub = new PubSub({ projectId: PROJECT });
+  console.log(`pgcdc listener benchmark — ${os.cpus().length} cores, node ${process.version}`);
+  try {
+    await query(db, 'CREATE PUBLICATION bench_pub FOR ALL TABLES');
+    await query(db, 'CREATE TABLE bench (id int PRIMARY KEY, name text, amount numeric(12,2), at timestamptz)');
+    for (const [w, workload] of WORKLOADS.entries()) {
+      for (const decoder of DECODERS) {
+        for (const who of ['recv', 'pgcdc']) {
+          await query(db, `SELECT pg_create_logical_replication_slot('${who}_${decoder}_${w}', '${decoder}')`);
+        }
+      }
+      const t0 = Date.now();
+      for (const s of workload.sql) await query(db, s);
+      const [{ lsn }] = await query(db, 'SELECT pg_current_wal_lsn()::text AS lsn');
+      console.log(`\n${workload.name}: ${workload.changes} changes written in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+      for (const decoder of DECODERS) {
+        const recvSeconds = recvlogical(cluster, `recv_${decoder}_${w}`, decoder, lsn);
+        const [topic] = await pubsub.createTopic(`bench-${decoder}-${w}`);
+        const cfg: ListenerConfig = {
+          pg: cluster.connection('bench'),
+          slot: `pgcdc_${decoder}_${w}`,
+          publication: 'bench_pub',
+          decoder,
+          tables: [],
+          projectId: PROJECT,
+          topic: topic.name.split('/').pop()!,
+          encoding: 'json+gzip',
+          maxMessageBytes: 1024 * 1024,
+          maxEventsPerMessage: 2000,
+          maxRunSeconds: 3600,
+          maxInFlightBytes: 64 * 1024 * 1024,
+        };
+        const s = await runListener(cfg);
+        const recvRate = workload.changes / recvSeconds;
+        const ourRate = s.changes / s.seconds;
+        console.log(
+          `  ${decoder.padEnd(8)}  pg_recvlogical ${recvSeconds.toFixed(2)} s (${Math.round(recvRate)}/s)` +
+            `  pgcdc ${s.seconds.toFixed(2)} s (${Math.round(ourRate)}/s, ${s.messages} messages, ` +
+            `${(s.bytes / s.changes).toFixed(1)} B/change, peak RSS ${s.peakRssMb} MB)` +
+            `  ratio ${(ourRate / recvRate).toFixed(2)}`,
+        );
+        if (s.changes !== workload.changes) throw new Error(`pgcdc read ${s.changes} changes, expected ${workload.changes}`);
+        await topic.delete();
+      }
+    }
+  } finally {
+    await db.end();
+    await pubsub.close();
+    await emulator.stop();
+    cluster.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((e: unknown) => {
+  console.error(e);
+  process.exit(1);
+});

@@ -1,0 +1,346 @@
+// The job Dockerfiles, checked without a Docker engine: every path they copy exists (in the context, or in
+// the output of the very build steps they run), the entry point is compiled JavaScript that loads only what
+// the image holds, the runtime has production dependencies only and does not run as root.
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { jobPackageJson, packageOf, requireSpecifiers, requiredPackages } from '../../infra/docker/job-deps';
+import { OUT_DIR, REPO_ROOT } from './harness';
+
+interface Instruction {
+  op: string;
+  args: string;
+}
+interface Stage {
+  name: string;
+  base: string;
+  workdir: string;
+  instructions: Instruction[];
+}
+
+/** Splits a Dockerfile into stages of instructions (continuation lines joined, comments dropped). */
+function parseDockerfile(text: string): Stage[] {
+  const lines = text.replace(/\\\n/g, ' ').split('\n');
+  const stages: Stage[] = [];
+  const args = new Map<string, string>();
+  for (const raw of lines) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) continue;
+    const m = /^(\w+)\s+(.*)$/.exec(line);
+    assert.ok(m, `unparsable line: ${line}`);
+    const op = m[1]!.toUpperCase();
+    const rest = m[2]!.replace(/\$\{(\w+)\}/g, (_, k: string) => args.get(k) ?? '');
+    if (op === 'ARG' && stages.length === 0) {
+      const [k, v] = rest.split('=');
+      args.set(k!, v ?? '');
+    } else if (op === 'FROM') {
+      const f = /^(\S+)(?:\s+AS\s+(\S+))?$/i.exec(rest)!;
+      stages.push({ base: f[1]!, name: f[2] ?? `#${stages.length}`, workdir: '/', instructions: [] });
+    } else {
+      const stage = stages[stages.length - 1];
+      assert.ok(stage, `${op} before FROM`);
+      if (op === 'WORKDIR') stage.workdir = path.posix.resolve(stage.workdir, rest);
+      stage.instructions.push({ op, args: rest });
+    }
+  }
+  return stages;
+}
+
+interface Copy {
+  from?: string;
+  sources: string[];
+  dest: string;
+}
+function copies(stage: Stage): Copy[] {
+  return stage.instructions
+    .filter((i) => i.op === 'COPY')
+    .map((i) => {
+      const words = i.args.split(/\s+/);
+      const from = words.find((w) => w.startsWith('--from='))?.slice('--from='.length);
+      const paths = words.filter((w) => !w.startsWith('--'));
+      return {
+        from,
+        sources: paths.slice(0, -1),
+        dest: path.posix.resolve(stage.workdir, paths[paths.length - 1]!),
+      };
+    });
+}
+
+/** .dockerignore semantics as Docker applies them: last matching line wins; a match on a parent excludes. */
+function isIgnored(relPath: string, ignoreText: string): boolean {
+  const rules = ignoreText
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'))
+    .map((l) => {
+      const negate = l.startsWith('!');
+      const pattern = negate ? l.slice(1) : l;
+      const source = pattern
+        .split('/')
+        .map((seg) =>
+          seg === '**'
+            ? '.*'
+            : seg
+                .replace(/[.+^$()|[\]{}]/g, '\\$&')
+                .replace(/\*/g, '[^/]*')
+                .replace(/\?/g, '[^/]'),
+        )
+        .join('/')
+        .replace(/\.\*\//g, '(?:.*/)?');
+      return { negate, re: new RegExp(`^${source}$`) };
+    });
+  const parts = relPath.split('/');
+  let ignored = false;
+  for (let i = 1; i <= parts.length; i++) {
+    const prefix = parts.slice(0, i).join('/');
+    for (const r of rules) if (r.re.test(prefix)) ignored = !r.negate;
+  }
+  return ignored;
+}
+
+/** Files a compiled entry point loads through relative requires, transitively (paths under OUT_DIR). */
+function relativeClosure(entry: string): { files: string[]; packages: string[] } {
+  const files = new Set<string>();
+  const packages = new Set<string>();
+  const visit = (file: string) => {
+    if (files.has(file)) return;
+    files.add(file);
+    for (const spec of requireSpecifiers(readFileSync(file, 'utf8'))) {
+      const pkg = packageOf(spec);
+      if (pkg !== undefined) packages.add(pkg);
+      if (!spec.startsWith('.')) continue;
+      const base = path.resolve(path.dirname(file), spec);
+      const target = [base, `${base}.js`, path.join(base, 'index.js')].find(
+        (p) => existsSync(p) && p.endsWith('.js'),
+      );
+      assert.ok(
+        target,
+        `${path.relative(OUT_DIR, file)} requires "${spec}", which the build does not produce`,
+      );
+      visit(target);
+    }
+  };
+  visit(entry);
+  return { files: [...files], packages: [...packages] };
+}
+
+const ignoreText = readFileSync(path.join(REPO_ROOT, '.dockerignore'), 'utf8');
+const rootPackage = JSON.parse(readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as {
+  dependencies: Record<string, string>;
+  devDependencies: Record<string, string>;
+};
+const lock = JSON.parse(readFileSync(path.join(REPO_ROOT, 'package-lock.json'), 'utf8')) as Parameters<
+  typeof jobPackageJson
+>[1];
+
+for (const job of ['listener', 'sink'] as const) {
+  describe(`${job}/Dockerfile`, () => {
+    const stages = parseDockerfile(readFileSync(path.join(REPO_ROOT, job, 'Dockerfile'), 'utf8'));
+    const byName = new Map(stages.map((s) => [s.name, s]));
+    const runtime = stages[stages.length - 1]!;
+    const entrypoint = JSON.parse(runtime.instructions.find((i) => i.op === 'ENTRYPOINT')!.args) as string[];
+    const entryFile = path.posix.resolve(runtime.workdir, entrypoint[1]!);
+    /** Where a path of a stage's /app/dist lives in our own build output (tsc mirrors sources the same way). */
+    const built = (stage: Stage, p: string): string => {
+      const rel = path.posix.relative(path.posix.join(stage.workdir, 'dist'), p);
+      return path.join(OUT_DIR, rel);
+    };
+    /** The directories the build stage hands to job-deps, as our build output. */
+    const jobDepsDirs = (): string[] => {
+      const run = byName
+        .get('build')!
+        .instructions.find((i) => i.op === 'RUN' && i.args.includes('job-deps.js'))!;
+      const words = run.args.slice(run.args.indexOf('job-deps.js')).split(/\s+/).slice(4);
+      return words.map((w) => built(byName.get('build')!, path.posix.resolve('/app', w)));
+    };
+
+    it('every path it copies from the build context exists and is not excluded by .dockerignore', () => {
+      const fromContext = stages.flatMap((s) => copies(s).filter((c) => c.from === undefined));
+      assert.ok(fromContext.length >= 4);
+      for (const c of fromContext) {
+        for (const src of c.sources) {
+          assert.ok(existsSync(path.join(REPO_ROOT, src)), `${src} does not exist in the repository`);
+          assert.ok(!isIgnored(src.replace(/\/$/, ''), ignoreText), `${src} is excluded by .dockerignore`);
+        }
+      }
+    });
+
+    it('every path it copies from the build stage is produced by the build', () => {
+      const build = byName.get('build')!;
+      for (const c of stages.flatMap((s) => copies(s).filter((x) => x.from === 'build'))) {
+        for (const src of c.sources) {
+          if (src === '/app/job-package.json') {
+            // Written by job-deps in the build stage's RUN; produce it the same way from our build output.
+            const { packageJson } = jobPackageJson(rootPackage, lock, requiredPackages(jobDepsDirs()));
+            assert.ok(Object.keys(packageJson.dependencies!).length > 0);
+            continue;
+          }
+          assert.ok(
+            src.startsWith(`${build.workdir}/dist/`),
+            `${src}: only compiled output comes from the build stage`,
+          );
+          assert.ok(
+            existsSync(built(build, src)),
+            `${src} is not produced by tsc (looked for ${built(build, src)})`,
+          );
+        }
+      }
+    });
+
+    it('the sources the build stage compiles import nothing it does not copy (type-only imports included)', () => {
+      const copied = copies(byName.get('build')!)
+        .filter((c) => c.from === undefined)
+        .flatMap((c) => c.sources)
+        .map((s) => path.join(REPO_ROOT, s));
+      const tsFiles = (dir: string): string[] =>
+        readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+          e.isDirectory()
+            ? tsFiles(path.join(dir, e.name))
+            : e.name.endsWith('.ts')
+              ? [path.join(dir, e.name)]
+              : [],
+        );
+      const sources = copied.filter((p) => statSync(p).isDirectory()).flatMap(tsFiles);
+      assert.ok(sources.some((f) => f.endsWith(path.join(job, 'main.ts'))));
+      for (const file of sources) {
+        const text = readFileSync(file, 'utf8');
+        for (const m of text.matchAll(/(?:from\s+|import\(\s*|require\(\s*)'(\.[^']*)'/g)) {
+          const target = path.resolve(path.dirname(file), m[1]!);
+          assert.ok(
+            copied.some(
+              (c) =>
+                target === c || target.startsWith(c + path.sep) || `${target}.ts`.startsWith(c + path.sep),
+            ),
+            `${path.relative(REPO_ROOT, file)} imports ${m[1]}, which the build stage does not copy`,
+          );
+        }
+      }
+    });
+
+    it('the dependencies stage installs production packages only, and the runtime takes node_modules from it alone', () => {
+      const deps = byName.get('deps')!;
+      const install = deps.instructions.find((i) => i.op === 'RUN' && /npm (install|ci)/.test(i.args))!;
+      assert.match(install.args, /--omit=dev/);
+      for (const c of copies(runtime).filter((x) => x.sources.some((s) => s.includes('node_modules')))) {
+        assert.equal(c.from, 'deps');
+      }
+      assert.ok(
+        !runtime.instructions.some((i) => i.op === 'RUN'),
+        'the runtime stage installs nothing itself',
+      );
+    });
+
+    it('the job package lists what the compiled job requires, and none of the CLI or Pulumi packages', () => {
+      const { packageJson } = jobPackageJson(rootPackage, lock, requiredPackages(jobDepsDirs()));
+      const names = Object.keys(packageJson.dependencies!);
+      for (const heavy of [
+        '@pulumi/pulumi',
+        '@pulumi/gcp',
+        '@pulumi/docker',
+        '@pulumi/random',
+        'commander',
+        '@google-cloud/run',
+      ]) {
+        assert.ok(!names.includes(heavy), `${heavy} would be installed`);
+      }
+      for (const dev of Object.keys(rootPackage.devDependencies))
+        assert.ok(!names.includes(dev), `${dev} is a devDependency`);
+      assert.ok(names.includes('@google-cloud/pubsub'));
+    });
+
+    it(`runs ${job}/main.ts compiled to JavaScript, which the build produces, loading only what the image holds`, () => {
+      assert.deepEqual(entrypoint, ['node', `dist/${job}/main.js`]);
+      const entry = built(runtime, entryFile);
+      assert.ok(existsSync(entry), `${entry} is not produced by the build`);
+      const inImage = copies(runtime)
+        .filter((c) => c.from === 'build')
+        .map((c) => built(runtime, c.dest));
+      const { files, packages } = relativeClosure(entry);
+      for (const f of files) {
+        assert.ok(
+          inImage.some((dir) => f.startsWith(dir + path.sep)),
+          `${path.relative(OUT_DIR, f)} is loaded but not copied`,
+        );
+      }
+      const { packageJson } = jobPackageJson(rootPackage, lock, requiredPackages(jobDepsDirs()));
+      for (const p of packages) assert.ok(p in packageJson.dependencies!, `${p} is loaded but not installed`);
+    });
+
+    it('runs as a non-root user', () => {
+      const users = runtime.instructions.filter((i) => i.op === 'USER');
+      assert.equal(users.length, 1);
+      assert.doesNotMatch(users[0]!.args, /^(root|0)(:|$)/);
+      const userIndex = runtime.instructions.indexOf(users[0]!);
+      const entryIndex = runtime.instructions.findIndex((i) => i.op === 'ENTRYPOINT');
+      assert.ok(userIndex < entryIndex, 'USER comes before the entry point');
+    });
+
+    it('bakes no certificate, key or environment file into the image', () => {
+      for (const c of stages.flatMap(copies)) {
+        for (const src of c.sources) assert.doesNotMatch(src, /cert|\.pem|\.key|\.env/i, src);
+      }
+      for (const secretish of ['.env', 'certs/client-key.pem', 'server.key']) {
+        assert.ok(isIgnored(secretish, ignoreText), `${secretish} would be sent to the builder`);
+      }
+    });
+
+    if (job === 'listener') {
+      it('the listener image carries sql/ where `sql-init` looks for it (next to dist/)', () => {
+        const sqlCopy = copies(runtime).find((c) => c.sources.includes('sql'));
+        assert.ok(sqlCopy, 'sql/ is copied into the runtime image');
+        // listener/sql-init.ts resolves ../../sql from dist/listener.
+        assert.equal(sqlCopy.dest, path.posix.resolve(path.posix.dirname(entryFile), '..', '..', 'sql'));
+        for (const f of ['0-init.sql', '1-init_customers.sql'])
+          assert.ok(existsSync(path.join(REPO_ROOT, 'sql', f)), f);
+      });
+    }
+  });
+}
+
+describe('.dockerignore', () => {
+  it('keeps local state out of the context but lets the job-deps script in', () => {
+    for (const p of [
+      'node_modules',
+      'dist',
+      'dist-infra',
+      '.git',
+      'cli',
+      'infra/config.ts',
+      'Pulumi.dev.yaml',
+    ]) {
+      assert.ok(isIgnored(p, ignoreText), `${p} is sent to the builder`);
+    }
+    for (const p of [
+      'contract',
+      'listener',
+      'sink',
+      'sql',
+      'infra/docker',
+      'infra/docker/job-deps.ts',
+      'package.json',
+    ]) {
+      assert.ok(!isIgnored(p, ignoreText), `${p} is excluded`);
+    }
+  });
+});
+
+describe('job-deps', () => {
+  it('reads package names from compiled requires, skipping relative paths and Node built-ins', () => {
+    const src =
+      'const a = require("pg");\nconst b = require("@google-cloud/pubsub/build/src");\nrequire("node:fs"); require("path"); require("./x");';
+    assert.deepEqual(
+      requireSpecifiers(src)
+        .map(packageOf)
+        .filter((x) => x !== undefined),
+      ['pg', '@google-cloud/pubsub'],
+    );
+  });
+  it('refuses a package that is only a devDependency, and pins an undeclared transitive one with a warning', () => {
+    assert.throws(() => jobPackageJson(rootPackage, lock, ['typescript']), /only a devDependency/);
+    assert.throws(() => jobPackageJson(rootPackage, lock, ['left-pad-not-installed']), /does not declare/);
+    const { packageJson, warnings } = jobPackageJson(rootPackage, lock, ['pg', 'protobufjs']);
+    assert.equal(packageJson.dependencies!.pg, rootPackage.dependencies.pg);
+    assert.match(packageJson.dependencies!.protobufjs!, /^\d+\.\d+\.\d+$/);
+    assert.equal(warnings.length, 1);
+  });
+});

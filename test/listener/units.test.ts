@@ -1,0 +1,60 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { Catalog } from '../../listener/catalog';
+import { PgOutputDecoder } from '../../listener/decoders/pgoutput';
+import { Decoded } from '../../listener/decoders/types';
+import { defaultSqlDir, splitStatements } from '../../listener/sql-init';
+import { formatPgMicros, normalizeTimestamptz } from '../../listener/time';
+
+/** Builds pgoutput protocol messages byte by byte (PostgreSQL 15 docs, "Logical Replication Message Formats"). */
+class Bytes {
+  private parts: Buffer[] = [];
+  u8(n: number) { this.parts.push(Buffer.from([n])); return this; }
+  ch(c: string) { return this.u8(c.charCodeAt(0)); }
+  i16(n: number) { const b = Buffer.alloc(2); b.writeInt16BE(n); this.parts.push(b); return this; }
+  i32(n: number) { const b = Buffer.alloc(4); b.writeInt32BE(n); this.parts.push(b); return this; }
+  i64(n: bigint) { const b = Buffer.alloc(8); b.writeBigInt64BE(n); this.parts.push(b); return this; }
+  str(s: string) { this.parts.push(Buffer.from(s + '\0')); return this; }
+  text(s: string) { const b = Buffer.from(s); return this.ch('t').i32(b.length).bytes(b); }
+  bytes(b: Buffer) { this.parts.push(b); return this; }
+  done() { return Buffer.concat(this.parts); }
+}
+
+describe('listener units', () => {
+  it('pgoutput: a relation is cached and its changes decoded, unchanged TOAST and NULL kept apart', () => {
+    const catalog: Catalog = { tables: new Map(), typeNames: new Map([[23, 'integer'], [25, 'text']]) };
+    const d = new PgOutputDecoder(catalog, 'pub', []);
+    const out: Decoded[] = [];
+    const feed = (b: Bytes, walStart = 0x100n) => d.decode({ walStart, walEnd: 0n, data: b.done() }, (x) => out.push(x));
+    feed(new Bytes().ch('B').i64(0x2000n).i64(0n).i32(7));
+    feed(new Bytes().ch('R').i32(16384).str('public').str('docs').u8(100).i16(3)
+      .u8(1).str('id').i32(23).i32(-1).u8(0).str('body').i32(25).i32(-1).u8(0).str('note').i32(25).i32(-1));
+    feed(new Bytes().ch('U').i32(16384).ch('N').i16(3).text('5').ch('u').ch('n'), 0x180n);
+    feed(new Bytes().ch('D').i32(16384).ch('K').i16(3).text('5').ch('n').ch('n'), 0x190n);
+    feed(new Bytes().ch('C').u8(0).i64(0x2000n).i64(0x2040n).i64(0n));
+    const changes = out.filter((x) => x.kind === 'change');
+    assert.equal(changes.length, 2);
+    const [u, del] = changes.map((c) => (c.kind === 'change' ? c.event : undefined)!);
+    assert.deepEqual(u.after, { id: '5', note: null });
+    assert.deepEqual(u.unchanged, ['body']);
+    assert.deepEqual(u.key, { id: '5' }, 'without a catalog entry the replica identity is the key');
+    assert.equal(u.commitTs, '2000-01-01 00:00:00.000000+00');
+    assert.equal(u.seq, '0000000000002000/0000000000000000');
+    assert.deepEqual(del.before, { id: '5' }, 'an old-key tuple carries only the key columns');
+    assert.deepEqual(out[out.length - 1], { kind: 'commit', endLsn: 0x2040n });
+  });
+
+  it('commit timestamps are normalised to UTC with microseconds, whatever the server time zone', () => {
+    assert.equal(normalizeTimestamptz('2026-11-25 18:39:30.36347+01'), '2026-11-25 17:39:30.363470+00');
+    assert.equal(normalizeTimestamptz('2026-11-25 12:09:30-05:30'), '2026-11-25 17:39:30.000000+00');
+    assert.equal(formatPgMicros(1n), '2000-01-01 00:00:00.000001+00');
+  });
+
+  it('the SQL splitter keeps DO blocks, quoted semicolons and comments intact', () => {
+    const stmts = splitStatements(`-- a; comment\nSELECT 'a;b';\nDO $$ BEGIN PERFORM 1; END $$;\n/* x; */ SELECT "c;d" FROM t;`);
+    assert.deepEqual(stmts, [`-- a; comment\nSELECT 'a;b';`, 'DO $$ BEGIN PERFORM 1; END $$;', '/* x; */ SELECT "c;d" FROM t;']);
+    const init = splitStatements(readFileSync(path.join(defaultSqlDir(), '0-init.sql'), 'utf8'));
+    assert.equal(init.length, 4);
+  });
+});
