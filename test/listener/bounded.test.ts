@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
+import { readFileSync } from 'node:fs';
 import { runListener } from '../../listener/run';
 import { LISTENER_NODE_OPTIONS } from '../../listener/runtime';
 import { createTopic, pullAll } from '../support/pubsub';
@@ -24,6 +25,11 @@ function runListenerProcess(env: Record<string, string>): Promise<{ code: number
 
 describe('listener: bounded memory and bounded runs', function () {
   this.timeout(600_000);
+
+  it('the container runs the listener with the Node options the memory test uses', () => {
+    const dockerfile = readFileSync(path.resolve(__dirname, '../../../listener/Dockerfile'), 'utf8');
+    assert.match(dockerfile, new RegExp(`^ENV NODE_OPTIONS=${LISTENER_NODE_OPTIONS}$`, 'm'));
+  });
 
   it('streams a single 1,000,000-row transaction with peak RSS under 256 MB', async () => {
     const topic = await createTopic('million');

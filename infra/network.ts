@@ -1,0 +1,146 @@
+import * as gcp from '@pulumi/gcp';
+import * as pulumi from '@pulumi/pulumi';
+import { childOptions, type ComponentOptions } from './options';
+
+/** Postgres itself, and the port the Cloud SQL connectors dial (server-side proxy). */
+export const DATABASE_PORTS = ['5432', '3307'];
+
+export interface NetworkArgs {
+  project: pulumi.Input<string>;
+  region: pulumi.Input<string>;
+  /** Range of the subnet the jobs' Direct VPC egress interfaces and the PSC endpoint live in. */
+  subnetCidr: pulumi.Input<string>;
+  /** The Cloud SQL instance's `pscServiceAttachmentLink`. */
+  serviceAttachment: pulumi.Input<string>;
+  /** The Cloud SQL instance's `dnsName` (e.g. "abc.def.us-central1.sql.goog."). */
+  instanceDnsName: pulumi.Input<string>;
+  /** Network tag the jobs' interfaces carry; the firewall rules target it. */
+  jobTag: string;
+}
+
+/**
+ * The VPC the jobs run in: one subnet, a Private Service Connect endpoint for Cloud SQL (internal address +
+ * forwarding rule to the instance's service attachment), a private DNS zone so the instance's DNS name
+ * resolves to that endpoint, and egress rules that let the jobs reach the database and nothing else
+ * in the VPC. No ingress rule exists: the VPC's implied rule denies all ingress.
+ */
+export class Network extends pulumi.ComponentResource {
+  readonly network: gcp.compute.Network;
+  readonly subnetwork: gcp.compute.Subnetwork;
+  readonly pscAddress: gcp.compute.Address;
+  readonly pscForwardingRule: gcp.compute.ForwardingRule;
+  readonly dnsZone: gcp.dns.ManagedZone;
+  readonly dnsRecord: gcp.dns.RecordSet;
+  readonly jobTag: string;
+
+  constructor(name: string, args: NetworkArgs, opts?: ComponentOptions) {
+    super('pgcdc:infra:Network', name, {}, opts);
+    const child = childOptions(this, opts);
+    this.jobTag = args.jobTag;
+
+    this.network = new gcp.compute.Network(
+      `${name}-vpc`,
+      { project: args.project, autoCreateSubnetworks: false, routingMode: 'REGIONAL' },
+      child,
+    );
+
+    this.subnetwork = new gcp.compute.Subnetwork(
+      `${name}-jobs`,
+      {
+        project: args.project,
+        region: args.region,
+        network: this.network.id,
+        ipCidrRange: args.subnetCidr,
+        // Lets the jobs reach Google APIs from the VPC without external addresses.
+        privateIpGoogleAccess: true,
+      },
+      child,
+    );
+
+    this.pscAddress = new gcp.compute.Address(
+      `${name}-sql-psc`,
+      {
+        project: args.project,
+        region: args.region,
+        addressType: 'INTERNAL',
+        subnetwork: this.subnetwork.id,
+        description: 'Private Service Connect endpoint of the Cloud SQL instance',
+      },
+      child,
+    );
+
+    this.pscForwardingRule = new gcp.compute.ForwardingRule(
+      `${name}-sql-psc`,
+      {
+        project: args.project,
+        region: args.region,
+        network: this.network.id,
+        ipAddress: this.pscAddress.selfLink,
+        target: args.serviceAttachment,
+        // A consumer endpoint for a published service has no load balancing scheme (empty string).
+        loadBalancingScheme: '',
+      },
+      child,
+    );
+
+    // Cloud SQL PSC DNS names live under "<region>.sql.goog."; a private zone for it answers only inside our VPC.
+    this.dnsZone = new gcp.dns.ManagedZone(
+      `${name}-sql-dns`,
+      {
+        project: args.project,
+        dnsName: pulumi.interpolate`${args.region}.sql.goog.`,
+        visibility: 'private',
+        privateVisibilityConfig: { networks: [{ networkUrl: this.network.id }] },
+        description: 'Resolves the Cloud SQL instance DNS name to its PSC endpoint',
+      },
+      child,
+    );
+
+    this.dnsRecord = new gcp.dns.RecordSet(
+      `${name}-sql-dns`,
+      {
+        project: args.project,
+        managedZone: this.dnsZone.name,
+        name: pulumi.output(args.instanceDnsName).apply((n) => (n.endsWith('.') ? n : `${n}.`)),
+        type: 'A',
+        ttl: 300,
+        rrdatas: [this.pscAddress.address],
+      },
+      child,
+    );
+
+    // Lowest-priority deny for everything the jobs send into the VPC; the allow below opens the database only.
+    // (Direct VPC egress in PRIVATE_RANGES_ONLY mode sends Google API traffic outside the VPC, so it is unaffected.)
+    new gcp.compute.Firewall(
+      `${name}-deny-job-egress`,
+      {
+        project: args.project,
+        network: this.network.id,
+        direction: 'EGRESS',
+        priority: 65534,
+        targetTags: [args.jobTag],
+        destinationRanges: ['0.0.0.0/0'],
+        denies: [{ protocol: 'all' }],
+        description: 'Jobs may not reach anything in the VPC except the database endpoint',
+      },
+      child,
+    );
+    new gcp.compute.Firewall(
+      `${name}-allow-job-to-sql`,
+      {
+        project: args.project,
+        network: this.network.id,
+        direction: 'EGRESS',
+        priority: 1000,
+        targetTags: [args.jobTag],
+        destinationRanges: [pulumi.interpolate`${this.pscAddress.address}/32`],
+        allows: [{ protocol: 'tcp', ports: DATABASE_PORTS }],
+        description:
+          'Jobs reach Cloud SQL through its PSC endpoint (5432 Postgres, 3307 Cloud SQL connector)',
+      },
+      child,
+    );
+
+    this.registerOutputs({ network: this.network.id, subnetwork: this.subnetwork.id });
+  }
+}
