@@ -109,10 +109,9 @@ const jobs = new Jobs(
       PGPORT: '5432',
       PGDATABASE: database.database.name,
       PGUSER: database.replicationUser.name,
-      PGSSLMODE: 'require',
-      // Or through the Cloud SQL connector (certificates issued on the fly); the listener chooses.
-      [ENV.cloudSqlInstance]: database.connectionName,
-      [ENV.cloudSqlIpType]: 'PSC',
+      // TLS verified against the instance's own server CA (a public certificate, passed as a value).
+      PGSSLMODE: 'verify-ca',
+      [ENV.sslRootCert]: database.serverCaCert,
       [ENV.slot]: config.database.slotName,
       [ENV.publication]: config.database.publicationName,
       [ENV.decoder]: config.database.decoder,

@@ -117,7 +117,8 @@ function validateEvent(x: unknown, i: number): ChangeEvent {
     throw new ContractError(`${where}: "op" must be one of ${OPS.join(', ')}, got ${JSON.stringify(op)}`);
   }
   const seq = requireString(x, 'seq', where);
-  if (!isChangeSeq(seq)) throw new ContractError(`${where}: "seq" ${JSON.stringify(seq)} is not a change sequence`);
+  if (!isChangeSeq(seq))
+    throw new ContractError(`${where}: "seq" ${JSON.stringify(seq)} is not a change sequence`);
   const unchanged = x.unchanged ?? [];
   if (!Array.isArray(unchanged) || unchanged.some((u) => typeof u !== 'string')) {
     throw new ContractError(`${where}: "unchanged" must be an array of column names`);
@@ -166,7 +167,12 @@ export async function encodeSerializedBatch(
   lastSeq: string,
   encoding: Encoding,
 ): Promise<{ data: Buffer; attributes: BatchAttributes }> {
-  const head = JSON.stringify({ v: header.v, schema: header.schema, table: header.table, columns: header.columns });
+  const head = JSON.stringify({
+    v: header.v,
+    schema: header.schema,
+    table: header.table,
+    columns: header.columns,
+  });
   const json = Buffer.from(`${head.slice(0, -1)},"events":[${eventJson.join(',')}]}`);
   const data = encoding === 'json+gzip' ? await gzip(json, { level: 1 }) : json;
   return {

@@ -6,10 +6,11 @@
 
 export const ENV = {
   // --- database (besides the libpq PG* variables) ---
-  /** Cloud SQL instance connection name "project:region:instance": connect through the Cloud SQL connector. */
-  cloudSqlInstance: 'PGCDC_CLOUDSQL_INSTANCE',
-  /** "PSC" | "PRIVATE" | "PUBLIC": which address the connector dials (default PSC). */
-  cloudSqlIpType: 'PGCDC_CLOUDSQL_IP_TYPE',
+  /**
+   * PEM of the CA that signed the server's certificate, for PGSSLMODE=verify-ca (the Pulumi stack passes the
+   * Cloud SQL instance's server CA, a public certificate: nothing is downloaded or baked into an image).
+   */
+  sslRootCert: 'PGCDC_PG_SSL_ROOT_CERT',
   /** Logical replication slot name (default pgcdc_slot). */
   slot: 'PGCDC_SLOT',
   /** Publication, needed by pgoutput and created by sql/0-init.sql (default pgcdc_pub). */
@@ -36,6 +37,10 @@ export const ENV = {
   maxEventsPerMessage: 'PGCDC_MAX_EVENTS_PER_MESSAGE',
 
   // --- runs ---
+  /** Event JSON held unacknowledged before the listener pauses reading (memory bound; default 64 MiB). */
+  maxInFlightBytes: 'PGCDC_MAX_IN_FLIGHT_BYTES',
+  /** Database user the SQL init grants REPLICATION to (default PGUSER). */
+  replicationUser: 'PGCDC_REPLICATION_USER',
   /** A run stops after this many seconds even before reaching the WAL end it saw at start (default 300). */
   maxRunSeconds: 'PGCDC_MAX_RUN_SECONDS',
   /** "once" (default: one bounded run, then exit) or "continuous". */

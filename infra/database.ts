@@ -26,6 +26,8 @@ export class Database extends pulumi.ComponentResource {
   readonly passwordSecretVersion: gcp.secretmanager.SecretVersion;
   /** "project:region:instance", what the Cloud SQL connector dials. */
   readonly connectionName: pulumi.Output<string>;
+  /** PEM of the instance's server CA: what PGSSLMODE=verify-ca checks the server against. */
+  readonly serverCaCert: pulumi.Output<string>;
   /** The instance's PSC DNS name without the trailing dot, usable as PGHOST. */
   readonly hostName: pulumi.Output<string>;
 
@@ -123,6 +125,7 @@ export class Database extends pulumi.ComponentResource {
 
     this.connectionName = this.instance.connectionName;
     this.hostName = this.instance.dnsName.apply((n) => n.replace(/\.$/, ''));
+    this.serverCaCert = this.instance.serverCaCerts.apply((certs) => certs?.[0]?.cert ?? '');
     this.registerOutputs({ connectionName: this.connectionName, hostName: this.hostName });
   }
 }

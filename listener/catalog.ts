@@ -16,7 +16,14 @@ export interface Catalog {
 }
 
 export async function loadCatalog(client: Client): Promise<Catalog> {
-  const cols = await client.query<{ schema: string; table: string; name: string; type: string; oid: number; key: boolean }>(`
+  const cols = await client.query<{
+    schema: string;
+    table: string;
+    name: string;
+    type: string;
+    oid: number;
+    key: boolean;
+  }>(`
     SELECT n.nspname AS schema, c.relname AS table, a.attname AS name,
            format_type(a.atttypid, a.atttypmod) AS type, a.atttypid::int AS oid,
            coalesce(a.attnum = ANY (i.indkey), false) AS key

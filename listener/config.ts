@@ -45,11 +45,18 @@ export function pgConfigFromEnv(env: NodeJS.ProcessEnv): ClientConfig {
   const port = intVar(env, 'PGPORT', 5432, 1, 65535);
   const sslmode = env.PGSSLMODE ?? 'prefer';
   const known = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full', 'no-verify'];
-  if (!known.includes(sslmode)) throw new ConfigError(`PGSSLMODE=${sslmode} is not one of ${known.join(', ')}`);
+  if (!known.includes(sslmode))
+    throw new ConfigError(`PGSSLMODE=${sslmode} is not one of ${known.join(', ')}`);
   let ssl: ClientConfig['ssl'];
   if (sslmode === 'require' || sslmode === 'no-verify') ssl = { rejectUnauthorized: false };
   else if (sslmode === 'verify-ca' || sslmode === 'verify-full') {
-    ssl = { rejectUnauthorized: true, ...(env.PGSSLROOTCERT_PEM ? { ca: env.PGSSLROOTCERT_PEM } : {}) };
+    const ca = env[ENV.sslRootCert];
+    ssl = {
+      rejectUnauthorized: true,
+      ...(ca ? { ca } : {}),
+      // verify-ca checks the chain only: Cloud SQL certificates name the instance, not the PSC DNS name.
+      ...(sslmode === 'verify-ca' ? { checkServerIdentity: () => undefined } : {}),
+    };
   }
   return {
     host: env.PGHOST ?? '127.0.0.1',
@@ -66,10 +73,13 @@ export function pgConfigFromEnv(env: NodeJS.ProcessEnv): ClientConfig {
 export function loadListenerConfig(env: NodeJS.ProcessEnv): ListenerConfig {
   const slot = env[ENV.slot] || 'pgcdc_slot';
   if (!IDENTIFIER.test(slot)) {
-    throw new ConfigError(`${ENV.slot}=${slot}: slot names are lower-case letters, digits and _ (at most 63)`);
+    throw new ConfigError(
+      `${ENV.slot}=${slot}: slot names are lower-case letters, digits and _ (at most 63)`,
+    );
   }
   const publication = env[ENV.publication] || 'pgcdc_pub';
-  if (!IDENTIFIER.test(publication)) throw new ConfigError(`${ENV.publication}=${publication} is not a valid name`);
+  if (!IDENTIFIER.test(publication))
+    throw new ConfigError(`${ENV.publication}=${publication} is not a valid name`);
   const decoder = (env[ENV.decoder] || 'wal2json') as DecoderName;
   if (decoder !== 'wal2json' && decoder !== 'pgoutput') {
     throw new ConfigError(`${ENV.decoder}=${decoder} must be "wal2json" or "pgoutput"`);
@@ -79,14 +89,18 @@ export function loadListenerConfig(env: NodeJS.ProcessEnv): ListenerConfig {
     .map((t) => t.trim())
     .filter(Boolean);
   for (const t of tables) {
-    if (!TABLE_NAME.test(t)) throw new ConfigError(`${ENV.tables}: "${t}" must be schema.table (e.g. public.customers)`);
+    if (!TABLE_NAME.test(t))
+      throw new ConfigError(`${ENV.tables}: "${t}" must be schema.table (e.g. public.customers)`);
   }
   const projectId = env[ENV.project] || env.GOOGLE_CLOUD_PROJECT || env.GCLOUD_PROJECT || '';
   const topic = env[ENV.topic] || '';
   const fullTopic = /^projects\/([^/]+)\/topics\/([^/]+)$/.exec(topic);
-  if (!topic) throw new ConfigError(`${ENV.topic} is required: the Pub/Sub topic to publish change events to`);
+  if (!topic)
+    throw new ConfigError(`${ENV.topic} is required: the Pub/Sub topic to publish change events to`);
   if (!projectId && !fullTopic) {
-    throw new ConfigError(`${ENV.project} (or GOOGLE_CLOUD_PROJECT) is required unless ${ENV.topic} is a full path`);
+    throw new ConfigError(
+      `${ENV.project} (or GOOGLE_CLOUD_PROJECT) is required unless ${ENV.topic} is a full path`,
+    );
   }
   const encoding = (env[ENV.encoding] || 'json+gzip') as Encoding;
   if (encoding !== 'json' && encoding !== 'json+gzip') {
@@ -104,6 +118,6 @@ export function loadListenerConfig(env: NodeJS.ProcessEnv): ListenerConfig {
     maxMessageBytes: intVar(env, ENV.maxMessageBytes, 1024 * 1024, 1024, PUBSUB_MAX_MESSAGE_BYTES),
     maxEventsPerMessage: intVar(env, ENV.maxEventsPerMessage, 2000, 1, 100_000),
     maxRunSeconds: intVar(env, ENV.maxRunSeconds, 300, 1, 24 * 3600),
-    maxInFlightBytes: intVar(env, 'PGCDC_MAX_IN_FLIGHT_BYTES', 64 * 1024 * 1024, 1024 * 1024, 2 ** 31),
+    maxInFlightBytes: intVar(env, ENV.maxInFlightBytes, 64 * 1024 * 1024, 1024 * 1024, 2 ** 31),
   };
 }

@@ -48,7 +48,14 @@ export class PublishError extends ListenerError {
   }
 }
 
-const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ETIMEDOUT', 'ECONNRESET', 'EAI_AGAIN']);
+const UNREACHABLE_CODES = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EHOSTUNREACH',
+  'ETIMEDOUT',
+  'ECONNRESET',
+  'EAI_AGAIN',
+]);
 
 /** Turns a `pg` connection/query error into the listener error that says what to fix. */
 export function classifyPgError(e: unknown, ctx: { slot: string; user?: string; host?: string }): Error {

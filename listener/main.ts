@@ -11,14 +11,15 @@ import { runSqlInit } from './sql-init';
 
 async function main(argv: string[]): Promise<number> {
   const command = argv[0] ?? 'listen';
-  const log = (line: string) => process.stderr.write(JSON.stringify({ severity: 'INFO', message: line }) + '\n');
+  const log = (line: string) =>
+    process.stderr.write(JSON.stringify({ severity: 'INFO', message: line }) + '\n');
   if (command === 'sql-init') {
     const env = process.env;
     const report = await runSqlInit(pgConfigFromEnv(env), {
       slot: env[ENV.slot] || 'pgcdc_slot',
       publication: env[ENV.publication] || 'pgcdc_pub',
       decoder: env[ENV.decoder] === 'pgoutput' ? 'pgoutput' : 'wal2json',
-      replicationUser: env.PGCDC_REPLICATION_USER || env.PGUSER,
+      replicationUser: env[ENV.replicationUser] || env.PGUSER,
     });
     process.stdout.write(JSON.stringify({ command, ...report }) + '\n');
     return EXIT.ok;

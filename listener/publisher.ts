@@ -154,7 +154,10 @@ export class EventPublisher {
 
   private advance(): void {
     const w = this.watermark();
-    while (this.checkpointHead < this.checkpoints.length && this.checkpoints[this.checkpointHead].after <= w) {
+    while (
+      this.checkpointHead < this.checkpoints.length &&
+      this.checkpoints[this.checkpointHead].after <= w
+    ) {
       const lsn = this.checkpoints[this.checkpointHead++].lsn;
       if (lsn > this.confirmableLsn) this.confirmableLsn = lsn;
     }

@@ -45,7 +45,9 @@ export interface RunOptions {
 export const MARKER_PREFIX = 'pgcdc.marker';
 
 /** The real Pub/Sub topic as a MessageSink. */
-export function pubsubSink(cfg: Pick<ListenerConfig, 'projectId' | 'topic'>): MessageSink & { close(): Promise<void> } {
+export function pubsubSink(
+  cfg: Pick<ListenerConfig, 'projectId' | 'topic'>,
+): MessageSink & { close(): Promise<void> } {
   const pubsub = new PubSub({ projectId: cfg.projectId });
   const topic = pubsub.topic(cfg.topic, {
     // Our messages are already batches of events (about 1 MiB each before compression): publish them
@@ -64,7 +66,9 @@ export function pubsubSink(cfg: Pick<ListenerConfig, 'projectId' | 'topic'>): Me
           );
         }
         if (err.code === 7) {
-          throw new PublishError(`not allowed to publish to ${cfg.topic}: grant roles/pubsub.publisher on the topic (${err.message})`);
+          throw new PublishError(
+            `not allowed to publish to ${cfg.topic}: grant roles/pubsub.publisher on the topic (${err.message})`,
+          );
         }
         throw new PublishError(`publishing to ${cfg.topic} failed: ${err.message}`);
       }
@@ -100,7 +104,9 @@ async function checkSlot(client: Client, cfg: ListenerConfig): Promise<void> {
     );
   }
   if (s.database !== db) {
-    throw new ReplicationSetupError(`replication slot "${cfg.slot}" belongs to database "${s.database}", not "${db}"`);
+    throw new ReplicationSetupError(
+      `replication slot "${cfg.slot}" belongs to database "${s.database}", not "${db}"`,
+    );
   }
   if (cfg.decoder === 'pgoutput') {
     const pub = await client.query('SELECT 1 FROM pg_publication WHERE pubname = $1', [cfg.publication]);
@@ -143,10 +149,10 @@ export async function runListener(cfg: ListenerConfig, opts: RunOptions = {}): P
     // The WAL end this run reads to: a transactional logical message, whose commit also flushes the WAL
     // (a non-transactional one would not be decoded until something else flushed it).
     const runId = randomUUID();
-    const marker = await sql.query<{ lsn: string }>('SELECT pg_logical_emit_message(true, $1, $2)::text AS lsn', [
-      MARKER_PREFIX,
-      runId,
-    ]);
+    const marker = await sql.query<{ lsn: string }>(
+      'SELECT pg_logical_emit_message(true, $1, $2)::text AS lsn',
+      [MARKER_PREFIX, runId],
+    );
     const targetLsn = parseLsn(marker.rows[0].lsn);
 
     const publisher = new EventPublisher(sink, cfg);

@@ -25,7 +25,8 @@ export function formatPgMicros(pgMicros: bigint): string {
   return formatUtcMicros(pgMicros + BigInt(PG_EPOCH_MS) * 1000n);
 }
 
-const TIMESTAMPTZ = /^(\d{4,})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?([+-]\d\d)(?::?(\d\d))?(?::?(\d\d))?$/;
+const TIMESTAMPTZ =
+  /^(\d{4,})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?([+-]\d\d)(?::?(\d\d))?(?::?(\d\d))?$/;
 
 /** Postgres timestamptz text in any offset ("2026-11-25 18:39:30.36347+01") → canonical UTC text. */
 export function normalizeTimestamptz(text: string): string {

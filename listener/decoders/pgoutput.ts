@@ -135,7 +135,11 @@ export class PgOutputDecoder implements Decoder {
         const old = this.tuple(r, rel, r.u8() === 0x4b /* K */);
         if (!this.isWanted(rel)) return;
         const key = keyOf(rel.state.columns, old.row) ?? old.row;
-        emit({ kind: 'change', table: rel.state, event: this.txn.event('d', msg.walStart, key, old.row, null, []) });
+        emit({
+          kind: 'change',
+          table: rel.state,
+          event: this.txn.event('d', msg.walStart, key, old.row, null, []),
+        });
         return;
       }
       case 'T': {
@@ -144,7 +148,11 @@ export class PgOutputDecoder implements Decoder {
         for (let i = 0; i < n; i++) {
           const rel = this.rel(r.u32());
           if (!this.isWanted(rel)) continue;
-          emit({ kind: 'change', table: rel.state, event: this.txn.event('t', msg.walStart, null, null, null, []) });
+          emit({
+            kind: 'change',
+            table: rel.state,
+            event: this.txn.event('t', msg.walStart, null, null, null, []),
+          });
         }
         return;
       }
@@ -198,7 +206,12 @@ export class PgOutputDecoder implements Decoder {
       const columns: ColumnInfo[] = cols.map((c) => {
         const k = byName.get(c.name);
         if (k && k.oid === c.typeOid) return k;
-        return { name: c.name, type: this.tables.typeName(c.typeOid), oid: c.typeOid, key: hasKey ? false : c.identity };
+        return {
+          name: c.name,
+          type: this.tables.typeName(c.typeOid),
+          oid: c.typeOid,
+          key: hasKey ? false : c.identity,
+        };
       });
       state = this.tables.set(schema, table, columns);
     }

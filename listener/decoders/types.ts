@@ -50,7 +50,14 @@ export class TransactionContext {
   }
 
   /** `lsn` as a bigint or as Postgres' text (wal2json sends text: no need to parse and print it again). */
-  event(op: Op, lsn: Lsn | string, key: Row | null, before: Row | null, after: Row | null, unchanged: string[]): ChangeEvent {
+  event(
+    op: Op,
+    lsn: Lsn | string,
+    key: Row | null,
+    before: Row | null,
+    after: Row | null,
+    unchanged: string[],
+  ): ChangeEvent {
     const lsnText = typeof lsn === 'string' ? lsn : formatLsn(lsn);
     if (!this.open) throw new Error(`change at ${lsnText} outside a transaction`);
     return {

@@ -105,7 +105,11 @@ export class Wal2JsonDecoder implements Decoder {
         return;
       case 'T': {
         const state = this.tableState(r, undefined);
-        emit({ kind: 'change', table: state, event: this.txn.event('t', lsnOf(r, msg), null, null, null, []) });
+        emit({
+          kind: 'change',
+          table: state,
+          event: this.txn.event('t', lsnOf(r, msg), null, null, null, []),
+        });
         return;
       }
       case 'M':
@@ -132,7 +136,8 @@ export class Wal2JsonDecoder implements Decoder {
     }
     const after = toRow(r.columns)!;
     // A column the table has but the update did not send is an unchanged TOAST value (wal2json omits it).
-    const unchanged = r.action === 'U' ? state.columns.filter((c) => !(c.name in after)).map((c) => c.name) : [];
+    const unchanged =
+      r.action === 'U' ? state.columns.filter((c) => !(c.name in after)).map((c) => c.name) : [];
     const op = r.action === 'I' ? 'c' : 'u';
     const before = r.action === 'U' ? identity : null;
     return {
@@ -152,7 +157,8 @@ export class Wal2JsonDecoder implements Decoder {
     const knownNames = new Set(known?.columns.map((c) => c.name));
     const unknown = cols.filter((c) => !knownNames.has(c.name));
     // An insert always sends every column: one that lacks a known column tells us the column was dropped.
-    const dropped = r.action === 'I' && known ? known.columns.filter((c) => !cols.some((x) => x.name === c.name)) : [];
+    const dropped =
+      r.action === 'I' && known ? known.columns.filter((c) => !cols.some((x) => x.name === c.name)) : [];
     if (known && unknown.length === 0 && dropped.length === 0) return known;
     const base: ColumnInfo[] = known ? known.columns.filter((c) => !dropped.includes(c)) : [];
     const hasCatalogKey = base.some((c) => c.key);

@@ -106,6 +106,7 @@ function stateFor(
           connectionName: `${project}:${region}:${instance}`,
           dnsName: `0123456789ab.cdef01234567.${region}.sql.goog.`,
           pscServiceAttachmentLink: `projects/producer-tp/regions/${region}/serviceAttachments/a-${instance}`,
+          serverCaCerts: [{ cert: '-----BEGIN CERTIFICATE-----\nMIIDfake\n-----END CERTIFICATE-----\n' }],
         },
       };
     }

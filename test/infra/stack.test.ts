@@ -324,16 +324,15 @@ describe('the pgcdc stack (dev config, mocked cloud)', function () {
         secretKeyRef: { secret: one(T.secret, 'replication-password').inputs.secretId, version: '1' },
       });
     });
-    it('the listener may connect by the PSC DNS name with TLS or through the Cloud SQL connector', () => {
+    it('the listener connects by the PSC DNS name with TLS verified against the instance CA, no file involved', () => {
       const l = jobNamed('listener');
       const instance = one(T.instance, 'instance');
       assert.equal(plainEnv(l, 'PGHOST'), String(instance.state.dnsName).replace(/\.$/, ''));
       assert.equal(plainEnv(l, 'PGPORT'), '5432');
-      assert.equal(plainEnv(l, 'PGSSLMODE'), 'require');
+      assert.equal(plainEnv(l, 'PGSSLMODE'), 'verify-ca');
       assert.equal(plainEnv(l, 'PGDATABASE'), 'app');
       assert.equal(plainEnv(l, 'PGUSER'), 'pgcdc_replicator');
-      assert.equal(plainEnv(l, ENV.cloudSqlInstance), instance.state.connectionName);
-      assert.equal(plainEnv(l, ENV.cloudSqlIpType), 'PSC');
+      assert.equal(plainEnv(l, ENV.sslRootCert), get(instance.state, 'serverCaCerts', 0, 'cert'));
     });
     it('the listener reads slot pgcdc_slot with wal2json for public.customers and publishes to the topic', () => {
       const l = jobNamed('listener');
