@@ -3,7 +3,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', '.local/**'] },
+  { ignores: ['dist/**', 'dist-*/**', 'node_modules/**', '.local/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

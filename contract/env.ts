@@ -41,6 +41,10 @@ export const ENV = {
   maxInFlightBytes: 'PGCDC_MAX_IN_FLIGHT_BYTES',
   /** Database user the SQL init grants REPLICATION to (default PGUSER). */
   replicationUser: 'PGCDC_REPLICATION_USER',
+  /** "auto" (default): a listen run then snapshots tables never snapshotted; "off": only `snapshot` does. */
+  snapshot: 'PGCDC_SNAPSHOT',
+  /** Rows per snapshot chunk (default 10000). */
+  snapshotChunkRows: 'PGCDC_SNAPSHOT_CHUNK_ROWS',
   /** A run stops after this many seconds even before reaching the WAL end it saw at start (default 300). */
   maxRunSeconds: 'PGCDC_MAX_RUN_SECONDS',
   /** "once" (default: one bounded run, then exit) or "continuous". */

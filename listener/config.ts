@@ -23,6 +23,10 @@ export interface ListenerConfig {
   maxRunSeconds: number;
   /** Unacknowledged bytes in flight before reading from Postgres pauses (bounded memory, DESIGN §4.4). */
   maxInFlightBytes: number;
+  /** "auto": after streaming, a run snapshots tables never snapshotted; "off": only `snapshot` does. */
+  snapshot: 'auto' | 'off';
+  /** Rows per snapshot chunk (one consistent read, one progress update). */
+  snapshotChunkRows: number;
 }
 
 // Pub/Sub caps a message at 10 MB and a publish request at 10 MB; stay well under after the JSON envelope.
@@ -68,6 +72,12 @@ export function pgConfigFromEnv(env: NodeJS.ProcessEnv): ClientConfig {
     application_name: 'pgcdc-listener',
     connectionTimeoutMillis: intVar(env, 'PGCONNECT_TIMEOUT', 15, 1, 600) * 1000,
   };
+}
+
+function snapshotMode(raw: string | undefined): 'auto' | 'off' {
+  const v = raw || 'auto';
+  if (v !== 'auto' && v !== 'off') throw new ConfigError(`${ENV.snapshot}=${v} must be "auto" or "off"`);
+  return v;
 }
 
 export function loadListenerConfig(env: NodeJS.ProcessEnv): ListenerConfig {
@@ -119,5 +129,7 @@ export function loadListenerConfig(env: NodeJS.ProcessEnv): ListenerConfig {
     maxEventsPerMessage: intVar(env, ENV.maxEventsPerMessage, 2000, 1, 100_000),
     maxRunSeconds: intVar(env, ENV.maxRunSeconds, 300, 1, 24 * 3600),
     maxInFlightBytes: intVar(env, ENV.maxInFlightBytes, 64 * 1024 * 1024, 1024 * 1024, 2 ** 31),
+    snapshot: snapshotMode(env[ENV.snapshot]),
+    snapshotChunkRows: intVar(env, ENV.snapshotChunkRows, 10_000, 1, 1_000_000),
   };
 }

@@ -1,12 +1,13 @@
 #!/usr/bin/env node
-// Container entry point of the listener job: `node dist/listener/main.js [listen|sql-init]`.
+// Container entry point of the listener job: `node dist/listener/main.js [listen|snapshot|sql-init]`.
 // Prints one JSON line (the run's summary, or the SQL init's report) on stdout; errors go to stderr as one
 // JSON line too, and the exit code says what kind of failure it was (listener/errors.ts).
 
 import { ENV } from '../contract/env';
 import { loadListenerConfig, pgConfigFromEnv } from './config';
 import { EXIT, ListenerError } from './errors';
-import { runListener } from './run';
+import { runListenerJob } from './job';
+import { runSnapshot } from './snapshot';
 import { runSqlInit } from './sql-init';
 
 async function main(argv: string[]): Promise<number> {
@@ -24,12 +25,25 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(JSON.stringify({ command, ...report }) + '\n');
     return EXIT.ok;
   }
+  if (command === 'snapshot') {
+    // snapshot [--table schema.table ...] [--restart]: (re)send existing rows, bounded like a run.
+    const tables = argv.flatMap((a, i) => (argv[i - 1] === '--table' ? [a] : []));
+    const cfg = loadListenerConfig(process.env);
+    const summary = await runSnapshot(cfg, {
+      tables: tables.length ? tables : undefined,
+      restart: argv.includes('--restart'),
+      chunkRows: cfg.snapshotChunkRows,
+      log,
+    });
+    process.stdout.write(JSON.stringify({ command, ...summary }) + '\n');
+    return EXIT.ok;
+  }
   if (command !== 'listen') {
-    process.stderr.write(`unknown command "${command}": expected "listen" or "sql-init"\n`);
+    process.stderr.write(`unknown command "${command}": expected "listen", "snapshot" or "sql-init"\n`);
     return EXIT.config;
   }
   const cfg = loadListenerConfig(process.env);
-  const summary = await runListener(cfg, { log });
+  const summary = await runListenerJob(cfg, { log });
   process.stdout.write(JSON.stringify({ command, ...summary }) + '\n');
   return EXIT.ok;
 }

@@ -187,6 +187,8 @@ export async function runListener(cfg: ListenerConfig, opts: RunOptions = {}): P
           lastCommitTs = item.commitTs;
           return;
         case 'change':
+          // pgcdc's own bookkeeping (snapshot progress) is not user data.
+          if (item.table.schema === 'pgcdc') return;
           firstLsn ??= item.event.lsn;
           lastLsn = item.event.lsn;
           publisher.add(item.table, item.event);

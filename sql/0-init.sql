@@ -44,6 +44,20 @@ BEGIN
   END IF;
 END $$;
 
+-- Snapshot progress: which tables' existing rows were sent, up to which key (resumable after a crash).
+-- The listener ignores changes to its own schema.
+CREATE SCHEMA IF NOT EXISTS pgcdc;
+
+CREATE TABLE IF NOT EXISTS pgcdc.snapshot_progress (
+  table_name     text PRIMARY KEY,
+  last_key       jsonb,
+  rows_done      bigint NOT NULL DEFAULT 0,
+  rows_estimate  bigint,
+  done           boolean NOT NULL DEFAULT false,
+  requested_at   timestamptz NOT NULL DEFAULT now(),
+  updated_at     timestamptz NOT NULL DEFAULT now()
+);
+
 DO $$
 DECLARE
   repl_user text := nullif(current_setting('pgcdc.replication_user', true), '');
@@ -62,5 +76,7 @@ BEGIN
   EXECUTE format('GRANT USAGE ON SCHEMA public TO %I', repl_user);
   EXECUTE format('GRANT SELECT ON ALL TABLES IN SCHEMA public TO %I', repl_user);
   EXECUTE format('ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO %I', repl_user);
-  RAISE NOTICE 'granted SELECT on schema public tables to %', repl_user;
+  EXECUTE format('GRANT USAGE ON SCHEMA pgcdc TO %I', repl_user);
+  EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON pgcdc.snapshot_progress TO %I', repl_user);
+  RAISE NOTICE 'granted SELECT on schema public tables and snapshot progress to %', repl_user;
 END $$;

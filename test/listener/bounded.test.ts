@@ -9,7 +9,9 @@ import { LISTENER_NODE_OPTIONS } from '../../listener/runtime';
 import { createTopic, pullAll } from '../support/pubsub';
 import { listenerEnv, listenerFixture } from '../support/listener';
 
-function runListenerProcess(env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function runListenerProcess(
+  env: Record<string, string>,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [path.resolve(__dirname, '../../listener/main.js')], {
       // The listener runs with the container's Node options (listener/Dockerfile).
@@ -40,10 +42,17 @@ describe('listener: bounded memory and bounded runs', function () {
     );
     const res = await runListenerProcess(listenerEnv(f.cfg));
     assert.equal(res.code, 0, res.stderr);
-    const summary = JSON.parse(res.stdout) as { changes: number; transactions: number; peakRssMb: number; seconds: number };
+    const summary = JSON.parse(res.stdout) as {
+      changes: number;
+      transactions: number;
+      peakRssMb: number;
+      seconds: number;
+    };
     assert.equal(summary.changes, 1_000_000);
     assert.ok(summary.peakRssMb < 256, `peak RSS ${summary.peakRssMb} MB`);
-    console.log(`      1M-row transaction: ${summary.seconds.toFixed(1)} s, peak RSS ${summary.peakRssMb} MB`);
+    console.log(
+      `      1M-row transaction: ${summary.seconds.toFixed(1)} s, peak RSS ${summary.peakRssMb} MB`,
+    );
     // Count what arrived from the attributes (cheap) — every event of the transaction is in Pub/Sub.
     const pulled = await pullAll(topic);
     assert.equal(
@@ -78,6 +87,7 @@ describe('listener: bounded memory and bounded runs', function () {
     assert.ok(runs.length > 2, `only ${runs.length} runs`);
     assert.ok(runs.slice(0, -1).every((r) => r.stoppedBy === 'time-limit'));
     // Every run ends at a transaction boundary: each transaction it read, it read whole.
-    for (const r of runs) for (const [txn, n] of r.txns) assert.equal(n, 100, `transaction ${txn} split across runs`);
+    for (const r of runs)
+      for (const [txn, n] of r.txns) assert.equal(n, 100, `transaction ${txn} split across runs`);
   });
 });

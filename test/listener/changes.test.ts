@@ -48,7 +48,14 @@ for (const decoder of ['wal2json', 'pgoutput'] as DecoderName[]) {
       for (const e of events) {
         assert.ok(e.xid > 0);
         assert.match(e.commitTs, /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}\+00$/);
-        assert.ok(e.seq.startsWith(e.commitLsn.split('/').map((h) => h.padStart(8, '0')).join('')));
+        assert.ok(
+          e.seq.startsWith(
+            e.commitLsn
+              .split('/')
+              .map((h) => h.padStart(8, '0'))
+              .join(''),
+          ),
+        );
       }
       // The slot now stands past everything delivered: a second run finds nothing new.
       const again = await runListener(f.cfg);

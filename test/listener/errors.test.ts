@@ -18,8 +18,15 @@ import { listenerEnv, listenerFixture } from '../support/listener';
 
 const MAIN = path.resolve(__dirname, '../../listener/main.js');
 
-function runMain(env: Record<string, string>): { code: number | null; error: { error: string; message: string } } {
-  const res = spawnSync(process.execPath, [MAIN], { env: { ...process.env, ...env }, encoding: 'utf8', timeout: 60_000 });
+function runMain(env: Record<string, string>): {
+  code: number | null;
+  error: { error: string; message: string };
+} {
+  const res = spawnSync(process.execPath, [MAIN], {
+    env: { ...process.env, ...env },
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
   const last = res.stderr.trim().split('\n').pop() ?? '{}';
   return { code: res.status, error: JSON.parse(last) as { error: string; message: string } };
 }
@@ -32,7 +39,10 @@ describe('listener: actionable errors and exit codes', function () {
     const f = await listenerFixture(topic, 'wal2json');
     const res = runMain({ ...listenerEnv(f.cfg), [ENV.slot]: 'no_such_slot' });
     assert.equal(res.code, EXIT.replicationSetup);
-    assert.match(res.error.message, /replication slot "no_such_slot" does not exist.*pg_create_logical_replication_slot/);
+    assert.match(
+      res.error.message,
+      /replication slot "no_such_slot" does not exist.*pg_create_logical_replication_slot/,
+    );
   });
 
   it('a slot of another plugin names the plugin to use (exit 4)', async () => {
@@ -72,7 +82,10 @@ describe('listener: actionable errors and exit codes', function () {
     await runListener(f.cfg);
     const [insert] = eventsOf(await pullAll(topic));
     assert.deepEqual(insert.key, { id: '1' });
-    assert.ok(confirmed <= parseLsn(insert.commitLsn), 'the failed run confirmed past its unpublished insert');
+    assert.ok(
+      confirmed <= parseLsn(insert.commitLsn),
+      'the failed run confirmed past its unpublished insert',
+    );
   });
 
   it('wal_level other than logical is explained with the Cloud SQL flag to set', async () => {
@@ -81,7 +94,11 @@ describe('listener: actionable errors and exit codes', function () {
     const cluster = await startPostgres({ dir, settings: { wal_level: 'replica' } });
     try {
       const topic = await createTopic('err_wal');
-      const cfg = loadListenerConfig({ ...listenerEnv((await listenerFixture(topic, 'wal2json')).cfg), PGPORT: String(cluster.port), PGDATABASE: 'postgres' });
+      const cfg = loadListenerConfig({
+        ...listenerEnv((await listenerFixture(topic, 'wal2json')).cfg),
+        PGPORT: String(cluster.port),
+        PGDATABASE: 'postgres',
+      });
       await assert.rejects(runListener(cfg), (e: Error & { exitCode?: number }) => {
         assert.equal(e.exitCode, EXIT.replicationSetup);
         assert.match(e.message, /wal_level is "replica".*cloudsql.logical_decoding=on/);
@@ -94,10 +111,19 @@ describe('listener: actionable errors and exit codes', function () {
   });
 
   it('bad configuration stops before connecting, naming the variable (exit 2)', () => {
-    assert.throws(() => loadListenerConfig({ [ENV.topic]: 't', [ENV.project]: 'p', [ENV.decoder]: 'test_decoding' }), /PGCDC_DECODER/);
+    assert.throws(
+      () => loadListenerConfig({ [ENV.topic]: 't', [ENV.project]: 'p', [ENV.decoder]: 'test_decoding' }),
+      /PGCDC_DECODER/,
+    );
     assert.throws(() => loadListenerConfig({ [ENV.project]: 'p' }), /PGCDC_TOPIC is required/);
-    assert.throws(() => loadListenerConfig({ [ENV.topic]: 't', [ENV.project]: 'p', [ENV.tables]: 'customers' }), /schema\.table/);
-    assert.throws(() => loadListenerConfig({ [ENV.topic]: 't', [ENV.project]: 'p', [ENV.maxRunSeconds]: '0' }), /PGCDC_MAX_RUN_SECONDS/);
+    assert.throws(
+      () => loadListenerConfig({ [ENV.topic]: 't', [ENV.project]: 'p', [ENV.tables]: 'customers' }),
+      /schema\.table/,
+    );
+    assert.throws(
+      () => loadListenerConfig({ [ENV.topic]: 't', [ENV.project]: 'p', [ENV.maxRunSeconds]: '0' }),
+      /PGCDC_MAX_RUN_SECONDS/,
+    );
     const res = spawnSync(process.execPath, [MAIN], { env: { PATH: process.env.PATH }, encoding: 'utf8' });
     assert.equal(res.status, EXIT.config);
     assert.match(res.stderr, /PGCDC_TOPIC is required/);

@@ -10,7 +10,12 @@ describe('SQL init (sql/)', () => {
     const admin = new Client(db);
     await admin.connect();
     await admin.query('CREATE ROLE pgcdc_repl LOGIN');
-    const opts = { slot, publication: 'pgcdc_pub', decoder: 'wal2json' as const, replicationUser: 'pgcdc_repl' };
+    const opts = {
+      slot,
+      publication: 'pgcdc_pub',
+      decoder: 'wal2json' as const,
+      replicationUser: 'pgcdc_repl',
+    };
     const first = await runSqlInit(db, opts);
     assert.ok(first.notices.includes('created publication pgcdc_pub'), first.notices.join('\n'));
     assert.ok(first.notices.includes(`created logical replication slot ${slot} (plugin wal2json)`));
@@ -31,7 +36,10 @@ describe('SQL init (sql/)', () => {
     const db = await freshDatabase('sqlinit2');
     const slot = uniqueName('slot');
     await runSqlInit(db, { slot, publication: 'p', decoder: 'pgoutput', files: undefined });
-    await assert.rejects(runSqlInit(db, { slot, publication: 'p', decoder: 'wal2json' }), /exists with plugin pgoutput, not wal2json/);
+    await assert.rejects(
+      runSqlInit(db, { slot, publication: 'p', decoder: 'wal2json' }),
+      /exists with plugin pgoutput, not wal2json/,
+    );
     const admin = new Client(db);
     await admin.connect();
     await admin.query('SELECT pg_drop_replication_slot($1)', [slot]);

@@ -35,7 +35,9 @@ for (const decoder of ['wal2json', 'pgoutput'] as DecoderName[]) {
       );
       // The type output function's text: a cast to text is the same except for bool ('true' vs 't').
       const asText = (c: Record<string, unknown>) =>
-        c.type === 'boolean' ? `boolout(${c.attname})::text AS ${c.attname}` : `${c.attname}::text AS ${c.attname}`;
+        c.type === 'boolean'
+          ? `boolout(${c.attname})::text AS ${c.attname}`
+          : `${c.attname}::text AS ${c.attname}`;
       const expected = await f.sql(`SELECT ${cols.map(asText).join(', ')} FROM t ORDER BY id DESC`);
       for (const [i, row] of expected.entries()) {
         assert.deepEqual(events[i].after, row, `row ${i}`);

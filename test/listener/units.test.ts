@@ -10,26 +10,83 @@ import { formatPgMicros, normalizeTimestamptz } from '../../listener/time';
 /** Builds pgoutput protocol messages byte by byte (PostgreSQL 15 docs, "Logical Replication Message Formats"). */
 class Bytes {
   private parts: Buffer[] = [];
-  u8(n: number) { this.parts.push(Buffer.from([n])); return this; }
-  ch(c: string) { return this.u8(c.charCodeAt(0)); }
-  i16(n: number) { const b = Buffer.alloc(2); b.writeInt16BE(n); this.parts.push(b); return this; }
-  i32(n: number) { const b = Buffer.alloc(4); b.writeInt32BE(n); this.parts.push(b); return this; }
-  i64(n: bigint) { const b = Buffer.alloc(8); b.writeBigInt64BE(n); this.parts.push(b); return this; }
-  str(s: string) { this.parts.push(Buffer.from(s + '\0')); return this; }
-  text(s: string) { const b = Buffer.from(s); return this.ch('t').i32(b.length).bytes(b); }
-  bytes(b: Buffer) { this.parts.push(b); return this; }
-  done() { return Buffer.concat(this.parts); }
+  u8(n: number) {
+    this.parts.push(Buffer.from([n]));
+    return this;
+  }
+  ch(c: string) {
+    return this.u8(c.charCodeAt(0));
+  }
+  i16(n: number) {
+    const b = Buffer.alloc(2);
+    b.writeInt16BE(n);
+    this.parts.push(b);
+    return this;
+  }
+  i32(n: number) {
+    const b = Buffer.alloc(4);
+    b.writeInt32BE(n);
+    this.parts.push(b);
+    return this;
+  }
+  i64(n: bigint) {
+    const b = Buffer.alloc(8);
+    b.writeBigInt64BE(n);
+    this.parts.push(b);
+    return this;
+  }
+  str(s: string) {
+    this.parts.push(Buffer.from(s + '\0'));
+    return this;
+  }
+  text(s: string) {
+    const b = Buffer.from(s);
+    return this.ch('t').i32(b.length).bytes(b);
+  }
+  bytes(b: Buffer) {
+    this.parts.push(b);
+    return this;
+  }
+  done() {
+    return Buffer.concat(this.parts);
+  }
 }
 
 describe('listener units', () => {
   it('pgoutput: a relation is cached and its changes decoded, unchanged TOAST and NULL kept apart', () => {
-    const catalog: Catalog = { tables: new Map(), typeNames: new Map([[23, 'integer'], [25, 'text']]) };
+    const catalog: Catalog = {
+      tables: new Map(),
+      typeNames: new Map([
+        [23, 'integer'],
+        [25, 'text'],
+      ]),
+    };
     const d = new PgOutputDecoder(catalog, 'pub', []);
     const out: Decoded[] = [];
-    const feed = (b: Bytes, walStart = 0x100n) => d.decode({ walStart, walEnd: 0n, data: b.done() }, (x) => out.push(x));
+    const feed = (b: Bytes, walStart = 0x100n) =>
+      d.decode({ walStart, walEnd: 0n, data: b.done() }, (x) => out.push(x));
     feed(new Bytes().ch('B').i64(0x2000n).i64(0n).i32(7));
-    feed(new Bytes().ch('R').i32(16384).str('public').str('docs').u8(100).i16(3)
-      .u8(1).str('id').i32(23).i32(-1).u8(0).str('body').i32(25).i32(-1).u8(0).str('note').i32(25).i32(-1));
+    feed(
+      new Bytes()
+        .ch('R')
+        .i32(16384)
+        .str('public')
+        .str('docs')
+        .u8(100)
+        .i16(3)
+        .u8(1)
+        .str('id')
+        .i32(23)
+        .i32(-1)
+        .u8(0)
+        .str('body')
+        .i32(25)
+        .i32(-1)
+        .u8(0)
+        .str('note')
+        .i32(25)
+        .i32(-1),
+    );
     feed(new Bytes().ch('U').i32(16384).ch('N').i16(3).text('5').ch('u').ch('n'), 0x180n);
     feed(new Bytes().ch('D').i32(16384).ch('K').i16(3).text('5').ch('n').ch('n'), 0x190n);
     feed(new Bytes().ch('C').u8(0).i64(0x2000n).i64(0x2040n).i64(0n));
@@ -52,9 +109,15 @@ describe('listener units', () => {
   });
 
   it('the SQL splitter keeps DO blocks, quoted semicolons and comments intact', () => {
-    const stmts = splitStatements(`-- a; comment\nSELECT 'a;b';\nDO $$ BEGIN PERFORM 1; END $$;\n/* x; */ SELECT "c;d" FROM t;`);
-    assert.deepEqual(stmts, [`-- a; comment\nSELECT 'a;b';`, 'DO $$ BEGIN PERFORM 1; END $$;', '/* x; */ SELECT "c;d" FROM t;']);
+    const stmts = splitStatements(
+      `-- a; comment\nSELECT 'a;b';\nDO $$ BEGIN PERFORM 1; END $$;\n/* x; */ SELECT "c;d" FROM t;`,
+    );
+    assert.deepEqual(stmts, [
+      `-- a; comment\nSELECT 'a;b';`,
+      'DO $$ BEGIN PERFORM 1; END $$;',
+      '/* x; */ SELECT "c;d" FROM t;',
+    ]);
     const init = splitStatements(readFileSync(path.join(defaultSqlDir(), '0-init.sql'), 'utf8'));
-    assert.equal(init.length, 4);
+    assert.equal(init.length, 6);
   });
 });

@@ -19,8 +19,21 @@ export async function listenerFixture(
   topic: TestTopic,
   decoder: DecoderName,
   overrides: Partial<ListenerConfig> = {},
+  /** Runs before the slot exists: data it writes is "existing data", invisible to the stream. */
+  beforeSlot?: (sql: (text: string) => Promise<unknown>) => Promise<void>,
 ): Promise<ListenerFixture> {
   const db = await freshDatabase(`l_${decoder}`);
+  if (beforeSlot) {
+    await beforeSlot(async (text) => {
+      const c = new Client(db);
+      await c.connect();
+      try {
+        return await c.query(text);
+      } finally {
+        await c.end();
+      }
+    });
+  }
   const slot = uniqueName(`slot_${decoder}`);
   const publication = uniqueName('pub');
   await runSqlInit(db, { slot, publication, decoder, files: [path.join(defaultSqlDir(), '0-init.sql')] });
@@ -37,6 +50,8 @@ export async function listenerFixture(
     maxEventsPerMessage: 2000,
     maxRunSeconds: 300,
     maxInFlightBytes: 64 * 1024 * 1024,
+    snapshot: 'off',
+    snapshotChunkRows: 10_000,
     ...overrides,
   };
   const sql = async (text: string, params?: unknown[]) => {
@@ -67,5 +82,7 @@ export function listenerEnv(cfg: ListenerConfig): Record<string, string> {
     [ENV.maxEventsPerMessage]: String(cfg.maxEventsPerMessage),
     [ENV.maxMessageBytes]: String(cfg.maxMessageBytes),
     [ENV.maxRunSeconds]: String(cfg.maxRunSeconds),
+    [ENV.snapshot]: cfg.snapshot,
+    [ENV.snapshotChunkRows]: String(cfg.snapshotChunkRows),
   };
 }

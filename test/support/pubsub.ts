@@ -41,7 +41,11 @@ export interface PulledBatch {
 /** Pulls and acks everything currently in the subscription (until a pull comes back empty). */
 export async function pullAll(t: TestTopic): Promise<PulledBatch[]> {
   const [host, port] = t.emulatorHost.split(':');
-  const client = new v1.SubscriberClient({ servicePath: host, port: Number(port), sslCreds: credentials.createInsecure() });
+  const client = new v1.SubscriberClient({
+    servicePath: host,
+    port: Number(port),
+    sslCreds: credentials.createInsecure(),
+  });
   const subscription = `projects/${TEST_PROJECT}/subscriptions/${t.subscription}`;
   const out: PulledBatch[] = [];
   try {
@@ -67,6 +71,8 @@ export interface TableEvent extends ChangeEvent {
 }
 
 export function eventsOf(batches: PulledBatch[]): TableEvent[] {
-  const all = batches.flatMap((b) => b.batch.events.map((e) => ({ ...e, schema: b.batch.schema, table: b.batch.table })));
+  const all = batches.flatMap((b) =>
+    b.batch.events.map((e) => ({ ...e, schema: b.batch.schema, table: b.batch.table })),
+  );
   return all.sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0));
 }

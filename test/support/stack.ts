@@ -39,7 +39,9 @@ export function uniqueName(prefix: string): string {
 }
 
 /** Creates a fresh database in the shared cluster and returns its connection parameters. */
-export async function freshDatabase(prefix = 'db'): Promise<{ host: string; port: number; user: string; database: string }> {
+export async function freshDatabase(
+  prefix = 'db',
+): Promise<{ host: string; port: number; user: string; database: string }> {
   const cluster = await testPostgres();
   const name = uniqueName(prefix);
   const admin = new Client(cluster.connection());
@@ -56,8 +58,16 @@ export async function stopTestStack(): Promise<void> {
   const [p, s] = [pg, pubsub];
   pg = pubsub = undefined;
   // A part that failed to start has nothing to stop; its error was reported by the test that wanted it.
-  if (s) await s.then((emu) => emu.stop(), () => undefined);
-  if (p) await p.then((cluster) => cluster.stop(), () => undefined);
+  if (s)
+    await s.then(
+      (emu) => emu.stop(),
+      () => undefined,
+    );
+  if (p)
+    await p.then(
+      (cluster) => cluster.stop(),
+      () => undefined,
+    );
   if (root) rmSync(root, { recursive: true, force: true });
   root = undefined;
 }

@@ -1,0 +1,133 @@
+// pgcdc run-once --env <stack>: one listener run, then one sink run, and what each did.
+// Cloud: executions of the two Cloud Run jobs. Local: the same code in this process, against the local stack.
+
+import { Command } from 'commander';
+import { jobPath } from '../cloud';
+import type { CliDeps, ListenerSummary, SinkSummary } from '../deps';
+import { JobFailedError } from '../errors';
+import { ExecutionReport, runJobAndWait } from '../jobs';
+import { recordRun } from '../runs';
+import { describeSnapshot } from './snapshot';
+import { cloudContext, envOption, formatBytes, LOCAL_ENV, withEnv } from './shared';
+
+export interface RunOnceResult {
+  env: string;
+  listener: { execution: ExecutionReport | null; summary: ListenerSummary | null };
+  sink: { execution: ExecutionReport | null; summary: SinkSummary | null };
+}
+
+export function describeListener(s: ListenerSummary): string {
+  return (
+    `${s.changes} changes in ${s.transactions} transactions → ${s.messages} messages (${formatBytes(s.bytes)}); ` +
+    `slot confirmed at ${s.confirmedLsn}, ${formatBytes(s.lagBytes)} behind; stopped by ${s.stoppedBy} after ${s.seconds.toFixed(1)}s` +
+    (s.snapshot ? `; snapshot: ${describeSnapshot(s.snapshot)}` : '')
+  );
+}
+
+export function describeSink(s: SinkSummary): string {
+  return (
+    `${s.messages} messages, ${s.events} events → ${s.replicaRows} replica rows, ${s.changelogRows} changelog rows, ` +
+    `${s.failed} failed; tables: ${s.tables.length ? s.tables.join(', ') : 'none'}; ${s.seconds.toFixed(1)}s`
+  );
+}
+
+const LOCAL_HINT =
+  'Rerun with --verbose to see its log lines; `pgcdc status --env local` shows the slot, the backlog and the last runs.';
+
+/** One local listener + sink run, recorded in the run history. Shared with `demo`. */
+export async function runOnceLocal(deps: CliDeps, opts: { verbose?: boolean } = {}): Promise<RunOnceResult> {
+  const e = deps.local.read({ dir: deps.localDir });
+  const env = deps.local.env(e);
+  const log = opts.verbose ? (line: string) => deps.output.error(`  ${line}`) : () => undefined;
+  const result: RunOnceResult = {
+    env: LOCAL_ENV,
+    listener: { execution: null, summary: null },
+    sink: { execution: null, summary: null },
+  };
+  const at = new Date(deps.clock.now()).toISOString();
+  try {
+    await withEnv(env, async () => {
+      try {
+        result.listener.summary = await deps.output.task('Listener: slot → Pub/Sub', () =>
+          deps.pipeline.listenOnce(env, log),
+        );
+      } catch (err) {
+        throw new JobFailedError('listener', (err as Error).message, undefined, LOCAL_HINT);
+      }
+      try {
+        result.sink.summary = await deps.output.task('Sink: Pub/Sub → BigQuery', () =>
+          deps.pipeline.sinkOnce(env, log),
+        );
+      } catch (err) {
+        throw new JobFailedError('sink', (err as Error).message, undefined, LOCAL_HINT);
+      }
+    });
+  } catch (err) {
+    recordRun(deps.localDir, {
+      at,
+      ok: false,
+      listener: result.listener.summary,
+      sink: result.sink.summary,
+      error: (err as Error).message,
+    });
+    throw err;
+  }
+  recordRun(deps.localDir, { at, ok: true, listener: result.listener.summary, sink: result.sink.summary });
+  return result;
+}
+
+async function runOnceCloud(deps: CliDeps, env: string): Promise<RunOnceResult> {
+  const { outputs, clients } = await cloudContext(deps, env);
+  const listener = await deps.output.task(`Listener: execution of job ${outputs.listenerJobName}`, () =>
+    runJobAndWait(clients, jobPath(outputs, outputs.listenerJobName)),
+  );
+  const sink = await deps.output.task(`Sink: execution of job ${outputs.sinkJobName}`, () =>
+    runJobAndWait(clients, jobPath(outputs, outputs.sinkJobName)),
+  );
+  // What each did is in the JSON summary line it printed; Cloud Logging has it (best effort: it can lag).
+  const summary = async <T>(job: string, field: string, execution: string): Promise<T | null> => {
+    const found = await clients.logs
+      .lastSummary(outputs.project, job, { field, executionName: execution })
+      .catch(() => null);
+    return (found?.summary as T | undefined) ?? null;
+  };
+  return {
+    env,
+    listener: {
+      execution: listener,
+      summary: await summary<ListenerSummary>(outputs.listenerJobName, 'confirmedLsn', listener.execution),
+    },
+    sink: {
+      execution: sink,
+      summary: await summary<SinkSummary>(outputs.sinkJobName, 'replicaRows', sink.execution),
+    },
+  };
+}
+
+function print(deps: CliDeps, r: RunOnceResult): void {
+  const part = (name: string, execution: ExecutionReport | null, text: string | null) => {
+    const head = execution
+      ? `${name}: execution ${execution.execution} succeeded` +
+        (execution.seconds !== null ? ` in ${execution.seconds.toFixed(1)}s` : '')
+      : `${name}:`;
+    deps.output.log(head);
+    deps.output.log(`  ${text ?? '(no summary in the logs yet)'}`);
+    if (execution?.logUri) deps.output.log(`  logs: ${execution.logUri}`);
+  };
+  part('listener', r.listener.execution, r.listener.summary ? describeListener(r.listener.summary) : null);
+  part('sink', r.sink.execution, r.sink.summary ? describeSink(r.sink.summary) : null);
+}
+
+export function runOnceCommand(deps: CliDeps): Command {
+  return new Command('run-once')
+    .description('run the listener, then the sink, once, and show what each did')
+    .addOption(envOption())
+    .option('--json', 'print a machine-readable summary on stdout')
+    .option('-v, --verbose', "show the listener's and sink's own log lines (local)")
+    .action(async (opts: { env: string; json?: boolean; verbose?: boolean }) => {
+      const result =
+        opts.env === LOCAL_ENV ? await runOnceLocal(deps, opts) : await runOnceCloud(deps, opts.env);
+      if (opts.json) deps.output.log(JSON.stringify(result));
+      else print(deps, result);
+    });
+}

@@ -1,0 +1,252 @@
+// pgcdc status --env <stack>: what a user checks first when something looks wrong — slot position and lag,
+// the last runs, the subscription backlog, failed rows, and how fresh the replica is. Each part is fetched
+// on its own: one unreachable service shows as such instead of hiding the rest.
+
+import { Command } from 'commander';
+import type { BigQuery } from '@google-cloud/bigquery';
+import { emulatorBigQuery } from '../../local/stack';
+import { Backlog, Execution, executionState, jobPath, shortName, timestampMillis } from '../cloud';
+import type { CliDeps } from '../deps';
+import { isNoCredentials, NoCredentialsError } from '../errors';
+import { emulatorBacklog, localSlotStatus, SlotStatus } from '../local-inspect';
+import { lastRuns } from '../runs';
+import { listTables, TableInfo } from '../warehouse';
+import { describeListener, describeSink } from './run-once';
+import { cloudContext, envOption, formatBytes, formatDuration, LOCAL_ENV, table } from './shared';
+
+export type Section<T> = { ok: true; value: T } | { ok: false; error: string; noCredentials?: boolean };
+
+export interface RunInfo {
+  job: string;
+  execution: string | null;
+  state: string;
+  at: string | null;
+  seconds: number | null;
+  logUri: string | null;
+  detail: string | null;
+}
+
+export interface ReplicaTable {
+  table: string;
+  rows: number | null;
+  lastModified: string | null;
+  ageSeconds: number | null;
+}
+
+export interface StatusReport {
+  env: string;
+  slot: Section<SlotStatus | null>;
+  runs: Section<RunInfo[]>;
+  backlog: Section<(Backlog & { subscription: string }) | null>;
+  deadLetters: Section<(Backlog & { subscription: string }) | null>;
+  failedRows: Section<{ table: string; rows: number | null }>;
+  replica: Section<ReplicaTable[]>;
+}
+
+async function section<T>(fn: () => Promise<T>): Promise<Section<T>> {
+  try {
+    return { ok: true, value: await fn() };
+  } catch (e) {
+    return { ok: false, error: (e as Error).message, noCredentials: isNoCredentials(e) || undefined };
+  }
+}
+
+async function warehouseSections(bq: BigQuery, dataset: string, failedTable: string, nowMs: number) {
+  const tables = section(() => listTables(bq, dataset));
+  const all = await tables;
+  const failedRows: Section<{ table: string; rows: number | null }> = all.ok
+    ? {
+        ok: true,
+        value: { table: failedTable, rows: all.value.find((t) => t.id === failedTable)?.rows ?? 0 },
+      }
+    : all;
+  const replica: Section<ReplicaTable[]> = all.ok
+    ? {
+        ok: true,
+        value: all.value
+          .filter((t: TableInfo) => !t.id.startsWith('_') && !t.id.endsWith('_changes'))
+          .map((t) => ({
+            table: t.id,
+            rows: t.rows,
+            lastModified: t.lastModified?.toISOString() ?? null,
+            ageSeconds: t.lastModified ? Math.max(0, (nowMs - t.lastModified.getTime()) / 1000) : null,
+          })),
+      }
+    : all;
+  return { failedRows, replica };
+}
+
+async function localStatus(deps: CliDeps): Promise<StatusReport> {
+  const e = deps.local.read({ dir: deps.localDir });
+  const now = deps.clock.now();
+  const bq = emulatorBigQuery(e);
+  const [slot, backlog, deadLetters, warehouse] = await Promise.all([
+    section(() => localSlotStatus(e.pg, e.slot, now)),
+    section(async () => ({
+      subscription: e.subscription,
+      ...(await emulatorBacklog(e.pubsubEmulatorHost, e.project, e.subscription, now)),
+    })),
+    section(async () => ({
+      subscription: e.deadLetterSubscription,
+      ...(await emulatorBacklog(e.pubsubEmulatorHost, e.project, e.deadLetterSubscription, now)),
+    })),
+    warehouseSections(bq, e.dataset, '_failed', now),
+  ]);
+  const runs = lastRuns(deps.localDir, 5).map((r): RunInfo => ({
+    job: 'listener+sink (in-process)',
+    execution: null,
+    state: r.ok ? 'succeeded' : 'failed',
+    at: r.at,
+    seconds: (r.listener?.seconds ?? 0) + (r.sink?.seconds ?? 0),
+    logUri: null,
+    detail: r.ok
+      ? `listener: ${r.listener ? describeListener(r.listener) : '?'}\nsink: ${r.sink ? describeSink(r.sink) : '?'}`
+      : (r.error ?? null),
+  }));
+  return { env: LOCAL_ENV, slot, runs: { ok: true, value: runs }, backlog, deadLetters, ...warehouse };
+}
+
+function runInfo(job: string, e: Execution): RunInfo {
+  const start = timestampMillis(e.startTime) ?? timestampMillis(e.createTime);
+  const end = timestampMillis(e.completionTime);
+  return {
+    job,
+    execution: e.name ? shortName(e.name) : null,
+    state: executionState(e),
+    at: start !== null ? new Date(start).toISOString() : null,
+    seconds: start !== null && end !== null ? (end - start) / 1000 : null,
+    logUri: e.logUri || null,
+    detail: `${e.succeededCount ?? 0} task(s) succeeded, ${e.failedCount ?? 0} failed`,
+  };
+}
+
+async function cloudStatus(deps: CliDeps, env: string): Promise<StatusReport> {
+  const { outputs, clients } = await cloudContext(deps, env);
+  const now = deps.clock.now();
+  const executionsOf = async (job: string) => {
+    const [list] = await clients.executions.listExecutions(
+      { parent: jobPath(outputs, job), pageSize: 3 },
+      { autoPaginate: false },
+    );
+    return list.slice(0, 3).map((e) => runInfo(job, e));
+  };
+  const [slot, runs, backlog, deadLetters, warehouse] = await Promise.all([
+    // The database is private: the slot as the listener last saw it (its summary line in Cloud Logging).
+    section(async (): Promise<SlotStatus | null> => {
+      const last = await clients.logs.lastSummary(outputs.project, outputs.listenerJobName, {
+        field: 'confirmedLsn',
+      });
+      if (!last) return null;
+      const s = last.summary;
+      return {
+        slot: outputs.slotName ?? '(slot)',
+        plugin: null,
+        active: null,
+        confirmedLsn: typeof s.confirmedLsn === 'string' ? s.confirmedLsn : null,
+        currentLsn: typeof s.lastLsn === 'string' ? s.lastLsn : null,
+        lagBytes: typeof s.lagBytes === 'number' ? s.lagBytes : null,
+        lagSeconds: null,
+        source: 'last listener run',
+        at: last.at,
+      };
+    }),
+    section(async () => [
+      ...(await executionsOf(outputs.listenerJobName)),
+      ...(await executionsOf(outputs.sinkJobName)),
+    ]),
+    section(async () => {
+      const b = await clients.metrics.backlog(outputs.project, shortName(outputs.subscription));
+      return b && { subscription: shortName(outputs.subscription), ...b };
+    }),
+    section(async () => {
+      if (!outputs.deadLetterSubscription) return null;
+      const b = await clients.metrics.backlog(outputs.project, shortName(outputs.deadLetterSubscription));
+      return b && { subscription: shortName(outputs.deadLetterSubscription), ...b };
+    }),
+    warehouseSections(clients.bigquery, outputs.dataset, outputs.failedTable, now),
+  ]);
+  return { env, slot, runs, backlog, deadLetters, ...warehouse };
+}
+
+function printReport(deps: CliDeps, r: StatusReport): void {
+  const log = (line: string) => deps.output.log(line);
+  const show = <T>(title: string, s: Section<T>, body: (v: T) => string[]) => {
+    log(title);
+    const lines = s.ok ? body(s.value) : [`unavailable: ${s.error}`];
+    for (const line of lines) log(`  ${line}`);
+  };
+  log(`Status of ${r.env}`);
+  show('Replication slot', r.slot, (s) => {
+    if (!s) return ['no slot: run `pgcdc sql init` first (or no listener run logged yet)'];
+    const lag = s.lagBytes === null ? 'lag unknown' : `${formatBytes(s.lagBytes)} behind`;
+    const age =
+      s.lagSeconds === null
+        ? ''
+        : s.lagSeconds === 0
+          ? ', no change waiting'
+          : `, oldest waiting change ${formatDuration(s.lagSeconds)} old`;
+    return [
+      `${s.slot}${s.plugin ? ` (${s.plugin}${s.active ? ', in use' : ''})` : ''}: confirmed ${s.confirmedLsn ?? '?'}, WAL at ${s.currentLsn ?? '?'}`,
+      `${lag}${age}${s.source === 'database' ? '' : ` (as of the last listener run${s.at ? `, ${s.at}` : ''})`}`,
+    ];
+  });
+  show('Last runs', r.runs, (runs) =>
+    runs.length === 0
+      ? ['none yet: `pgcdc run-once`']
+      : runs.flatMap((x) => [
+          `${x.at ?? '?'}  ${x.job}${x.execution ? ` ${x.execution}` : ''}  ${x.state}${x.seconds !== null ? ` in ${x.seconds.toFixed(1)}s` : ''}`,
+          ...(x.detail ? x.detail.split('\n').map((d) => `    ${d}`) : []),
+          ...(x.logUri && x.state !== 'succeeded' ? [`    logs: ${x.logUri}`] : []),
+        ]),
+  );
+  const backlog = (b: (Backlog & { subscription: string }) | null) =>
+    b === null
+      ? ['no data (metrics appear a few minutes after the first message)']
+      : [
+          `${b.subscription}: ${b.messages} message(s) waiting` +
+            (b.oldestUnackedSeconds !== null && b.messages > 0
+              ? `, oldest ${formatDuration(b.oldestUnackedSeconds)} old`
+              : ''),
+        ];
+  show('Subscription backlog', r.backlog, backlog);
+  show('Dead letters', r.deadLetters, backlog);
+  show('Failed rows', r.failedRows, (f) => [`${f.table}: ${f.rows ?? '?'} row(s)`]);
+  show('Replica freshness', r.replica, (tables) =>
+    tables.length === 0
+      ? ['no replica tables yet']
+      : table([
+          ['table', 'rows', 'last modified', 'age'],
+          ...tables.map((t) => [
+            t.table,
+            t.rows === null ? '?' : String(t.rows),
+            t.lastModified ?? '?',
+            t.ageSeconds === null ? '?' : formatDuration(t.ageSeconds),
+          ]),
+        ]),
+  );
+}
+
+export function statusCommand(deps: CliDeps): Command {
+  return new Command('status')
+    .description('slot lag, last runs, subscription backlog, failed rows, replica freshness')
+    .addOption(envOption())
+    .option('--json', 'print the report as JSON')
+    .action(async (opts: { env: string; json?: boolean }) => {
+      const report = await deps.output.task(`Checking ${opts.env}`, () =>
+        opts.env === LOCAL_ENV ? localStatus(deps) : cloudStatus(deps, opts.env),
+      );
+      const sections = [
+        report.slot,
+        report.runs,
+        report.backlog,
+        report.deadLetters,
+        report.failedRows,
+        report.replica,
+      ];
+      // Nothing could be read and the reason is credentials: say so instead of six "unavailable" lines.
+      if (sections.every((s) => !s.ok) && sections.some((s) => !s.ok && s.noCredentials))
+        throw new NoCredentialsError();
+      if (opts.json) deps.output.log(JSON.stringify(report, null, 2));
+      else printReport(deps, report);
+    });
+}

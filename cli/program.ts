@@ -1,0 +1,69 @@
+// Builds the `pgcdc` commander program from injected dependencies, and runs it with the one error handler.
+
+import { Command } from 'commander';
+import { demoCommand } from './commands/demo';
+import { deployCommand } from './commands/deploy';
+import { destroyCommand } from './commands/destroy';
+import { localCommand } from './commands/local';
+import { outputsCommand } from './commands/outputs';
+import { previewCommand } from './commands/preview';
+import { refreshCommand } from './commands/refresh';
+import { runOnceCommand } from './commands/run-once';
+import { snapshotCommand } from './commands/snapshot';
+import { sqlCommand } from './commands/sql';
+import { statusCommand } from './commands/status';
+import type { CliDeps } from './deps';
+import { handleError } from './errors';
+
+function version(): string {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return (require('../../package.json') as { version: string }).version;
+  } catch {
+    return '0.0.0';
+  }
+}
+
+/** Applies `fn` to a command and every sub-command (commander copies settings only at .command() time). */
+function everyCommand(cmd: Command, fn: (c: Command) => void): void {
+  fn(cmd);
+  for (const sub of cmd.commands) everyCommand(sub, fn);
+}
+
+export function buildProgram(deps: CliDeps): Command {
+  const program = new Command('pgcdc')
+    .description(
+      'Stream PostgreSQL changes into BigQuery: deploy, initialise, run and inspect a pgcdc stack.',
+    )
+    .version(version())
+    .showHelpAfterError('(run with --help for usage)')
+    .addCommand(demoCommand(deps))
+    .addCommand(localCommand(deps))
+    .addCommand(sqlCommand(deps))
+    .addCommand(runOnceCommand(deps))
+    .addCommand(snapshotCommand(deps))
+    .addCommand(statusCommand(deps))
+    .addCommand(deployCommand(deps))
+    .addCommand(previewCommand(deps))
+    .addCommand(refreshCommand(deps))
+    .addCommand(destroyCommand(deps))
+    .addCommand(outputsCommand(deps));
+  everyCommand(program, (c) =>
+    c.exitOverride().configureOutput({
+      writeOut: (text) => deps.output.write(text),
+      writeErr: (text) => deps.output.error(text.replace(/\n$/, '')),
+    }),
+  );
+  return program;
+}
+
+/** Runs the program on `argv` (user arguments, without node and the script) and returns the exit code. */
+export async function runCli(argv: string[], deps: CliDeps): Promise<number> {
+  const program = buildProgram(deps);
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (e) {
+    return handleError(e, deps.output);
+  }
+}

@@ -1,0 +1,43 @@
+// What one execution of the listener job does: a bounded streaming run, then, with the time that is left,
+// the initial snapshot of tables that never had one (PGCDC_SNAPSHOT=auto). Used by the container entry
+// point and by `pgcdc run-once --env local`, so both behave the same.
+
+import { Client } from 'pg';
+import { ListenerConfig } from './config';
+import { ListenerSummary, RunOptions, runListener } from './run';
+import { SnapshotSummary, pendingSnapshots, runSnapshot } from './snapshot';
+import { loadCatalog } from './catalog';
+
+export interface ListenerJobSummary extends ListenerSummary {
+  snapshot: SnapshotSummary | null;
+}
+
+export async function runListenerJob(
+  cfg: ListenerConfig,
+  opts: RunOptions = {},
+): Promise<ListenerJobSummary> {
+  const now = opts.now ?? Date.now;
+  const started = now();
+  const stream = await runListener(cfg, opts);
+  if (cfg.snapshot === 'off') return { ...stream, snapshot: null };
+  const left = cfg.maxRunSeconds - Math.ceil((now() - started) / 1000);
+  if (left <= 0) return { ...stream, snapshot: null };
+  const client = new Client(cfg.pg);
+  await client.connect();
+  let pending: string[];
+  try {
+    const tables = cfg.tables.length ? cfg.tables : [...(await loadCatalog(client)).tables.keys()];
+    pending = await pendingSnapshots(
+      client,
+      tables.filter((t) => !t.startsWith('pgcdc.')),
+    );
+  } finally {
+    await client.end();
+  }
+  if (pending.length === 0) return { ...stream, snapshot: null };
+  const snapshot = await runSnapshot(
+    { ...cfg, maxRunSeconds: left },
+    { tables: pending, chunkRows: cfg.snapshotChunkRows, sink: opts.sink, log: opts.log, now },
+  );
+  return { ...stream, snapshot };
+}

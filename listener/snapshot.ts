@@ -1,0 +1,256 @@
+// The initial snapshot: a table's existing rows, sent as `op: r` events through the same Pub/Sub path as
+// changes, in chunks by primary key, resumable, and consistent with the stream by sequence numbers alone.
+//
+// Why it is consistent (see also README "Snapshot"): each chunk is read in its own REPEATABLE READ
+// snapshot S, prepared so that
+//   (1) every transaction whose commit record lies before L0 (the WAL insert position read first) is
+//       visible in S — after reading L0 we wait until every transaction then still in progress has ended,
+//       which closes the window where a commit record is written but not yet visible;
+//   (2) so every transaction S does not see commits at or after L0.
+// Chunk rows get the sequence (L0 - 1)/<row>. WAL records start 8-byte aligned, so no commit LSN equals
+// L0 - 1: changes committed before L0 (all reflected in S) sort below the snapshot rows, and changes S does
+// not see sort above them and win in BigQuery. The slot delivers every change either way, so the replica
+// converges to the source whatever the concurrent writes.
+
+import { Client, ClientConfig } from 'pg';
+import { ChangeEvent, ColumnInfo, Row } from '../contract/events';
+import { Lsn, changeSeq, formatLsn, parseLsn } from '../contract/lsn';
+import { loadCatalog } from './catalog';
+import { ListenerConfig } from './config';
+import { TableState } from './decoders/types';
+import { ReplicationSetupError, classifyPgError } from './errors';
+import { EventPublisher, MessageSink } from './publisher';
+import { pubsubSink } from './run';
+import { formatUtcMicros } from './time';
+
+export interface SnapshotOptions {
+  /** "schema.table" names; default: the configured tables, or every user table. */
+  tables?: string[];
+  /** Start again from the first row even if the table was snapshotted (pgcdc snapshot --table t). */
+  restart?: boolean;
+  /** Rows per chunk (one consistent read each). */
+  chunkRows?: number;
+  sink?: MessageSink;
+  log?: (line: string) => void;
+  now?: () => number;
+}
+
+export interface SnapshotTableProgress {
+  table: string;
+  rowsDone: number;
+  rowsEstimate: number | null;
+  done: boolean;
+}
+
+export interface SnapshotSummary {
+  rows: number;
+  messages: number;
+  chunks: number;
+  tables: SnapshotTableProgress[];
+  seconds: number;
+  stoppedBy: 'done' | 'time-limit';
+}
+
+const PROGRESS = 'pgcdc.snapshot_progress';
+const OWN_SCHEMA = 'pgcdc';
+
+/** `pg` returning every value as the text Postgres sent (the type output function's text). */
+const RAW_TEXT = { getTypeParser: () => (value: string) => value };
+
+function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+function qualified(table: string): string {
+  const dot = table.indexOf('.');
+  return `${quoteIdent(table.slice(0, dot))}.${quoteIdent(table.slice(dot + 1))}`;
+}
+
+/** Waits until every transaction in progress now has ended (commit or abort); see the header comment. */
+async function waitForInProgress(client: Client): Promise<void> {
+  const snap = await client.query<{ xip: string[] | null }>(
+    'SELECT array_agg(x::text) AS xip FROM pg_snapshot_xip(pg_current_snapshot()) AS x',
+  );
+  const pending = new Set(snap.rows[0].xip ?? []);
+  while (pending.size > 0) {
+    const r = await client.query<{ xid: string; status: string | null }>(
+      'SELECT x AS xid, pg_xact_status(x::xid8) AS status FROM unnest($1::text[]) AS x',
+      [[...pending]],
+    );
+    for (const row of r.rows) if (row.status !== 'in progress') pending.delete(row.xid);
+    if (pending.size > 0) await new Promise((res) => setTimeout(res, 10));
+  }
+}
+
+interface ChunkRead {
+  lsn: Lsn;
+  rows: Row[];
+}
+
+async function readChunk(
+  client: Client,
+  table: string,
+  columns: ColumnInfo[],
+  keyCols: string[],
+  lastKey: Row | null,
+  limit: number,
+): Promise<ChunkRead> {
+  const l0 = parseLsn(
+    (await client.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l')).rows[0].l,
+  );
+  await waitForInProgress(client);
+  const cols = columns.map((c) => quoteIdent(c.name)).join(', ');
+  const keyList = keyCols.map(quoteIdent).join(', ');
+  const params: unknown[] = [];
+  let where = '';
+  if (lastKey) {
+    // Row-value comparison with each key column cast from its text: resumes exactly after the last key.
+    const casts = keyCols.map((k, i) => {
+      params.push(lastKey[k]);
+      const type = columns.find((c) => c.name === k)!.type;
+      return `$${i + 1}::${type}`;
+    });
+    where = `WHERE (${keyList}) > (${casts.join(', ')})`;
+  }
+  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  try {
+    const res = await client.query({
+      text: `SELECT ${cols} FROM ${qualified(table)} ${where} ORDER BY ${keyList} LIMIT ${limit}`,
+      values: params,
+      types: RAW_TEXT,
+    });
+    await client.query('COMMIT');
+    return { lsn: l0, rows: res.rows as Row[] };
+  } catch (e) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw e;
+  }
+}
+
+export async function runSnapshot(cfg: ListenerConfig, opts: SnapshotOptions = {}): Promise<SnapshotSummary> {
+  const now = opts.now ?? Date.now;
+  const started = now();
+  const deadline = started + cfg.maxRunSeconds * 1000;
+  const log = opts.log ?? (() => undefined);
+  const chunkRows = opts.chunkRows ?? 10_000;
+  const client = new Client(cfg.pg as ClientConfig);
+  try {
+    await client.connect();
+  } catch (e) {
+    throw classifyPgError(e, { slot: cfg.slot, user: cfg.pg.user, host: String(cfg.pg.host) });
+  }
+  const ownSink = opts.sink ? undefined : pubsubSink(cfg);
+  const publisher = new EventPublisher(opts.sink ?? ownSink!, cfg);
+  const summary: SnapshotSummary = {
+    rows: 0,
+    messages: 0,
+    chunks: 0,
+    tables: [],
+    seconds: 0,
+    stoppedBy: 'done',
+  };
+  try {
+    const exists = await client.query("SELECT to_regclass('pgcdc.snapshot_progress') IS NOT NULL AS ok");
+    if (!exists.rows[0].ok) {
+      throw new ReplicationSetupError(
+        `${PROGRESS} does not exist: run \`pgcdc sql init\` (sql/0-init.sql creates it)`,
+      );
+    }
+    const catalog = await loadCatalog(client);
+    const wanted = opts.tables ?? (cfg.tables.length ? cfg.tables : [...catalog.tables.keys()]);
+    const tables = wanted.filter((t) => !t.startsWith(`${OWN_SCHEMA}.`));
+    for (const table of tables) {
+      const columns = catalog.tables.get(table);
+      if (!columns) throw new ReplicationSetupError(`snapshot: table ${table} does not exist`);
+      const keyCols = columns.filter((c) => c.key).map((c) => c.name);
+      if (keyCols.length === 0) {
+        // No order to read it by in bounded chunks, and no replica to fill (history only): say so, skip it.
+        log(
+          `snapshot ${table}: no primary key, not snapshotted (its BigQuery history starts with the stream)`,
+        );
+        continue;
+      }
+      // The planner's estimate (free); -1 means the table was never vacuumed or analysed: unknown.
+      const estimate = await client.query<{ n: string | null }>(
+        'SELECT CASE WHEN reltuples < 0 THEN NULL ELSE reltuples::bigint::text END AS n FROM pg_class WHERE oid = $1::regclass',
+        [qualified(table)],
+      );
+      const rowsEstimate = estimate.rows[0].n === null ? null : Number(estimate.rows[0].n);
+      if (opts.restart) await client.query(`DELETE FROM ${PROGRESS} WHERE table_name = $1`, [table]);
+      await client.query(
+        `INSERT INTO ${PROGRESS} (table_name, rows_estimate) VALUES ($1, $2)
+         ON CONFLICT (table_name) DO UPDATE SET rows_estimate = EXCLUDED.rows_estimate`,
+        [table, rowsEstimate],
+      );
+      const p = await client.query<{ last_key: Row | null; rows_done: string; done: boolean }>(
+        `SELECT last_key, rows_done::text, done FROM ${PROGRESS} WHERE table_name = $1`,
+        [table],
+      );
+      let lastKey = p.rows[0].last_key;
+      let rowsDone = Number(p.rows[0].rows_done);
+      let done = p.rows[0].done;
+      const [schema, name] = [table.slice(0, table.indexOf('.')), table.slice(table.indexOf('.') + 1)];
+      const state: TableState = { schema, table: name, columns };
+      while (!done) {
+        if (now() > deadline) {
+          summary.stoppedBy = 'time-limit';
+          break;
+        }
+        const chunk = await readChunk(client, table, columns, keyCols, lastKey, chunkRows);
+        const seqLsn = chunk.lsn - 1n;
+        const commitTs = formatUtcMicros(BigInt(Date.now()) * 1000n);
+        chunk.rows.forEach((row, i) => {
+          const event: ChangeEvent = {
+            op: 'r',
+            key: keyOfRow(row, keyCols),
+            before: null,
+            after: row,
+            unchanged: [],
+            lsn: formatLsn(chunk.lsn),
+            commitLsn: formatLsn(chunk.lsn),
+            xid: 0,
+            commitTs,
+            seq: changeSeq(seqLsn, i),
+          };
+          publisher.add(state, event);
+        });
+        publisher.flushAll();
+        await publisher.drain();
+        if (publisher.failure) throw publisher.failure;
+        // Progress moves only after Pub/Sub acknowledged the chunk: a crash repeats at most one chunk.
+        done = chunk.rows.length < chunkRows;
+        if (chunk.rows.length > 0) lastKey = keyOfRow(chunk.rows[chunk.rows.length - 1], keyCols);
+        rowsDone += chunk.rows.length;
+        await client.query(
+          `UPDATE ${PROGRESS} SET last_key = $2, rows_done = $3, done = $4, updated_at = now() WHERE table_name = $1`,
+          [table, JSON.stringify(lastKey), rowsDone, done],
+        );
+        summary.rows += chunk.rows.length;
+        summary.chunks++;
+        log(`snapshot ${table}: ${rowsDone} of ~${rowsEstimate ?? '?'} rows${done ? ', done' : ''}`);
+      }
+      summary.tables.push({ table, rowsDone, rowsEstimate, done });
+      if (summary.stoppedBy === 'time-limit') break;
+    }
+  } finally {
+    await client.end().catch(() => undefined);
+    await ownSink?.close().catch(() => undefined);
+  }
+  summary.messages = publisher.stats.messages;
+  summary.seconds = (now() - started) / 1000;
+  return summary;
+}
+
+function keyOfRow(row: Row, keyCols: string[]): Row {
+  return Object.fromEntries(keyCols.map((k) => [k, row[k]]));
+}
+
+/** Tables whose snapshot has not completed (never started, or interrupted). */
+export async function pendingSnapshots(client: Client, tables: string[]): Promise<string[]> {
+  const r = await client.query<{ table_name: string }>(
+    `SELECT table_name FROM ${PROGRESS} WHERE done AND table_name = ANY($1)`,
+    [tables],
+  );
+  const done = new Set(r.rows.map((x) => x.table_name));
+  return tables.filter((t) => !done.has(t));
+}

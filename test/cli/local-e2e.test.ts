@@ -1,0 +1,268 @@
+// The local stack for real: `pgcdc local up`, `sql init`, `run-once`, `status`, `demo` and `local down` run
+// through commander with the real dependencies (Postgres, the Pub/Sub emulator, our BigQuery emulator, the
+// listener and the sink in-process), and the `pgcdc` executable itself runs the README's first command.
+
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Client } from 'pg';
+import { differences, replicaRows, sourceRows } from '../../cli/commands/demo';
+import type { StatusReport } from '../../cli/commands/status';
+import type { RunOnceResult } from '../../cli/commands/run-once';
+import { withEnv } from '../../cli/commands/shared';
+import { CliDeps, defaultDeps } from '../../cli/deps';
+import { EXIT } from '../../cli/errors';
+import { BufferedOutput, bufferOutput } from '../../cli/output';
+import { runCli } from '../../cli/program';
+import { LocalEndpoints, localDown } from '../../local/stack';
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A fresh directory the `postgres` user can traverse (initdb runs as postgres when we are root). */
+function tempDir(prefix: string): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
+  chmodSync(dir, 0o755);
+  return dir;
+}
+
+/** Polls `check` until it returns true or the deadline passes (then fails with `what`). */
+async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) assert.fail(`not true after ${timeoutMs} ms: ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+describe('pgcdc against the local stack, end to end', function () {
+  let dir: string;
+  let out: BufferedOutput;
+  let deps: CliDeps;
+  const cli = async (...argv: string[]) => {
+    out = bufferOutput();
+    deps = defaultDeps({ output: out, localDir: dir });
+    return runCli(argv, deps);
+  };
+  const endpoints = () =>
+    JSON.parse(readFileSync(path.join(dir, 'endpoints.json'), 'utf8')) as LocalEndpoints;
+
+  before(() => {
+    dir = tempDir('pgcdc-cli-local-');
+  });
+  after(async () => {
+    await localDown({ dir, purge: true });
+  });
+
+  it('local up starts Postgres and both emulators, prints the endpoints and writes them for later commands', async () => {
+    assert.equal(await cli('local', 'up'), EXIT.ok, out.stderr);
+    const e = endpoints();
+    assert.match(
+      out.stdout,
+      new RegExp(`PostgreSQL\\s+postgresql://postgres@127\\.0\\.0\\.1:${e.pg.port}/pgcdc`),
+    );
+    assert.match(out.stdout, new RegExp(`Pub/Sub emulator\\s+${e.pubsubEmulatorHost.replace(/\./g, '\\.')}`));
+    assert.match(
+      out.stdout,
+      /BigQuery emulator\s+http:\/\/127\.0\.0\.1:\d+\s+\(dataset pgcdc-local\.pgcdc\)/,
+    );
+    assert.equal(e.project, 'pgcdc-local');
+    assert.equal(e.topic, 'pgcdc-changes');
+    assert.equal(e.subscription, 'pgcdc-sink');
+    assert.ok(alive(e.pids.pubsub) && alive(e.pids.bigquery));
+
+    // A second `up` finds the running stack instead of starting another.
+    assert.equal(await cli('local', 'up'), EXIT.ok, out.stderr);
+    assert.match(out.stdout, /already up/);
+    assert.deepEqual(endpoints().pids, e.pids);
+  });
+
+  it('run-once before sql init fails with the job-failed code, naming the listener', async () => {
+    assert.equal(await cli('run-once', '--env', 'local'), EXIT.jobFailed);
+    assert.match(out.stderr, /error: listener failed: .*pgcdc_slot/);
+    assert.match(out.stderr, /Rerun with --verbose/);
+  });
+
+  it('sql init --env local creates the slot, the publication and the sample table', async () => {
+    assert.equal(await cli('sql', 'init', '--env', 'local'), EXIT.ok, out.stderr);
+    assert.match(out.stdout, /created logical replication slot pgcdc_slot \(plugin wal2json\)/);
+    const e = endpoints();
+    const pg = new Client(e.pg);
+    await pg.connect();
+    try {
+      const slot = await pg.query("SELECT plugin FROM pg_replication_slots WHERE slot_name = 'pgcdc_slot'");
+      assert.deepEqual(slot.rows, [{ plugin: 'wal2json' }]);
+      const n = await pg.query('SELECT count(*)::int AS n FROM public.customers');
+      assert.equal(n.rows[0].n, 30);
+    } finally {
+      await pg.end();
+    }
+  });
+
+  it('run-once --env local carries inserts, updates and deletes into the BigQuery replica, and the replica matches the source', async () => {
+    const e = endpoints();
+    const pg = new Client(e.pg);
+    await pg.connect();
+    try {
+      await pg.query(
+        `INSERT INTO public.customers (customer_id, first_name, last_name, email) VALUES (5001, 'Hedy', 'Lamarr', 'hedy@example.com')`,
+      );
+      await pg.query(
+        `UPDATE public.customers SET loyalty_points = 4242, phone = NULL WHERE customer_id = 2005`,
+      );
+      await pg.query(`DELETE FROM public.customers WHERE customer_id IN (2006, 2007)`);
+    } finally {
+      await pg.end();
+    }
+    assert.equal(await cli('run-once', '--env', 'local', '--json'), EXIT.ok, out.stderr);
+    const result = JSON.parse(out.stdout) as RunOnceResult;
+    assert.equal(result.env, 'local');
+    // 30 sample rows + 1 insert + 1 update + 2 deletes.
+    assert.equal(result.listener.summary?.changes, 34);
+    // The listener job then snapshots the table (never snapshotted): its 29 rows follow as `r` events.
+    assert.equal(result.listener.summary?.snapshot?.rows, 29);
+    assert.equal(result.sink.summary?.events, 34 + 29);
+    assert.equal(result.sink.summary?.failed, 0);
+
+    let diff: string[] = [];
+    await eventually('the replica matches the source', async () => {
+      diff = differences(await sourceRows(e.pg), await replicaRows(e).catch(() => new Map()));
+      return diff.length === 0;
+    });
+    const replica = await replicaRows(e);
+    assert.equal(replica.size, 29);
+    assert.equal(replica.get('5001')?.email, 'hedy@example.com');
+    assert.equal(replica.get('2005')?.loyalty_points, '4242');
+    assert.equal(replica.get('2005')?.phone, null);
+    assert.ok(!replica.has('2006') && !replica.has('2007'));
+  });
+
+  it('status --env local reports the slot caught up, the run, an empty backlog, no failed rows and the replica table', async () => {
+    assert.equal(await cli('status', '--env', 'local', '--json'), EXIT.ok, out.stderr);
+    const report = JSON.parse(out.stdout) as StatusReport;
+    assert.ok(report.slot.ok && report.slot.value, JSON.stringify(report.slot));
+    assert.equal(report.slot.value.slot, 'pgcdc_slot');
+    assert.ok((report.slot.value.lagBytes ?? Infinity) < 1024 * 1024, `lag ${report.slot.value.lagBytes}`);
+    assert.ok(report.runs.ok);
+    // Newest first: the successful run, then the one that failed before sql init.
+    assert.deepEqual(
+      report.runs.value.map((r) => r.state),
+      ['succeeded', 'failed'],
+    );
+    assert.deepEqual(report.backlog, {
+      ok: true,
+      value: { subscription: 'pgcdc-sink', messages: 0, oldestUnackedSeconds: null },
+    });
+    assert.ok(report.failedRows.ok);
+    assert.equal(report.failedRows.value.rows ?? 0, 0);
+    assert.ok(report.replica.ok);
+    const customers = report.replica.value.find((t) => t.table === 'customers');
+    assert.ok(customers, JSON.stringify(report.replica.value));
+
+    assert.equal(await cli('status', '--env', 'local'), EXIT.ok, out.stderr);
+    assert.match(out.stdout, /pgcdc_slot \(wal2json\): confirmed \d+\/[0-9A-F]+/);
+    assert.match(out.stdout, /pgcdc-sink: 0 message\(s\) waiting/);
+  });
+
+  it('status counts messages waiting in the subscription without taking them from the sink', async () => {
+    const e = endpoints();
+    const pg = new Client(e.pg);
+    await pg.connect();
+    try {
+      await pg.query(
+        `UPDATE public.customers SET loyalty_points = loyalty_points + 1 WHERE customer_id = 2010`,
+      );
+    } finally {
+      await pg.end();
+    }
+    // Only the listener runs: its message waits in the subscription.
+    deps = defaultDeps({ output: bufferOutput(), localDir: dir });
+    const env = deps.local.env(e);
+    await withEnv(env, () => deps.pipeline.listenOnce(env, () => undefined));
+    assert.equal(await cli('status', '--env', 'local', '--json'), EXIT.ok, out.stderr);
+    const report = JSON.parse(out.stdout) as StatusReport;
+    assert.ok(report.backlog.ok && report.backlog.value);
+    assert.equal(report.backlog.value.messages, 1);
+    // The message was handed back: the next run-once still gets it and the replica still matches.
+    assert.equal(await cli('run-once', '--env', 'local', '--json'), EXIT.ok, out.stderr);
+    assert.equal((JSON.parse(out.stdout) as RunOnceResult).sink.summary?.events, 1);
+    await eventually(
+      'the replica matches the source',
+      async () => differences(await sourceRows(e.pg), await replicaRows(e)).length === 0,
+    );
+  });
+
+  it('demo on the running stack applies its changes and shows source and replica side by side, matching', async () => {
+    assert.equal(await cli('demo'), EXIT.ok, out.stderr);
+    assert.match(out.stdout, /inserted customer 9001/);
+    assert.match(
+      out.stdout,
+      /customer_id\s+source\.first_name\s+source\.email\s+source\.loyalty_points\s+│\s+replica\.first_name/,
+    );
+    assert.match(
+      out.stdout,
+      /9001\s+Demo\s+demo9001@example\.com\s+10\s+│\s+Demo\s+demo9001@example\.com\s+10\s+✓/,
+    );
+    assert.match(out.stdout, /The replica matches the source: \d+ rows, every column equal\./);
+  });
+
+  it('local down stops everything, is idempotent, and later local commands say the stack is not up', async () => {
+    const e = endpoints();
+    assert.equal(await cli('local', 'down'), EXIT.ok, out.stderr);
+    assert.match(out.stdout, /Stopped: BigQuery emulator, Pub\/Sub emulator, PostgreSQL\./);
+    assert.ok(!alive(e.pids.pubsub) && !alive(e.pids.bigquery));
+    assert.ok(!existsSync(path.join(e.pgDataDir, 'postmaster.pid')));
+    assert.ok(!existsSync(path.join(dir, 'endpoints.json')));
+    assert.equal(await cli('local', 'down'), EXIT.ok, out.stderr);
+    assert.match(out.stdout, /The local stack was not running\./);
+    assert.equal(await cli('run-once', '--env', 'local'), EXIT.localStackNotUp);
+    assert.match(out.stderr, /Run `pgcdc local up` first/);
+  });
+});
+
+describe('the pgcdc executable', () => {
+  const main = path.resolve(__dirname, '..', '..', 'cli', 'main.js');
+  let dir: string;
+  before(() => {
+    dir = tempDir('pgcdc-cli-bin-');
+  });
+  after(async () => {
+    await localDown({ dir });
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const bin = (args: string[]) =>
+    new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+      execFile(
+        process.execPath,
+        [main, ...args],
+        { env: { ...process.env, PGCDC_LOCAL_DIR: dir }, timeout: 110_000 },
+        (err, stdout, stderr) =>
+          resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+      );
+    });
+
+  it('`pgcdc demo` goes from nothing to rows in the local BigQuery replica and exits on its own', async () => {
+    const r = await bin(['demo']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /The local stack is up:/);
+    assert.match(r.stdout, /The replica matches the source: 30 rows, every column equal\./);
+    // Plain progress (not a TTY) on stderr, no stray warnings from the Google libraries.
+    assert.match(r.stderr, /Sink: Pub\/Sub → BigQuery: done/);
+    assert.doesNotMatch(r.stderr, /Warning/);
+  });
+
+  it('an unknown option exits with the usage code and shows the help hint', async () => {
+    const r = await bin(['status', '--env', 'local', '--frobnicate']);
+    assert.equal(r.code, EXIT.usage);
+    assert.match(r.stderr, /unknown option '--frobnicate'/);
+  });
+});
