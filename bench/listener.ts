@@ -5,19 +5,16 @@
 // Both run with the same output-plugin options. Prints one line per measurement and the ratio.
 
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { PubSub } from '@google-cloud/pubsub';
 import { Client } from 'pg';
-import { ListenerConfig, DecoderName } from '../listener/config';
+import { DecoderName } from '../listener/config';
 import { PgOutputDecoder } from '../listener/decoders/pgoutput';
 import { Wal2JsonDecoder } from '../listener/decoders/wal2json';
 import { runListener } from '../listener/run';
-import { startPostgres, PostgresCluster } from '../local/postgres';
-import { startPubSubEmulator } from '../local/pubsub-emulator';
-
-const PROJECT = 'pgcdc-bench';
+import { PostgresCluster } from '../local/postgres';
+import { BENCH_PROJECT, benchListenerConfig, withBenchStack } from './support';
 const DECODERS: DecoderName[] = ['wal2json', 'pgoutput'];
 
 interface Workload {
@@ -63,78 +60,87 @@ function recvlogical(cluster: PostgresCluster, slot: string, decoder: DecoderNam
   const argv = [
     ...asPostgres,
     path.join(cluster.binDir, 'pg_recvlogical'),
-    '-h', cluster.host, '-p', String(cluster.port), '-U', cluster.user, '-d', 'bench',
-    '--slot', slot, '--start', '--endpos', endpos, '--no-loop', '-f', '/dev/null', ...pluginArgs(decoder),
+    '-h',
+    cluster.host,
+    '-p',
+    String(cluster.port),
+    '-U',
+    cluster.user,
+    '-d',
+    'bench',
+    '--slot',
+    slot,
+    '--start',
+    '--endpos',
+    endpos,
+    '--no-loop',
+    '-f',
+    '/dev/null',
+    ...pluginArgs(decoder),
   ];
   execFileSync(argv[0], argv.slice(1), { stdio: 'inherit' });
   return Number(process.hrtime.bigint() - t0) / 1e9;
 }
 
 async function main(): Promise<void> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'pgcdc-bench-'));
-  chmodSync(dir, 0o755);
-  const cluster = await startPostgres({ dir: path.join(dir, 'pg') });
-  const emulator = await startPubSubEmulator({ dir: path.join(dir, 'pubsub') });
-  process.env.PUBSUB_EMULATOR_HOST = emulator.host;
-  process.env.METADATA_SERVER_DETECTION = 'none';
-  const admin = new Client(cluster.connection());
-  await admin.connect();
-  await admin.query('CREATE DATABASE bench');
-  await admin.end();
-  const db = new Client(cluster.connection('bench'));
-  await db.connect();
-  const pubsub = new PubSub({ projectId: PROJECT });
-  console.log(`pgcdc listener benchmark — ${os.cpus().length} cores, node ${process.version}`);
-  try {
-    await query(db, 'CREATE PUBLICATION bench_pub FOR ALL TABLES');
-    await query(db, 'CREATE TABLE bench (id int PRIMARY KEY, name text, amount numeric(12,2), at timestamptz)');
-    for (const [w, workload] of WORKLOADS.entries()) {
-      for (const decoder of DECODERS) {
-        for (const who of ['recv', 'pgcdc']) {
-          await query(db, `SELECT pg_create_logical_replication_slot('${who}_${decoder}_${w}', '${decoder}')`);
+  await withBenchStack(async (cluster) => {
+    const admin = new Client(cluster.connection());
+    await admin.connect();
+    await admin.query('CREATE DATABASE bench');
+    await admin.end();
+    const db = new Client(cluster.connection('bench'));
+    await db.connect();
+    const pubsub = new PubSub({ projectId: BENCH_PROJECT });
+    console.log(`pgcdc listener benchmark — ${os.cpus().length} cores, node ${process.version}`);
+    try {
+      await query(db, 'CREATE PUBLICATION bench_pub FOR ALL TABLES');
+      await query(
+        db,
+        'CREATE TABLE bench (id int PRIMARY KEY, name text, amount numeric(12,2), at timestamptz)',
+      );
+      for (const [w, workload] of WORKLOADS.entries()) {
+        for (const decoder of DECODERS) {
+          for (const who of ['recv', 'pgcdc']) {
+            await query(
+              db,
+              `SELECT pg_create_logical_replication_slot('${who}_${decoder}_${w}', '${decoder}')`,
+            );
+          }
+        }
+        const t0 = Date.now();
+        for (const s of workload.sql) await query(db, s);
+        const [{ lsn }] = await query(db, 'SELECT pg_current_wal_lsn()::text AS lsn');
+        console.log(
+          `\n${workload.name}: ${workload.changes} changes written in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
+        );
+        for (const decoder of DECODERS) {
+          const recvSeconds = recvlogical(cluster, `recv_${decoder}_${w}`, decoder, lsn);
+          const topicName = `bench-${decoder}-${w}`;
+          const [topic] = await pubsub.createTopic(topicName);
+          const cfg = benchListenerConfig(cluster, 'bench', topicName, {
+            slot: `pgcdc_${decoder}_${w}`,
+            publication: 'bench_pub',
+            decoder,
+          });
+          const s = await runListener(cfg);
+          const recvRate = workload.changes / recvSeconds;
+          const ourRate = s.changes / s.seconds;
+          console.log(
+            `  ${decoder.padEnd(8)}  pg_recvlogical ${recvSeconds.toFixed(2)} s (${Math.round(recvRate)}/s)` +
+              `  pgcdc ${s.seconds.toFixed(2)} s (${Math.round(ourRate)}/s, ${s.messages} messages, ` +
+              `${(s.bytes / s.changes).toFixed(1)} B/change, peak RSS ${s.peakRssMb} MB)` +
+              `  ratio ${(ourRate / recvRate).toFixed(2)}`,
+          );
+          if (s.changes !== workload.changes)
+            throw new Error(`pgcdc read ${s.changes} changes, expected ${workload.changes}`);
+          await topic.delete();
         }
       }
-      const t0 = Date.now();
-      for (const s of workload.sql) await query(db, s);
-      const [{ lsn }] = await query(db, 'SELECT pg_current_wal_lsn()::text AS lsn');
-      console.log(`\n${workload.name}: ${workload.changes} changes written in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-      for (const decoder of DECODERS) {
-        const recvSeconds = recvlogical(cluster, `recv_${decoder}_${w}`, decoder, lsn);
-        const [topic] = await pubsub.createTopic(`bench-${decoder}-${w}`);
-        const cfg: ListenerConfig = {
-          pg: cluster.connection('bench'),
-          slot: `pgcdc_${decoder}_${w}`,
-          publication: 'bench_pub',
-          decoder,
-          tables: [],
-          projectId: PROJECT,
-          topic: topic.name.split('/').pop()!,
-          encoding: 'json+gzip',
-          maxMessageBytes: 1024 * 1024,
-          maxEventsPerMessage: 2000,
-          maxRunSeconds: 3600,
-          maxInFlightBytes: 64 * 1024 * 1024,
-        };
-        const s = await runListener(cfg);
-        const recvRate = workload.changes / recvSeconds;
-        const ourRate = s.changes / s.seconds;
-        console.log(
-          `  ${decoder.padEnd(8)}  pg_recvlogical ${recvSeconds.toFixed(2)} s (${Math.round(recvRate)}/s)` +
-            `  pgcdc ${s.seconds.toFixed(2)} s (${Math.round(ourRate)}/s, ${s.messages} messages, ` +
-            `${(s.bytes / s.changes).toFixed(1)} B/change, peak RSS ${s.peakRssMb} MB)` +
-            `  ratio ${(ourRate / recvRate).toFixed(2)}`,
-        );
-        if (s.changes !== workload.changes) throw new Error(`pgcdc read ${s.changes} changes, expected ${workload.changes}`);
-        await topic.delete();
-      }
+    } finally {
+      await db.end();
+      await pubsub.close();
     }
-  } finally {
-    await db.end();
-    await pubsub.close();
-    await emulator.stop();
-    cluster.stop();
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 }
 
 main().catch((e: unknown) => {

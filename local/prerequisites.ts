@@ -56,8 +56,14 @@ export function requirePubSubEmulator(): string {
         'apt-get install -y google-cloud-cli google-cloud-cli-pubsub-emulator',
     );
   }
-  const sdkRoot = path.resolve(path.dirname(execFileSync('readlink', ['-f', gcloud], { encoding: 'utf8' }).trim()), '..');
-  const emulatorDirs = [path.join(sdkRoot, 'platform', 'pubsub-emulator'), '/usr/lib/google-cloud-sdk/platform/pubsub-emulator'];
+  const sdkRoot = path.resolve(
+    path.dirname(execFileSync('readlink', ['-f', gcloud], { encoding: 'utf8' }).trim()),
+    '..',
+  );
+  const emulatorDirs = [
+    path.join(sdkRoot, 'platform', 'pubsub-emulator'),
+    '/usr/lib/google-cloud-sdk/platform/pubsub-emulator',
+  ];
   if (!emulatorDirs.some((d) => existsSync(d))) {
     throw new MissingPrerequisiteError(
       'the Pub/Sub emulator is not installed. Install it with: apt-get install -y google-cloud-cli-pubsub-emulator',

@@ -34,8 +34,19 @@ export async function startPubSubEmulator(opts: StartPubSubOptions): Promise<Pub
   const out = openSync(logFile, 'a');
   const child = spawn(
     gcloud,
-    ['beta', 'emulators', 'pubsub', 'start', `--host-port=127.0.0.1:${port}`, `--data-dir=${path.join(dir, 'pubsub-data')}`],
-    { detached: true, stdio: ['ignore', out, out], env: { ...process.env, CLOUDSDK_CORE_DISABLE_PROMPTS: '1' } },
+    [
+      'beta',
+      'emulators',
+      'pubsub',
+      'start',
+      `--host-port=127.0.0.1:${port}`,
+      `--data-dir=${path.join(dir, 'pubsub-data')}`,
+    ],
+    {
+      detached: true,
+      stdio: ['ignore', out, out],
+      env: { ...process.env, CLOUDSDK_CORE_DISABLE_PROMPTS: '1' },
+    },
   );
   if (opts.detached) child.unref();
   const pid = child.pid;

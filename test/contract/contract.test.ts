@@ -26,7 +26,8 @@ const batch: EventBatch = {
 
 describe('change-event contract', () => {
   it('LSNs round-trip between text and bigint', () => {
-    for (const t of ['0/0', '0/16B3748', '16/B374D848', 'FFFFFFFF/FFFFFFFF']) assert.equal(formatLsn(parseLsn(t)), t);
+    for (const t of ['0/0', '0/16B3748', '16/B374D848', 'FFFFFFFF/FFFFFFFF'])
+      assert.equal(formatLsn(parseLsn(t)), t);
     assert.throws(() => parseLsn('16B3748'), /not a PostgreSQL LSN/);
   });
 
@@ -50,16 +51,28 @@ describe('change-event contract', () => {
   it('pre-serialised events encode to the same payload as parsed ones', async () => {
     const a = await encodeBatch(batch, 'json');
     const { events, ...header } = batch;
-    const b = await encodeSerializedBatch(header, events.map((e) => JSON.stringify(e)), events[0].seq, events[0].seq, 'json');
+    const b = await encodeSerializedBatch(
+      header,
+      events.map((e) => JSON.stringify(e)),
+      events[0].seq,
+      events[0].seq,
+      'json',
+    );
     assert.equal(b.data.toString(), a.data.toString());
     assert.deepEqual(b.attributes, a.attributes);
   });
 
   it('poison payloads are rejected with a reason that says what is wrong', () => {
-    const bad = (data: string, attrs: Record<string, string> = {}) => () => decodeBatch(Buffer.from(data), attrs);
+    const bad =
+      (data: string, attrs: Record<string, string> = {}) =>
+      () =>
+        decodeBatch(Buffer.from(data), attrs);
     assert.throws(bad('not json'), (e: Error) => e instanceof ContractError && /not JSON/.test(e.message));
     assert.throws(bad('{}', { v: '9' }), /unknown contract version/);
-    assert.throws(bad('{"v":1,"schema":"s","table":"t","columns":[],"events":[{"op":"x"}]}'), /"op" must be one of/);
+    assert.throws(
+      bad('{"v":1,"schema":"s","table":"t","columns":[],"events":[{"op":"x"}]}'),
+      /"op" must be one of/,
+    );
     assert.throws(bad('{"v":1,"schema":"s","columns":[],"events":[]}'), /"table" must be a string/);
     assert.throws(bad('\u001f\u008b garbage', { encoding: 'json+gzip' }), /not valid gzip/);
     const noAfter = { ...batch, events: [{ ...batch.events[0], after: null }] };

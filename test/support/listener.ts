@@ -2,7 +2,7 @@
 
 import { Client } from 'pg';
 import { ENV } from '../../contract/env';
-import { ListenerConfig, DecoderName } from '../../listener/config';
+import { ListenerConfig, DecoderName, loadListenerConfig } from '../../listener/config';
 import path from 'node:path';
 import { defaultSqlDir, runSqlInit } from '../../listener/sql-init';
 import { TEST_PROJECT, TestTopic } from './pubsub';
@@ -23,37 +23,6 @@ export async function listenerFixture(
   beforeSlot?: (sql: (text: string) => Promise<unknown>) => Promise<void>,
 ): Promise<ListenerFixture> {
   const db = await freshDatabase(`l_${decoder}`);
-  if (beforeSlot) {
-    await beforeSlot(async (text) => {
-      const c = new Client(db);
-      await c.connect();
-      try {
-        return await c.query(text);
-      } finally {
-        await c.end();
-      }
-    });
-  }
-  const slot = uniqueName(`slot_${decoder}`);
-  const publication = uniqueName('pub');
-  await runSqlInit(db, { slot, publication, decoder, files: [path.join(defaultSqlDir(), '0-init.sql')] });
-  const cfg: ListenerConfig = {
-    pg: db,
-    slot,
-    publication,
-    decoder,
-    tables: [],
-    projectId: TEST_PROJECT,
-    topic: topic.topic,
-    encoding: 'json+gzip',
-    maxMessageBytes: 1024 * 1024,
-    maxEventsPerMessage: 2000,
-    maxRunSeconds: 300,
-    maxInFlightBytes: 64 * 1024 * 1024,
-    snapshot: 'off',
-    snapshotChunkRows: 10_000,
-    ...overrides,
-  };
   const sql = async (text: string, params?: unknown[]) => {
     const c = new Client(db);
     await c.connect();
@@ -63,6 +32,21 @@ export async function listenerFixture(
       await c.end();
     }
   };
+  if (beforeSlot) await beforeSlot(sql);
+  const slot = uniqueName(`slot_${decoder}`);
+  const publication = uniqueName('pub');
+  await runSqlInit(db, { slot, publication, decoder, files: [path.join(defaultSqlDir(), '0-init.sql')] });
+  // The production defaults (an empty job environment), pointed at this database and topic; no automatic
+  // snapshot unless a test asks for it.
+  const cfg: ListenerConfig = {
+    ...loadListenerConfig({ [ENV.topic]: topic.topic, [ENV.project]: TEST_PROJECT, [ENV.snapshot]: 'off' }),
+    pg: db,
+    slot,
+    publication,
+    decoder,
+    ...overrides,
+  };
+
   return { cfg, db, sql };
 }
 
