@@ -43,10 +43,26 @@ async function main(argv: string[]): Promise<number> {
     return EXIT.config;
   }
   const cfg = loadListenerConfig(process.env);
-  const summary = await runListenerJob(cfg, { log });
-  process.stdout.write(JSON.stringify({ command, ...summary }) + '\n');
+  if (process.env[ENV.mode] !== 'continuous') {
+    const summary = await runListenerJob(cfg, { log });
+    process.stdout.write(JSON.stringify({ command, ...summary }) + '\n');
+    return EXIT.ok;
+  }
+  // Continuous: bounded runs back to back (each confirms what it published), a short pause when idle, until
+  // SIGTERM — which lets the current run finish and confirm before exiting.
+  let stopping = false;
+  process.once('SIGTERM', () => (stopping = true));
+  process.once('SIGINT', () => (stopping = true));
+  while (!stopping) {
+    const summary = await runListenerJob(cfg, { log });
+    process.stdout.write(JSON.stringify({ command, ...summary }) + '\n');
+    if (summary.changes === 0 && !stopping) await new Promise((r) => setTimeout(r, IDLE_PAUSE_MS));
+  }
   return EXIT.ok;
 }
+
+/** Pause between runs that found nothing in continuous mode: each run writes a small marker record. */
+const IDLE_PAUSE_MS = 1000;
 
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),

@@ -90,4 +90,30 @@ describe('listener: bounded memory and bounded runs', function () {
     for (const r of runs)
       for (const [txn, n] of r.txns) assert.equal(n, 100, `transaction ${txn} split across runs`);
   });
+
+  it('continuous mode delivers changes as they come, run after run, and stops cleanly on SIGTERM', async () => {
+    const topic = await createTopic('continuous');
+    const f = await listenerFixture(topic, 'wal2json');
+    await f.sql('CREATE TABLE t (id int PRIMARY KEY)');
+    const child = spawn(process.execPath, [path.resolve(__dirname, '../../listener/main.js')], {
+      env: { ...process.env, ...listenerEnv(f.cfg), PGCDC_MODE: 'continuous' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    const seen = new Set<string>();
+    for (let batch = 0; batch < 3; batch++) {
+      await f.sql(`INSERT INTO t SELECT g FROM generate_series(${batch * 10 + 1}, ${batch * 10 + 10}) g`);
+      const deadline = Date.now() + 30_000;
+      while (seen.size < (batch + 1) * 10 && Date.now() < deadline) {
+        for (const p of await pullAll(topic)) for (const e of p.batch.events) seen.add(e.key!.id!);
+      }
+      assert.equal(
+        seen.size,
+        (batch + 1) * 10,
+        `batch ${batch} not delivered while the listener kept running`,
+      );
+    }
+    child.kill('SIGTERM');
+    assert.equal(await exited, 0);
+  });
 });
