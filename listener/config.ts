@@ -80,6 +80,15 @@ function snapshotMode(raw: string | undefined): 'auto' | 'off' {
   return v;
 }
 
+/**
+ * The session settings every value the listener reads is printed with: the sink parses dates, times and
+ * intervals in these styles, whatever the server's or the role's defaults are.
+ */
+export function withOutputSettings(pg: ClientConfig): ClientConfig {
+  const settings = '-c DateStyle=ISO,MDY -c IntervalStyle=postgres';
+  return { ...pg, options: pg.options ? `${pg.options} ${settings}` : settings };
+}
+
 export function loadListenerConfig(env: NodeJS.ProcessEnv): ListenerConfig {
   const slot = env[ENV.slot] || 'pgcdc_slot';
   if (!IDENTIFIER.test(slot)) {

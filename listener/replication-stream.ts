@@ -8,6 +8,7 @@
 
 import { Client, ClientConfig } from 'pg';
 import { Lsn, formatLsn } from '../contract/lsn';
+import { withOutputSettings } from './config';
 
 // Postgres timestamps count microseconds from 2000-01-01 00:00:00 UTC.
 const PG_EPOCH_MICROS = 946_684_800_000_000n;
@@ -52,7 +53,8 @@ export class ReplicationStream {
   onData: (msg: XLogData) => void = () => undefined;
 
   constructor(pgConfig: ClientConfig) {
-    this.client = new Client({ ...pgConfig, replication: 'database' } as ClientConfig);
+    // The walsender prints values (wal2json, pgoutput's text tuples) with this session's settings.
+    this.client = new Client({ ...withOutputSettings(pgConfig), replication: 'database' } as ClientConfig);
   }
 
   async connect(): Promise<void> {

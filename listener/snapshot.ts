@@ -16,7 +16,7 @@ import { Client, ClientConfig } from 'pg';
 import { ChangeEvent, ColumnInfo, Row } from '../contract/events';
 import { Lsn, changeSeq, formatLsn, parseLsn } from '../contract/lsn';
 import { loadCatalog } from './catalog';
-import { ListenerConfig } from './config';
+import { ListenerConfig, withOutputSettings } from './config';
 import { TableState } from './decoders/types';
 import { ReplicationSetupError, classifyPgError } from './errors';
 import { EventPublisher, MessageSink } from './publisher';
@@ -133,7 +133,7 @@ export async function runSnapshot(cfg: ListenerConfig, opts: SnapshotOptions = {
   const deadline = started + cfg.maxRunSeconds * 1000;
   const log = opts.log ?? (() => undefined);
   const chunkRows = opts.chunkRows ?? 10_000;
-  const client = new Client(cfg.pg as ClientConfig);
+  const client = new Client(withOutputSettings(cfg.pg as ClientConfig));
   try {
     await client.connect();
   } catch (e) {

@@ -62,5 +62,22 @@ for (const decoder of ['wal2json', 'pgoutput'] as DecoderName[]) {
       assert.equal(again.changes, 0);
       assert.equal((await pullAll(topic)).length, 0);
     });
+
+    it('prints dates and intervals in ISO style even when the database defaults to another', async () => {
+      const topic = await createTopic(`style_${decoder}`);
+      const f = await listenerFixture(topic, decoder);
+      await f.sql(`ALTER DATABASE ${f.db.database} SET DateStyle = 'German, DMY'`);
+      await f.sql(`ALTER DATABASE ${f.db.database} SET IntervalStyle = 'sql_standard'`);
+      await f.sql('CREATE TABLE d (id int PRIMARY KEY, d date, ts timestamp, iv interval)');
+      await f.sql("INSERT INTO d VALUES (1, '2026-01-02', '2026-01-02 03:04:05.5', '1 day 02:00:00')");
+      await runListener(f.cfg);
+      const [e] = eventsOf(await pullAll(topic));
+      assert.deepEqual(e.after, {
+        id: '1',
+        d: '2026-01-02',
+        ts: '2026-01-02 03:04:05.5',
+        iv: '1 day 02:00:00',
+      });
+    });
   });
 }

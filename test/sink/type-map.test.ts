@@ -1,0 +1,109 @@
+import assert from 'node:assert/strict';
+import { parseArray, parseBytea, parseDate, parseTimestamptz, ValueError } from '../../sink/pg-text';
+import { mapColumn, restToProto } from '../../sink/type-map';
+
+const col = (type: string, oid = 0) => mapColumn({ type, oid });
+
+describe('sink: Postgres → BigQuery type map', function () {
+  it('integers of every width are INT64 and keep all 64 bits', function () {
+    for (const t of ['smallint', 'integer', 'bigint']) assert.equal(col(t).bqType, 'INT64');
+    assert.equal(col('bigint').convert('-9223372036854775808'), '-9223372036854775808');
+  });
+
+  it('numeric within NUMERIC precision is NUMERIC, anything wider or unconstrained is BIGNUMERIC', function () {
+    assert.equal(col('numeric(38,9)').bqType, 'NUMERIC');
+    assert.equal(col('numeric(10,2)').bqType, 'NUMERIC');
+    assert.equal(col('numeric(40,2)').bqType, 'BIGNUMERIC');
+    assert.equal(col('numeric(20,12)').bqType, 'BIGNUMERIC');
+    assert.equal(col('numeric').bqType, 'BIGNUMERIC');
+    assert.equal(col('numeric(10,2)').convert('-0012.50'), '-12.5');
+  });
+
+  it('numeric NaN, infinities and values beyond BIGNUMERIC are refused with a reason', function () {
+    for (const v of ['NaN', 'Infinity', '-Infinity', '1' + '0'.repeat(40), '0.' + '1'.repeat(39)]) {
+      assert.throws(() => col('numeric').convert(v), ValueError, v);
+    }
+  });
+
+  it('floats keep NaN and infinities, which BigQuery FLOAT64 holds', function () {
+    const f = col('double precision');
+    assert.equal(f.bqType, 'FLOAT64');
+    assert.ok(Number.isNaN(f.convert('NaN') as number));
+    assert.equal(f.convert('-Infinity'), -Infinity);
+    assert.equal(f.convert('1.5e-7'), 1.5e-7);
+  });
+
+  it('booleans, bytea, json and text map to BOOL, BYTES, JSON and STRING', function () {
+    assert.equal(col('boolean').convert('t'), true);
+    assert.equal(col('boolean').convert('f'), false);
+    assert.deepEqual(col('bytea').convert('\\x00ff10'), Buffer.from([0, 255, 16]));
+    assert.deepEqual(parseBytea('a\\\\b\\001'), Buffer.from([0x61, 0x5c, 0x62, 1]));
+    assert.equal(col('jsonb').bqType, 'JSON');
+    for (const t of [
+      'text',
+      'character varying(255)',
+      'character(3)',
+      'uuid',
+      'inet',
+      'cidr',
+      'interval',
+      'money',
+      'time with time zone',
+      'mood',
+      '"Mood"',
+    ]) {
+      assert.equal(col(t).bqType, 'STRING', t);
+    }
+    assert.equal(col('money').convert('$1,234.50'), '$1,234.50');
+  });
+
+  it('dates and timestamps keep microseconds and clamp ±infinity to the ends of BigQuery time', function () {
+    assert.equal(parseDate('1970-01-02'), 1);
+    assert.equal(parseDate('1969-12-31'), -1);
+    assert.equal(parseDate('infinity'), parseDate('9999-12-31'));
+    assert.equal(parseDate('-infinity'), parseDate('0001-01-01'));
+    assert.throws(() => parseDate('0044-03-15 BC'), ValueError);
+    assert.equal(parseTimestamptz('1970-01-01 00:00:01.000002+00'), '1000002');
+    assert.equal(parseTimestamptz('1970-01-01 05:30:00+05:30'), '0');
+    assert.equal(
+      parseTimestamptz('2024-02-29 12:00:00.5-03'),
+      String(Date.UTC(2024, 1, 29, 15) * 1000 + 500000),
+    );
+    assert.equal(parseTimestamptz('infinity'), '253402300799999999');
+    assert.equal(
+      col('timestamp without time zone').convert('2024-01-02 03:04:05.123456'),
+      '2024-01-02 03:04:05.123456',
+    );
+    assert.equal(col('timestamp(3) without time zone').convert('-infinity'), '0001-01-01 00:00:00');
+    assert.equal(col('time without time zone').convert('23:59:59.999999'), '23:59:59.999999');
+    assert.throws(() => col('time').convert('24:00:00'), ValueError);
+    assert.equal(col('timestamp with time zone').bqType, 'TIMESTAMP');
+  });
+
+  it('arrays become REPEATED of their element type; NULL elements and nested arrays are refused', function () {
+    const a = col('integer[]');
+    assert.equal(a.bqType, 'INT64');
+    assert.equal(a.repeated, true);
+    assert.deepEqual(a.convert('{1,2,-3}'), ['1', '2', '-3']);
+    assert.deepEqual(col('text[]').convert('{"a b","c\\"d",plain,"NULL"}'), ['a b', 'c"d', 'plain', 'NULL']);
+    assert.deepEqual(col('text[]').convert('{}'), []);
+    assert.deepEqual(col('integer[]').convert('[0:1]={5,6}'), ['5', '6']);
+    assert.throws(() => a.convert('{1,NULL}'), /NULL element/);
+    assert.throws(() => a.convert('{{1,2},{3,4}}'), /multi-dimensional/);
+    assert.deepEqual(parseArray('{"\\\\x01"}'), ['\\x01']);
+    assert.deepEqual(col('bytea[]').convert('{"\\\\x01"}'), [Buffer.from([1])]);
+  });
+
+  it('a type known only by its OID still maps (pgoutput without names)', function () {
+    assert.equal(mapColumn({ type: 'int8', oid: 20 }).bqType, 'INT64');
+    assert.equal(mapColumn({ type: 'something', oid: 1016 }).repeated, true);
+  });
+
+  it('values read back through REST convert to what the Storage Write API takes', function () {
+    assert.equal(restToProto('DATE', false, '1970-01-03'), 2);
+    assert.equal(restToProto('TIMESTAMP', false, '1700000000123456'), '1700000000123456');
+    assert.deepEqual(restToProto('BYTES', false, Buffer.from('hi').toString('base64')), Buffer.from('hi'));
+    assert.deepEqual(restToProto('INT64', true, [{ v: '1' }, { v: '2' }]), ['1', '2']);
+    assert.equal(restToProto('DATETIME', false, '2024-01-02T03:04:05.5'), '2024-01-02 03:04:05.5');
+  });
+});
