@@ -136,8 +136,11 @@ export class Wal2JsonDecoder implements Decoder {
     }
     const after = toRow(r.columns)!;
     // A column the table has but the update did not send is an unchanged TOAST value (wal2json omits it).
+    // Only an update that sent fewer columns than the table has can have left TOAST values out.
     const unchanged =
-      r.action === 'U' ? state.columns.filter((c) => !(c.name in after)).map((c) => c.name) : [];
+      r.action === 'U' && r.columns!.length < state.columns.length
+        ? state.columns.filter((c) => !(c.name in after)).map((c) => c.name)
+        : [];
     const op = r.action === 'I' ? 'c' : 'u';
     const before = r.action === 'U' ? identity : null;
     return {
@@ -153,6 +156,8 @@ export class Wal2JsonDecoder implements Decoder {
     const table = r.table!;
     const known = this.tables.get(schema, table);
     if (!cols) return known ?? this.tables.set(schema, table, []);
+    // Hot path (one call per row): the change sends exactly the columns we know, in order.
+    if (known && sameNames(known.columns, cols)) return known;
     const pk = new Set((r.pk ?? []).map((p) => p.name));
     const knownNames = new Set(known?.columns.map((c) => c.name));
     const unknown = cols.filter((c) => !knownNames.has(c.name));
@@ -170,6 +175,12 @@ export class Wal2JsonDecoder implements Decoder {
     }));
     return this.tables.set(schema, table, [...base, ...added]);
   }
+}
+
+function sameNames(known: ColumnInfo[], cols: W2jColumn[]): boolean {
+  if (known.length !== cols.length) return false;
+  for (let i = 0; i < cols.length; i++) if (known[i].name !== cols[i].name) return false;
+  return true;
 }
 
 function lsnOf(r: W2jRecord, msg: XLogData): Lsn | string {
