@@ -73,7 +73,8 @@ export function endpointsFile(dir = DEFAULT_LOCAL_DIR): string {
   return path.resolve(dir, 'endpoints.json');
 }
 
-function alive(pid: number): boolean {
+/** Whether a process with this id exists (signal 0 checks without sending anything). */
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -16,16 +16,7 @@ import { CliDeps, defaultDeps } from '../../cli/deps';
 import { EXIT } from '../../cli/errors';
 import { BufferedOutput, bufferOutput } from '../../cli/output';
 import { runCli } from '../../cli/program';
-import { LocalEndpoints, localDown } from '../../local/stack';
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+import { LocalEndpoints, alive, localDown } from '../../local/stack';
 
 /** A fresh directory the `postgres` user can traverse (initdb runs as postgres when we are root). */
 function tempDir(prefix: string): string {
