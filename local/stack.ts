@@ -132,6 +132,7 @@ export function localEnv(e: LocalEndpoints): Record<string, string> {
     [ENV.project]: e.project,
     [ENV.topic]: e.topic,
     [ENV.subscription]: e.subscription,
+    [ENV.deadLetterSubscription]: e.deadLetterSubscription,
     [ENV.bigQueryProject]: e.project,
     [ENV.dataset]: e.dataset,
     [ENV.mode]: 'once',

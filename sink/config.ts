@@ -18,6 +18,8 @@ export interface SinkConfig {
   mode: 'once' | 'continuous';
   /** Most messages pulled and written as one batch. */
   batchMessages: number;
+  /** Full path of the dead-letter subscription: its messages are recorded in `_failed`, then acked. */
+  deadLetterSubscription?: string;
   /** host:port of a Storage Write API endpoint without TLS (local emulator only). */
   bigQueryStorageEmulatorHost?: string;
 }
@@ -73,9 +75,16 @@ export function loadSinkConfig(env: NodeJS.ProcessEnv): SinkConfig {
       `${ENV.bigQueryStorageEmulatorHost} must be host:port, got ${JSON.stringify(storageHost)}`,
     );
   }
+  const dl = env[ENV.deadLetterSubscription]?.trim();
+  const deadLetterSubscription = dl
+    ? dl.startsWith('projects/')
+      ? dl
+      : `projects/${projectId}/subscriptions/${dl}`
+    : undefined;
   return {
     projectId,
     subscription,
+    deadLetterSubscription,
     bigQueryProject: env[ENV.bigQueryProject]?.trim() || projectId,
     dataset,
     location: env[ENV.bigQueryLocation]?.trim() || undefined,

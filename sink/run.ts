@@ -15,6 +15,8 @@ import { TableMessage, TableSink } from './table-sink';
 
 export interface SinkSummary {
   messages: number;
+  /** Messages Pub/Sub gave up delivering (dead-letter subscription), now recorded in `_failed`. */
+  deadLetters: number;
   events: number;
   replicaRows: number;
   changelogRows: number;
@@ -42,6 +44,7 @@ export async function runSink(
   const deadline = started + cfg.maxRunSeconds * 1000;
   const summary: SinkSummary = {
     messages: 0,
+    deadLetters: 0,
     events: 0,
     replicaRows: 0,
     changelogRows: 0,
@@ -165,6 +168,11 @@ export async function runSink(
       held = [];
       await guarded(retry, true);
     }
+    if (cfg.deadLetterSubscription && !opts.signal?.aborted) {
+      summary.deadLetters = await recordDeadLetters(cfg, failedTable, log).catch((e: unknown) => {
+        throw classify(e);
+      });
+    }
   } finally {
     lease.stop();
     if (held.length > 0 || inFlight.length > 0) await reader.nack([...held, ...inFlight]);
@@ -176,6 +184,46 @@ export async function runSink(
   summary.tables = [...tablesSeen].sort();
   summary.seconds = Math.round((Date.now() - started) / 100) / 10;
   return summary;
+}
+
+/**
+ * Messages Pub/Sub forwarded to the dead-letter topic after too many failed deliveries: recorded in `_failed`
+ * with the reason and the raw payload (so they can be fixed and republished), then acked — never dropped.
+ */
+async function recordDeadLetters(
+  cfg: SinkConfig,
+  failedTable: FailedTable,
+  log: (line: string) => void,
+): Promise<number> {
+  const reader = new SubscriptionReader(subscriberClient(), cfg.deadLetterSubscription!);
+  let n = 0;
+  try {
+    for (;;) {
+      const batch = await reader.pull(cfg.batchMessages);
+      if (batch.length === 0) break;
+      await failedTable.write(
+        batch.map((m) => ({
+          reason:
+            `dead letter: Pub/Sub stopped redelivering this message after ${m.attempts ?? 'too many'} ` +
+            'failed deliveries (the sink failed on it each time; its logs say why)',
+          messageId: m.messageId,
+          attempts: m.attempts,
+          attributes: m.attributes,
+          payload: m.data,
+          table:
+            m.attributes.schema && m.attributes.table
+              ? `${m.attributes.schema}.${m.attributes.table}`
+              : undefined,
+        })),
+      );
+      await reader.ack(batch);
+      n += batch.length;
+    }
+  } finally {
+    await reader.close().catch(() => undefined);
+  }
+  if (n > 0) log(`recorded ${n} dead-lettered message(s) in _failed`);
+  return n;
 }
 
 function classify(e: unknown): Error {

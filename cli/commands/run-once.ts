@@ -27,7 +27,7 @@ export function describeListener(s: ListenerSummary): string {
 export function describeSink(s: SinkSummary): string {
   return (
     `${s.messages} messages, ${s.events} events → ${s.replicaRows} replica rows, ${s.changelogRows} changelog rows, ` +
-    `${s.failed} failed; tables: ${s.tables.length ? s.tables.join(', ') : 'none'}; ${s.seconds.toFixed(1)}s`
+    `${s.failed} failed${s.deadLetters ? `, ${s.deadLetters} dead letters recorded` : ''}; tables: ${s.tables.length ? s.tables.join(', ') : 'none'}; ${s.seconds.toFixed(1)}s`
   );
 }
 

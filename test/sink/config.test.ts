@@ -11,6 +11,7 @@ describe('sink: configuration', function () {
     assert.deepEqual(cfg, {
       projectId: 'p',
       subscription: 'projects/p/subscriptions/sub',
+      deadLetterSubscription: undefined,
       bigQueryProject: 'p',
       dataset: 'ds',
       location: undefined,
@@ -33,8 +34,10 @@ describe('sink: configuration', function () {
       PGCDC_MODE: 'continuous',
       PGCDC_SINK_BATCH_MESSAGES: '5',
       PGCDC_BQ_STORAGE_EMULATOR_HOST: '127.0.0.1:9060',
+      PGCDC_DEAD_LETTER_SUBSCRIPTION: 'dl',
     });
     assert.equal(cfg.subscription, 'projects/other/subscriptions/s2');
+    assert.equal(cfg.deadLetterSubscription, 'projects/p/subscriptions/dl');
     assert.equal(cfg.bigQueryProject, 'bqp');
     assert.equal(cfg.location, 'EU');
     assert.equal(cfg.maxStalenessMinutes, 90);

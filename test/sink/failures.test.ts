@@ -9,7 +9,17 @@ import { ENV } from '../../contract/env';
 import { startBigQueryEmulator } from '../../local/bigquery-emulator';
 import { freePort } from '../../local/ports';
 import { BigQueryError, runSink } from '../../sink/run';
-import { batchOf, Channel, channel, event, nextCommit, rowsBy, sinkStack, SinkStack } from './support';
+import {
+  batchOf,
+  Channel,
+  channel,
+  event,
+  nextCommit,
+  PROJECT,
+  rowsBy,
+  sinkStack,
+  SinkStack,
+} from './support';
 
 const sinkMain = path.join(__dirname, '..', '..', 'sink', 'main.js');
 
@@ -164,6 +174,26 @@ describe('sink: poison messages and failures', function () {
     assert.deepEqual([...(await rowsBy(ch.rest, 'moved', 'id')).keys()], []);
     const [failed] = await ch.rest.listRows('_failed');
     assert.match(String(failed.reason), /NULL element/);
+  });
+
+  it('dead-lettered messages are recorded in _failed with the reason and payload, then acked', async function () {
+    const ch = await channel(stack);
+    const dlTopic = `${ch.topic}-dl`;
+    const [topic] = await stack.pubsub.createTopic(dlTopic);
+    await topic.createSubscription(`${dlTopic}-sub`);
+    // What Pub/Sub forwards after maxDeliveryAttempts: the original message, attributes included.
+    await topic.publishMessage({
+      data: Buffer.from('payload the sink kept failing on'),
+      attributes: { schema: 'public', table: 't' },
+    });
+    const cfg = { ...ch.config, deadLetterSubscription: `projects/${PROJECT}/subscriptions/${dlTopic}-sub` };
+    const s = await runSink(cfg, { log: () => undefined });
+    assert.equal(s.deadLetters, 1);
+    const [row] = await ch.rest.listRows('_failed');
+    assert.match(String(row.reason), /^dead letter: Pub\/Sub stopped redelivering/);
+    assert.equal(Buffer.from(String(row.payload), 'base64').toString(), 'payload the sink kept failing on');
+    assert.equal(row.table_name, 'public.t');
+    assert.equal((await runSink(cfg, { log: () => undefined })).deadLetters, 0, 'acked: not recorded twice');
   });
 
   it('a sink killed with SIGKILL mid-batch loses nothing: the rerun writes what was not acked', async function () {
