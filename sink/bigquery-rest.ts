@@ -170,28 +170,18 @@ export class BigQueryRest {
   }
 }
 
-/**
- * `select` over the rows of `table` for which `keep` holds. The SQL (with a WHERE clause doing the same filtering) runs in
- * BigQuery; an endpoint that answers `invalidQuery` to it (our local emulator runs only `SELECT *`) gets
- * the whole table read instead. `keep` is applied to the rows either way, so both paths return the same.
- */
+/** `SELECT <select> FROM <table> WHERE <where>` with named parameters; rows as objects of raw REST values. */
 export async function queryFiltered(
   rest: BigQueryRest,
   select: string,
   table: string,
   where: string,
   params: QueryParam[],
-  keep: (row: Record<string, unknown>) => boolean,
 ): Promise<Record<string, unknown>[]> {
-  const from = `\`${rest.project}.${rest.dataset}.${table}\``;
-  let rows: Record<string, unknown>[];
-  try {
-    rows = await rest.query(`SELECT ${select} FROM ${from} WHERE ${where}`, params);
-  } catch (e) {
-    if (!(e instanceof BigQueryApiError) || e.reason !== 'invalidQuery') throw e;
-    rows = await rest.query(`SELECT * FROM ${from}`);
-  }
-  return rows.filter(keep);
+  return rest.query(
+    `SELECT ${select} FROM \`${rest.project}.${rest.dataset}.${table}\` WHERE ${where}`,
+    params,
+  );
 }
 
 function rowObject(fields: TableField[], row: { f: { v: unknown }[] }): Record<string, unknown> {

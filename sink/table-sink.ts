@@ -369,14 +369,9 @@ export class TableSink {
     }
     if (lookupKeys.size > 0) {
       const fields = new Map((this.changesMeta?.schema?.fields ?? []).map((f) => [f.name, f]));
-      const rows = await queryFiltered(
-        this.ctx.rest,
-        '*',
-        this.changesName,
-        '_key IN UNNEST(@keys)',
-        [{ name: 'keys', values: [...lookupKeys] }],
-        (r) => lookupKeys.has(String(r._key)),
-      );
+      const rows = await queryFiltered(this.ctx.rest, '*', this.changesName, '_key IN UNNEST(@keys)', [
+        { name: 'keys', values: [...lookupKeys] },
+      ]);
       for (const r of rows) {
         let values: ProtoRow | null = null;
         if (r._op !== 'd' && r._op !== 't') {
@@ -501,9 +496,6 @@ export class TableSink {
       this.changesName,
       '_key IS NOT NULL AND _event_id < @seq',
       [{ name: 'seq', value: w.ev.seq }],
-      // Fixed-width hex sequences: string order is sequence order. (_event_id is absent when BigQuery
-      // already filtered and returned only _key.)
-      (r) => r._key !== null && (r._event_id === undefined || String(r._event_id) < w.ev.seq),
     );
     const rows = [...new Set(found.map((r) => String(r._key)))].map((k) => ({ _key: k }));
     const keyMapping = w.mapping.filter((m) => m.column.key);

@@ -8,7 +8,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ApiError, invalid } from './errors';
-import { runQuery, type QueryResult } from './query';
+import { runQuery, type QueryParameter, type QueryResult } from './query';
 import type { Store, TableRef } from './store';
 import { fromJsonRecord, toRestRow, ValueError, type StoredRecord, type TimestampOutput } from './values';
 
@@ -88,6 +88,7 @@ export function createRestHandler(store: Store): (req: IncomingMessage, res: Ser
         projectId,
         String(r.body.query ?? ''),
         timestampOutput(r.body.formatOptions),
+        (r.body.queryParameters ?? []) as QueryParameter[],
       );
       remember(result);
       return ok({ kind: 'bigquery#queryResponse', ...queryResponse(projectId, result, r.query) });
@@ -99,11 +100,19 @@ export function createRestHandler(store: Store): (req: IncomingMessage, res: Ser
       return ok({ kind: 'bigquery#getQueryResultsResponse', ...queryResponse(projectId, result, r.query) });
     }
     if (collection === 'jobs' && r.method === 'POST' && id === undefined) {
-      const configuration = (r.body.configuration ?? {}) as { query?: { query?: string } };
+      const configuration = (r.body.configuration ?? {}) as {
+        query?: { query?: string; queryParameters?: QueryParameter[] };
+      };
       if (!configuration.query?.query)
         throw new ApiError('notImplemented', 'The BigQuery emulator only runs query jobs.');
       const jobId = (r.body.jobReference as { jobId?: string } | undefined)?.jobId;
-      const result = runQuery(store, projectId, configuration.query.query, 'INT64');
+      const result = runQuery(
+        store,
+        projectId,
+        configuration.query.query,
+        'INT64',
+        configuration.query.queryParameters ?? [],
+      );
       if (jobId) result.jobId = jobId;
       remember(result);
       return ok(jobResource(projectId, result, configuration));

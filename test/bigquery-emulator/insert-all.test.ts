@@ -107,4 +107,43 @@ describe('BigQuery emulator: tabledata.insertAll, tabledata.list paging and simp
       /only runs/,
     );
   });
+
+  it("runs the sink's lookups: WHERE col IN UNNEST(@array), IS NOT NULL, col < @param, SELECT DISTINCT", async () => {
+    const [t] = await h.bigquery.dataset('streaming').createTable('lookups', {
+      schema: {
+        fields: [
+          { name: 'k', type: 'STRING' },
+          { name: 'seq', type: 'STRING' },
+          { name: 'n', type: 'INT64' },
+        ],
+      },
+    });
+    await t.insert([
+      { k: 'a', seq: '0001', n: 9 },
+      { k: 'a', seq: '0003', n: 10 },
+      { k: 'b', seq: '0002', n: 100 },
+      { k: null, seq: '0000', n: 1 },
+    ]);
+    const from = '`pgcdc-test.streaming.lookups`';
+    const [byKey] = await h.bigquery.query({
+      query: `SELECT * FROM ${from} WHERE k IN UNNEST(@keys)`,
+      params: { keys: ['b', 'zz'] },
+    });
+    assert.deepEqual(byKey, [{ k: 'b', seq: '0002', n: 100 }]);
+    const [distinct] = await h.bigquery.query({
+      query: `SELECT DISTINCT k FROM ${from} WHERE k IS NOT NULL AND seq < @seq`,
+      params: { seq: '0003' },
+    });
+    assert.deepEqual(distinct.map((r) => r.k).sort(), ['a', 'b']);
+    // INT64 compares as a number (10 > 9), not as text ("10" < "9").
+    const [big] = await h.bigquery.query({ query: `SELECT * FROM ${from} WHERE n > @n`, params: { n: 9 } });
+    assert.deepEqual(
+      big.map((r) => r.n).sort((a, b) => a - b),
+      [10, 100],
+    );
+    await assert.rejects(
+      h.bigquery.query({ query: `SELECT * FROM ${from} WHERE k < @missing`, params: {} }),
+      /missing/,
+    );
+  });
 });
