@@ -170,12 +170,7 @@ export async function runSnapshot(cfg: ListenerConfig, opts: SnapshotOptions = {
         );
         continue;
       }
-      // The planner's estimate (free); -1 means the table was never vacuumed or analysed: unknown.
-      const estimate = await client.query<{ n: string | null }>(
-        'SELECT CASE WHEN reltuples < 0 THEN NULL ELSE reltuples::bigint::text END AS n FROM pg_class WHERE oid = $1::regclass',
-        [qualified(table)],
-      );
-      const rowsEstimate = estimate.rows[0].n === null ? null : Number(estimate.rows[0].n);
+      const rowsEstimate = await estimateRows(client, qualified(table));
       if (opts.restart) await client.query(`DELETE FROM ${PROGRESS} WHERE table_name = $1`, [table]);
       await client.query(
         `INSERT INTO ${PROGRESS} (table_name, rows_estimate) VALUES ($1, $2)
@@ -243,6 +238,25 @@ export async function runSnapshot(cfg: ListenerConfig, opts: SnapshotOptions = {
 
 function keyOfRow(row: Row, keyCols: string[]): Row {
   return Object.fromEntries(keyCols.map((k) => [k, row[k]]));
+}
+
+// Below this size a table that was never analysed is simply counted for its progress estimate.
+const COUNT_BELOW_BYTES = 64 * 1024 * 1024;
+
+/**
+ * The planner's row estimate (free). A table never vacuumed or analysed has none (-1): count it when it is
+ * small, else report the total as unknown rather than scan a large table twice.
+ */
+async function estimateRows(client: Client, relation: string): Promise<number | null> {
+  const r = await client.query<{ n: string; bytes: string }>(
+    'SELECT reltuples::bigint::text AS n, pg_relation_size(oid)::text AS bytes FROM pg_class WHERE oid = $1::regclass',
+    [relation],
+  );
+  const { n, bytes } = r.rows[0];
+  if (Number(n) >= 0) return Number(n);
+  if (Number(bytes) >= COUNT_BELOW_BYTES) return null;
+  const c = await client.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${relation}`);
+  return Number(c.rows[0].n);
 }
 
 /** Tables whose snapshot has not completed (never started, or interrupted). */

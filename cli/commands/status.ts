@@ -4,6 +4,7 @@
 
 import { Command } from 'commander';
 import type { BigQuery } from '@google-cloud/bigquery';
+import { Client, type ClientConfig } from 'pg';
 import { emulatorBigQuery } from '../../local/stack';
 import { Backlog, Execution, executionState, jobPath, shortName, timestampMillis } from '../cloud';
 import type { CliDeps } from '../deps';
@@ -41,6 +42,45 @@ export interface StatusReport {
   deadLetters: Section<(Backlog & { subscription: string }) | null>;
   failedRows: Section<{ table: string; rows: number | null }>;
   replica: Section<ReplicaTable[]>;
+  /** Initial snapshots: rows sent per table of the estimated total; null when none was ever started. */
+  snapshots: Section<SnapshotProgress[] | null>;
+}
+
+export interface SnapshotProgress {
+  table: string;
+  rowsDone: number;
+  rowsEstimate: number | null;
+  done: boolean;
+}
+
+/** The local database's snapshot progress table (sql/0-init.sql); null before the SQL init. */
+async function localSnapshots(pg: ClientConfig): Promise<SnapshotProgress[] | null> {
+  const client = new Client(pg);
+  await client.connect();
+  try {
+    const exists = await client.query("SELECT to_regclass('pgcdc.snapshot_progress') IS NOT NULL AS ok");
+    if (!exists.rows[0].ok) return null;
+    const r = await client.query<{
+      table_name: string;
+      rows_done: string;
+      rows_estimate: string | null;
+      done: boolean;
+    }>(
+      'SELECT table_name, rows_done::text, rows_estimate::text, done FROM pgcdc.snapshot_progress ORDER BY table_name',
+    );
+    return r.rows.map((x) => ({
+      table: x.table_name,
+      rowsDone: Number(x.rows_done),
+      rowsEstimate: x.rows_estimate === null ? null : Number(x.rows_estimate),
+      done: x.done,
+    }));
+  } finally {
+    await client.end();
+  }
+}
+
+function snapshotTables(v: unknown): SnapshotProgress[] | null {
+  return Array.isArray(v) ? (v as SnapshotProgress[]) : null;
 }
 
 async function section<T>(fn: () => Promise<T>): Promise<Section<T>> {
@@ -80,7 +120,7 @@ async function localStatus(deps: CliDeps): Promise<StatusReport> {
   const e = deps.local.read({ dir: deps.localDir });
   const now = deps.clock.now();
   const bq = emulatorBigQuery(e);
-  const [slot, backlog, deadLetters, warehouse] = await Promise.all([
+  const [slot, backlog, deadLetters, snapshots, warehouse] = await Promise.all([
     section(() => localSlotStatus(e.pg, e.slot, now)),
     section(async () => ({
       subscription: e.subscription,
@@ -90,6 +130,7 @@ async function localStatus(deps: CliDeps): Promise<StatusReport> {
       subscription: e.deadLetterSubscription,
       ...(await emulatorBacklog(e.pubsubEmulatorHost, e.project, e.deadLetterSubscription, now)),
     })),
+    section(() => localSnapshots(e.pg)),
     warehouseSections(bq, e.dataset, '_failed', now),
   ]);
   const runs = lastRuns(deps.localDir, 5).map((r): RunInfo => ({
@@ -103,7 +144,15 @@ async function localStatus(deps: CliDeps): Promise<StatusReport> {
       ? `listener: ${r.listener ? describeListener(r.listener) : '?'}\nsink: ${r.sink ? describeSink(r.sink) : '?'}`
       : (r.error ?? null),
   }));
-  return { env: LOCAL_ENV, slot, runs: { ok: true, value: runs }, backlog, deadLetters, ...warehouse };
+  return {
+    env: LOCAL_ENV,
+    slot,
+    runs: { ok: true, value: runs },
+    backlog,
+    deadLetters,
+    snapshots,
+    ...warehouse,
+  };
 }
 
 function runInfo(job: string, e: Execution): RunInfo {
@@ -130,7 +179,7 @@ async function cloudStatus(deps: CliDeps, env: string): Promise<StatusReport> {
     );
     return list.slice(0, 3).map((e) => runInfo(job, e));
   };
-  const [slot, runs, backlog, deadLetters, warehouse] = await Promise.all([
+  const [slot, runs, backlog, deadLetters, snapshots, warehouse] = await Promise.all([
     // The database is private: the slot as the listener last saw it (its summary line in Cloud Logging).
     section(async (): Promise<SlotStatus | null> => {
       const last = await clients.logs.lastSummary(outputs.project, outputs.listenerJobName, {
@@ -163,9 +212,20 @@ async function cloudStatus(deps: CliDeps, env: string): Promise<StatusReport> {
       const b = await clients.metrics.backlog(outputs.project, shortName(outputs.deadLetterSubscription));
       return b && { subscription: shortName(outputs.deadLetterSubscription), ...b };
     }),
+    // As the listener last reported it: `pgcdc snapshot` prints `tables` at the top, a listen run under `snapshot`.
+    section(async () => {
+      const [own, auto] = await Promise.all([
+        clients.logs.lastSummary(outputs.project, outputs.listenerJobName, { field: 'chunks' }),
+        clients.logs.lastSummary(outputs.project, outputs.listenerJobName, { field: 'snapshot.chunks' }),
+      ]);
+      const latest = [own, auto].filter((x) => x !== null).sort((a, b) => (a!.at < b!.at ? 1 : -1))[0];
+      if (!latest) return null;
+      const s = latest.summary;
+      return snapshotTables(s.tables) ?? snapshotTables((s.snapshot as { tables?: unknown } | null)?.tables);
+    }),
     warehouseSections(clients.bigquery, outputs.dataset, outputs.failedTable, now),
   ]);
-  return { env, slot, runs, backlog, deadLetters, ...warehouse };
+  return { env, slot, runs, backlog, deadLetters, snapshots, ...warehouse };
 }
 
 function printReport(deps: CliDeps, r: StatusReport): void {
@@ -211,6 +271,19 @@ function printReport(deps: CliDeps, r: StatusReport): void {
   show('Subscription backlog', r.backlog, backlog);
   show('Dead letters', r.deadLetters, backlog);
   show('Failed rows', r.failedRows, (f) => [`${f.table}: ${f.rows ?? '?'} row(s)`]);
+  show('Initial snapshots', r.snapshots, (tables) =>
+    !tables || tables.length === 0
+      ? ['none started (they start with the first listener run after `pgcdc sql init`)']
+      : tables.map(
+          (t) =>
+            `${t.table}: ${t.rowsDone} of ~${t.rowsEstimate ?? '?'} rows` +
+            (t.done
+              ? ', done'
+              : t.rowsEstimate
+                ? ` (${Math.min(99, Math.floor((100 * t.rowsDone) / t.rowsEstimate))}%)`
+                : ''),
+        ),
+  );
   show('Replica freshness', r.replica, (tables) =>
     tables.length === 0
       ? ['no replica tables yet']
@@ -242,6 +315,7 @@ export function statusCommand(deps: CliDeps): Command {
         report.deadLetters,
         report.failedRows,
         report.replica,
+        report.snapshots,
       ];
       // Nothing could be read and the reason is credentials: say so instead of six "unavailable" lines.
       if (sections.every((s) => !s.ok) && sections.some((s) => !s.ok && s.noCredentials))

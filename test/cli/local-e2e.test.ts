@@ -154,6 +154,11 @@ describe('pgcdc against the local stack, end to end', function () {
     });
     assert.ok(report.failedRows.ok);
     assert.equal(report.failedRows.value.rows ?? 0, 0);
+    // The first run-once snapshotted customers (never snapshotted before): progress is reported per table.
+    assert.deepEqual(report.snapshots, {
+      ok: true,
+      value: [{ table: 'public.customers', rowsDone: 29, rowsEstimate: 29, done: true }],
+    });
     assert.ok(report.replica.ok);
     const customers = report.replica.value.find((t) => t.table === 'customers');
     assert.ok(customers, JSON.stringify(report.replica.value));
@@ -161,6 +166,7 @@ describe('pgcdc against the local stack, end to end', function () {
     assert.equal(await cli('status', '--env', 'local'), EXIT.ok, out.stderr);
     assert.match(out.stdout, /pgcdc_slot \(wal2json\): confirmed \d+\/[0-9A-F]+/);
     assert.match(out.stdout, /pgcdc-sink: 0 message\(s\) waiting/);
+    assert.match(out.stdout, /Initial snapshots\n {2}public\.customers: 29 of ~29 rows, done/);
   });
 
   it('status counts messages waiting in the subscription without taking them from the sink', async () => {
