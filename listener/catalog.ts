@@ -31,7 +31,9 @@ export async function loadCatalog(client: Client): Promise<Catalog> {
     JOIN pg_namespace n ON n.oid = c.relnamespace
     JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
     LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
-    WHERE c.relkind IN ('r', 'p')
+    -- Ordinary tables only: a partitioned parent has no rows of its own, and changes arrive under the
+    -- partitions' names (publish_via_partition_root is off), so that is what we describe and snapshot.
+    WHERE c.relkind = 'r'
       AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
     ORDER BY n.nspname, c.relname, a.attnum`);
   const tables = new Map<string, ColumnInfo[]>();

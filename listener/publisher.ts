@@ -40,6 +40,8 @@ export interface PublisherStats {
   messages: number;
   /** Payload bytes as sent (after compression). */
   bytes: number;
+  /** Characters of event JSON added (before compression). */
+  chars: number;
 }
 
 export class EventPublisher {
@@ -55,7 +57,7 @@ export class EventPublisher {
   /** Characters of event JSON held in buffers or awaiting acknowledgement (memory bound). */
   inFlightChars = 0;
   failure: Error | undefined;
-  readonly stats: PublisherStats = { events: 0, messages: 0, bytes: 0 };
+  readonly stats: PublisherStats = { events: 0, messages: 0, bytes: 0, chars: 0 };
   /** Called whenever the confirmable position moves forward, and whenever in-flight bytes drop. */
   onProgress: (confirmable: Lsn) => void = () => undefined;
 
@@ -90,6 +92,7 @@ export class EventPublisher {
     buf.chars += json.length;
     buf.lastSeq = event.seq;
     this.inFlightChars += json.length;
+    this.stats.chars += json.length;
     this.nextIndex++;
     this.stats.events++;
     if (buf.events.length >= this.opts.maxEventsPerMessage || buf.chars >= this.opts.maxMessageBytes) {
@@ -139,6 +142,8 @@ export class EventPublisher {
       .catch((e: unknown) => {
         // The message stays outstanding: nothing at or after its first event can ever be confirmed.
         this.failure ??= e instanceof Error ? e : new Error(String(e));
+        // Tell the run now: it may be paused on in-flight bytes that will never be acknowledged.
+        this.onProgress(this.confirmableLsn);
       })
       .finally(() => this.pending.delete(p));
     this.pending.add(p);

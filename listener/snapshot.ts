@@ -3,9 +3,10 @@
 //
 // Why it is consistent (see also README "Snapshot"): each chunk is read in its own REPEATABLE READ
 // snapshot S, prepared so that
-//   (1) every transaction whose commit record lies before L0 (the WAL insert position read first) is
-//       visible in S — after reading L0 we wait until every transaction then still in progress has ended,
-//       which closes the window where a commit record is written but not yet visible;
+//   (1) every transaction whose commit record lies before L0 (the WAL position read first) is visible in
+//       S — after reading L0 we wait until every transaction then running (by its xid lock, held until
+//       after the commit became visible) has ended, which closes the window where a commit record is
+//       written but not yet visible;
 //   (2) so every transaction S does not see commits at or after L0.
 // Chunk rows get the sequence (L0 - 1)/<row>. WAL records start 8-byte aligned, so no commit LSN equals
 // L0 - 1: changes committed before L0 (all reflected in S) sort below the snapshot rows, and changes S does
@@ -52,6 +53,9 @@ export interface SnapshotSummary {
 }
 
 const PROGRESS = 'pgcdc.snapshot_progress';
+// About this much event JSON per chunk; the first chunk of a table is small, to measure its rows.
+const CHUNK_BYTES = 32 * 1024 * 1024;
+const FIRST_CHUNK_ROWS = 100;
 const OWN_SCHEMA = 'pgcdc';
 
 /** `pg` returning every value as the text Postgres sent (the type output function's text). */
@@ -66,20 +70,33 @@ function qualified(table: string): string {
   return `${quoteIdent(table.slice(0, dot))}.${quoteIdent(table.slice(dot + 1))}`;
 }
 
-/** Waits until every transaction in progress now has ended (commit or abort); see the header comment. */
-async function waitForInProgress(client: Client): Promise<void> {
-  const snap = await client.query<{ xip: string[] | null }>(
-    'SELECT array_agg(x::text) AS xip FROM pg_snapshot_xip(pg_current_snapshot()) AS x',
+/**
+ * Waits until every transaction running now has ended (commit or abort); see the header comment. Running
+ * transactions are read from their xid locks, which every writing transaction holds until after it became
+ * visible — unlike a snapshot's xip list, which leaves out the newest ones (xid >= xmax). Returns false when
+ * the deadline passes first (a prepared transaction or an abandoned session can keep one open for long).
+ */
+async function waitForRunningTransactions(
+  client: Client,
+  deadline: number,
+  now: () => number,
+): Promise<boolean> {
+  const running = await client.query<{ xid: string }>(
+    `SELECT DISTINCT transactionid::text AS xid FROM pg_locks
+     WHERE locktype = 'transactionid' AND mode = 'ExclusiveLock' AND granted AND pid IS DISTINCT FROM pg_backend_pid()`,
   );
-  const pending = new Set(snap.rows[0].xip ?? []);
-  while (pending.size > 0) {
-    const r = await client.query<{ xid: string; status: string | null }>(
-      'SELECT x AS xid, pg_xact_status(x::xid8) AS status FROM unnest($1::text[]) AS x',
-      [[...pending]],
+  let pending = running.rows.map((r) => r.xid);
+  while (pending.length > 0) {
+    if (now() > deadline) return false;
+    await new Promise((res) => setTimeout(res, 10));
+    const still = await client.query<{ xid: string }>(
+      `SELECT DISTINCT transactionid::text AS xid FROM pg_locks
+       WHERE locktype = 'transactionid' AND mode = 'ExclusiveLock' AND transactionid::text = ANY($1)`,
+      [pending],
     );
-    for (const row of r.rows) if (row.status !== 'in progress') pending.delete(row.xid);
-    if (pending.size > 0) await new Promise((res) => setTimeout(res, 10));
+    pending = still.rows.map((r) => r.xid);
   }
+  return true;
 }
 
 interface ChunkRead {
@@ -94,11 +111,13 @@ async function readChunk(
   keyCols: string[],
   lastKey: Row | null,
   limit: number,
-): Promise<ChunkRead> {
+  deadline: number,
+  now: () => number,
+): Promise<ChunkRead | null> {
   const l0 = parseLsn(
     (await client.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l')).rows[0].l,
   );
-  await waitForInProgress(client);
+  if (!(await waitForRunningTransactions(client, deadline, now))) return null;
   const cols = columns.map((c) => quoteIdent(c.name)).join(', ');
   const keyList = keyCols.map(quoteIdent).join(', ');
   const params: unknown[] = [];
@@ -162,7 +181,7 @@ export async function runSnapshot(cfg: ListenerConfig, opts: SnapshotOptions = {
     for (const table of tables) {
       const columns = catalog.tables.get(table);
       if (!columns) throw new ReplicationSetupError(`snapshot: table ${table} does not exist`);
-      const keyCols = columns.filter((c) => c.key).map((c) => c.name);
+      const keyCols = await primaryKeyOrder(client, qualified(table), columns);
       if (keyCols.length === 0) {
         // No order to read it by in bounded chunks, and no replica to fill (history only): say so, skip it.
         log(
@@ -186,14 +205,23 @@ export async function runSnapshot(cfg: ListenerConfig, opts: SnapshotOptions = {
       let done = p.rows[0].done;
       const [schema, name] = [table.slice(0, table.indexOf('.')), table.slice(table.indexOf('.') + 1)];
       const state: TableState = { schema, table: name, columns };
+      // Rows per chunk adapt to the table's row size so a chunk holds about CHUNK_BYTES (bounded memory,
+      // DESIGN §4.4): a first small chunk measures, later ones use the measured average.
+      let limit = Math.min(chunkRows, FIRST_CHUNK_ROWS);
       while (!done) {
         if (now() > deadline) {
           summary.stoppedBy = 'time-limit';
           break;
         }
-        const chunk = await readChunk(client, table, columns, keyCols, lastKey, chunkRows);
+        const chunk = await readChunk(client, table, columns, keyCols, lastKey, limit, deadline, now);
+        if (!chunk) {
+          log(`snapshot ${table}: transactions older than the chunk are still running; continuing next run`);
+          summary.stoppedBy = 'time-limit';
+          break;
+        }
         const seqLsn = chunk.lsn - 1n;
         const commitTs = formatUtcMicros(BigInt(Date.now()) * 1000n);
+        const charsBefore = publisher.stats.chars;
         chunk.rows.forEach((row, i) => {
           const event: ChangeEvent = {
             op: 'r',
@@ -213,7 +241,9 @@ export async function runSnapshot(cfg: ListenerConfig, opts: SnapshotOptions = {
         await publisher.drain();
         if (publisher.failure) throw publisher.failure;
         // Progress moves only after Pub/Sub acknowledged the chunk: a crash repeats at most one chunk.
-        done = chunk.rows.length < chunkRows;
+        done = chunk.rows.length < limit;
+        const avgChars = chunk.rows.length ? (publisher.stats.chars - charsBefore) / chunk.rows.length : 1;
+        limit = Math.max(1, Math.min(chunkRows, Math.floor(CHUNK_BYTES / Math.max(1, avgChars))));
         if (chunk.rows.length > 0) lastKey = keyOfRow(chunk.rows[chunk.rows.length - 1], keyCols);
         rowsDone += chunk.rows.length;
         await client.query(
@@ -238,6 +268,19 @@ export async function runSnapshot(cfg: ListenerConfig, opts: SnapshotOptions = {
 
 function keyOfRow(row: Row, keyCols: string[]): Row {
   return Object.fromEntries(keyCols.map((k) => [k, row[k]]));
+}
+
+/** Key columns in the primary key's own order, so `ORDER BY` and the resume condition can use its index. */
+async function primaryKeyOrder(client: Client, relation: string, columns: ColumnInfo[]): Promise<string[]> {
+  const r = await client.query<{ name: string }>(
+    `SELECT a.attname AS name FROM pg_index i
+     JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+     WHERE i.indrelid = $1::regclass AND i.indisprimary
+     ORDER BY array_position(i.indkey::int2[], a.attnum)`,
+    [relation],
+  );
+  const ordered = r.rows.map((x) => x.name);
+  return ordered.length ? ordered : columns.filter((c) => c.key).map((c) => c.name);
 }
 
 // Below this size a table that was never analysed is simply counted for its progress estimate.

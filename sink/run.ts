@@ -145,9 +145,17 @@ export async function runSink(
       if (batch.length === 0) {
         empty += 1;
         if (held.length > 0 && cfg.mode === 'continuous') {
-          const retry = held;
+          // inFlight keeps their leases renewed while they are retried.
+          inFlight = held;
           held = [];
-          held = await guarded(retry, true);
+          held = await guarded(inFlight, true);
+          inFlight = [];
+        }
+        // Continuous mode never reaches the end of the run: record dead letters whenever it is idle.
+        if (cfg.mode === 'continuous' && cfg.deadLetterSubscription) {
+          summary.deadLetters += await recordDeadLetters(cfg, failedTable, log).catch((e: unknown) => {
+            throw classify(e);
+          });
         }
         if (cfg.mode === 'once' && empty >= EMPTY_PULLS_TO_STOP) {
           drained = true;
@@ -164,12 +172,13 @@ export async function runSink(
     if (held.length > 0 && drained) {
       // Last chance for held messages: the subscription is drained and everything else landed. (Stopped by
       // the time limit or a signal, they are given back instead: the next run may bring what they lack.)
-      const retry = held;
+      inFlight = held;
       held = [];
-      await guarded(retry, true);
+      await guarded(inFlight, true);
+      inFlight = [];
     }
-    if (cfg.deadLetterSubscription && !opts.signal?.aborted) {
-      summary.deadLetters = await recordDeadLetters(cfg, failedTable, log).catch((e: unknown) => {
+    if (cfg.mode === 'once' && cfg.deadLetterSubscription && !opts.signal?.aborted) {
+      summary.deadLetters += await recordDeadLetters(cfg, failedTable, log).catch((e: unknown) => {
         throw classify(e);
       });
     }

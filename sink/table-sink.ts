@@ -12,7 +12,7 @@ import type { ChangeEvent, ColumnInfo, EventBatch, Row } from '../contract/event
 import { compareSeq } from '../contract/lsn';
 import { BigQueryRest, queryFiltered, TableResource } from './bigquery-rest';
 import type { FailedRecord } from './failed';
-import { changesTableName, keyText, labelToSeq, replicaTableName, seqToLabel } from './names';
+import { changesTableName, fieldName, keyText, labelToSeq, replicaTableName, seqToLabel } from './names';
 import { ValueError, parseTimestamptz } from './pg-text';
 import { ProtoRow, StorageWriteError, TableAppender } from './storage-writer';
 import {
@@ -83,6 +83,8 @@ interface Work {
   /** Columns whose value the event did not carry: `unchanged`, plus any column an update left out. */
   unchanged: string[];
   replicaRename?: Map<string, string>;
+  /** Whether this event's message was planned with a replica (its columns had a key). */
+  hasReplica?: boolean;
   failed?: string;
   unresolved?: string;
 }
@@ -249,14 +251,14 @@ export class TableSink {
     };
     const ordered = [...messages].sort((a, b) => compareSeq(firstSeq(a.batch), firstSeq(b.batch)));
     const work: Work[] = [];
-    let hasReplica = true;
     for (const msg of ordered) {
       if (msg.batch.events.length === 0) continue;
       const plan = await this.prepare(msg.batch.columns, firstSeq(msg.batch));
-      hasReplica = hasReplica && plan.replica !== null;
       for (const ev of msg.batch.events) {
         const w = this.toWork(ev, msg, plan.changes, plan.keyColumns);
         w.replicaRename = plan.replicaRename;
+        // Per event, not per batch: one keyless message in a pull must not skip the others' replica rows.
+        w.hasReplica = plan.replica !== null;
         work.push(w);
       }
     }
@@ -272,7 +274,7 @@ export class TableSink {
     result.changelogRows = historyRows;
 
     // 2. truncates (only meaningful with a replica)
-    if (hasReplica && this.replica) {
+    if (this.replica) {
       for (const w of historyWork) {
         if (
           w.ev.op === 't' &&
@@ -285,16 +287,20 @@ export class TableSink {
     }
 
     // 3. replica
-    if (hasReplica && this.replica) {
+    if (this.replica) {
       const replicaWork = historyWork.filter(
         (w) =>
-          !w.failed && w.ev.op !== 't' && (!this.truncateSeq || compareSeq(w.ev.seq, this.truncateSeq) > 0),
+          w.hasReplica &&
+          !w.failed &&
+          w.ev.op !== 't' &&
+          (!this.truncateSeq || compareSeq(w.ev.seq, this.truncateSeq) > 0),
       );
       result.replicaRows += await this.appendRows(this.replica, replicaWork, (w) => this.replicaRows(w));
       // A key change whose new row cannot be written (it goes to _failed) still ended the old key's row in
       // the source: delete it, or the replica would keep a row the source no longer has.
       const endedKeys = work.filter(
         (w) =>
+          w.hasReplica &&
           w.failed &&
           !w.unresolved &&
           w.oldKey &&
@@ -364,8 +370,9 @@ export class TableSink {
       if (w.ev.op !== 'u' || w.unchanged.length === 0 || w.failed) continue;
       const k = w.oldKey ?? w.key;
       if (k === null) continue;
-      const cached = this.lastRows.get(k);
-      if (!cached || compareSeq(cached.seq, w.ev.seq) >= 0) lookupKeys.add(k);
+      // Always ask the history too: a redelivered older event can have refreshed the run's cache with a
+      // version older than one an earlier run already wrote there.
+      lookupKeys.add(k);
     }
     if (lookupKeys.size > 0) {
       const fields = new Map((this.changesMeta?.schema?.fields ?? []).map((f) => [f.name, f]));
@@ -412,6 +419,10 @@ export class TableSink {
           if (!m) return false; // not a column of this batch: nothing to fill
           const v = best?.values?.[m.field];
           if (v === undefined) return true;
+          // After a type change the column lives in a new field (`<name>__<type>`); a version written before
+          // that has NULL there and its value under the original name: unknown, not NULL.
+          const original = fieldName(m.column.name);
+          if (v === null && original !== m.field && (best?.values?.[original] ?? null) !== null) return true;
           w.values[m.field] = v;
           return false;
         });

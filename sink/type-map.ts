@@ -200,6 +200,9 @@ export function mapColumn(col: Pick<ColumnInfo, 'type' | 'oid'>): ColumnMapping 
   }
   scalar ??= { bqType: 'STRING', convert: identity };
   if (!array) return { bqType: scalar.bqType, repeated: false, convert: scalar.convert };
+  // box is the one built-in type whose arrays use ';' between elements (its values contain commas):
+  // keep such an array as its Postgres text rather than split it wrongly.
+  if (b.name === 'box') return { bqType: 'STRING', repeated: false, convert: identity };
   const element = scalar;
   return {
     bqType: element.bqType,

@@ -210,7 +210,8 @@ export class PgOutputDecoder implements Decoder {
           name: c.name,
           type: this.tables.typeName(c.typeOid),
           oid: c.typeOid,
-          key: hasKey ? false : c.identity,
+          // A known column keeps its key flag when only its type changed (ALTER COLUMN ... TYPE).
+          key: k ? k.key : hasKey ? false : c.identity,
         };
       });
       state = this.tables.set(schema, table, columns);

@@ -70,6 +70,23 @@ describe('listener: no loss under failure', function () {
     assertNoLoss(total, first, rest);
   });
 
+  it('a publish failure while reading is paused on in-flight bytes ends the run with the error, not a hang', async () => {
+    const topic = await createTopic('fail_paused');
+    // Tiny messages and a tiny in-flight budget: reading pauses almost at once and waits for acks.
+    const f = await listenerFixture(topic, 'wal2json', { maxInFlightBytes: 20_000, maxMessageBytes: 1000 });
+    await workload(f, 50);
+    let published = 0;
+    const failing: MessageSink = {
+      publish: async () => {
+        published++;
+        await new Promise((r) => setTimeout(r, 200));
+        throw new PublishError('injected: permission removed');
+      },
+    };
+    await assert.rejects(runListener(f.cfg, { sink: failing }), /permission removed/);
+    assert.ok(published > 0);
+  });
+
   it('a listener killed with SIGKILL mid-run loses nothing: the next run delivers every change', async () => {
     const topic = await createTopic('sigkill');
     const f = await listenerFixture(topic, 'wal2json', { maxEventsPerMessage: 50 });

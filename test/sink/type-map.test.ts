@@ -106,4 +106,10 @@ describe('sink: Postgres → BigQuery type map', function () {
     assert.deepEqual(restToProto('INT64', true, [{ v: '1' }, { v: '2' }]), ['1', '2']);
     assert.equal(restToProto('DATETIME', false, '2024-01-02T03:04:05.5'), '2024-01-02 03:04:05.5');
   });
+
+  it("box[] (whose elements are separated by ';') stays its Postgres text instead of being split on commas", function () {
+    const m = col('box[]', 1020);
+    assert.equal(m.repeated, false);
+    assert.equal(m.convert('{(1,1),(0,0);(2,2),(1,1)}'), '{(1,1),(0,0);(2,2),(1,1)}');
+  });
 });
