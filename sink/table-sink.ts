@@ -7,6 +7,7 @@
 //   3. replica rows (UPSERT/DELETE with _CHANGE_SEQUENCE_NUMBER = the event's seq).
 // The caller acks a message only after all three resolved for it.
 
+import { gzipSync } from 'node:zlib';
 import { managedwriter } from '@google-cloud/bigquery-storage';
 import type { ChangeEvent, ColumnInfo, EventBatch, Row } from '../contract/events';
 import { compareSeq } from '../contract/lsn';
@@ -14,7 +15,7 @@ import { BigQueryRest, queryFiltered, TableResource } from './bigquery-rest';
 import type { FailedRecord } from './failed';
 import { changesTableName, fieldName, keyText, labelToSeq, replicaTableName, seqToLabel } from './names';
 import { ValueError, parseTimestamptz } from './pg-text';
-import { ProtoRow, StorageWriteError, TableAppender } from './storage-writer';
+import { ProtoRow, RowError, StorageWriteError, TableAppender } from './storage-writer';
 import {
   CHANGES_META_FIELDS,
   ColumnField,
@@ -561,7 +562,7 @@ export class TableSink {
         }
       }
       if (encoded.length === 0) return 0;
-      const errors = await appendWithRetry(appender, encoded);
+      const errors = await appendSplitting(appender, encoded);
       if (errors.length === 0) return encoded.length;
       for (const re of errors) {
         const w = owner[re.index];
@@ -599,6 +600,27 @@ async function appendWithRetry(appender: TableAppender, rows: Uint8Array[]) {
       if (attempt >= backoff.length) throw e;
       await new Promise((r) => setTimeout(r, backoff[attempt]));
     }
+  }
+}
+
+/**
+ * A request BigQuery refuses as a whole (not a schema still propagating) is sent again in halves, down to a
+ * single row, whose refusal becomes that row's error: one oversized or otherwise unacceptable row fails its
+ * event into `_failed` instead of failing every run and blocking the subscription. (A refused request wrote
+ * nothing, so resending its halves duplicates nothing.)
+ */
+async function appendSplitting(appender: TableAppender, rows: Uint8Array[]): Promise<RowError[]> {
+  try {
+    return await appendWithRetry(appender, rows);
+  } catch (e) {
+    const refused =
+      e instanceof StorageWriteError && e.code === GRPC_INVALID_ARGUMENT && !/schema/i.test(e.message);
+    if (!refused) throw e;
+    if (rows.length === 1) return [{ index: 0, message: `BigQuery refused the row: ${e.message}` }];
+    const mid = rows.length >> 1;
+    const left = await appendSplitting(appender, rows.slice(0, mid));
+    const right = await appendSplitting(appender, rows.slice(mid));
+    return [...left, ...right.map((r) => ({ ...r, index: r.index + mid }))];
   }
 }
 
@@ -642,9 +664,31 @@ function failedEvent(w: Work, reason: string): FailedRecord {
     reason: `event ${w.ev.seq}: ${reason}`,
     messageId: w.msg.messageId,
     attempts: w.msg.attempts,
-    attributes: w.msg.attributes,
-    payload: Buffer.from(JSON.stringify(one)),
+    ...failedPayload(Buffer.from(JSON.stringify(one)), w.msg.attributes),
     table: `${b.schema}.${b.table}`,
+  };
+}
+
+// A BigQuery row holds at most 10 MB (Storage Write API request limit): larger failed events are gzipped
+// (the contract's json+gzip encoding, said in the attributes), and dropped from the row only past that.
+const FAILED_PAYLOAD_GZIP_ABOVE = 1024 * 1024;
+const FAILED_PAYLOAD_MAX = 8 * 1024 * 1024;
+
+function failedPayload(
+  json: Buffer,
+  attributes: Record<string, string>,
+): { payload: Buffer; attributes: Record<string, string> } {
+  if (json.length <= FAILED_PAYLOAD_GZIP_ABOVE) return { payload: json, attributes };
+  const zipped = gzipSync(json, { level: 6 });
+  if (zipped.length <= FAILED_PAYLOAD_MAX) {
+    return { payload: zipped, attributes: { ...attributes, pgcdc_payload_encoding: 'json+gzip' } };
+  }
+  return {
+    payload: Buffer.alloc(0),
+    attributes: {
+      ...attributes,
+      pgcdc_payload_omitted: `${zipped.length} bytes gzipped, over BigQuery's row limit`,
+    },
   };
 }
 

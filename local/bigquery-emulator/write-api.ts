@@ -43,6 +43,7 @@ const Code = {
 };
 /** BigQuery accepts AppendRows requests up to 10 MB; leave headroom above gRPC's 4 MB default. */
 const MAX_MESSAGE_BYTES = 20 * 1024 * 1024;
+const MAX_APPEND_REQUEST_BYTES = 10 * 1024 * 1024;
 
 const STREAM_NAME = /^projects\/([^/]+)\/datasets\/([^/]+)\/tables\/([^/]+)\/streams\/([^/]+)$/;
 const TABLE_NAME = /^projects\/([^/]+)\/datasets\/([^/]+)\/tables\/([^/]+)$/;
@@ -497,6 +498,14 @@ export class WriteApi {
       return reject(Code.INVALID_ARGUMENT, 'Stream is finalized, no more appends are accepted.');
 
     const rows = request.protoRows?.rows?.serializedRows ?? [];
+    // "AppendRows request size: 10 MB" (cloud.google.com/bigquery/quotas#write-api-limits): refused whole.
+    const requestBytes = rows.reduce((n, r) => n + r.length, 0);
+    if (requestBytes > MAX_APPEND_REQUEST_BYTES) {
+      return reject(
+        Code.INVALID_ARGUMENT,
+        `AppendRows request too large: ${requestBytes} bytes of rows, the limit is ${MAX_APPEND_REQUEST_BYTES}.`,
+      );
+    }
     if (request.offset?.value !== undefined && !streamName.endsWith('/_default')) {
       const offset = Number(request.offset.value);
       if (offset < stream.rowCount)

@@ -3,7 +3,8 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { gzipSync } from 'node:zlib';
+import { randomBytes } from 'node:crypto';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import type { ChangeEvent, ColumnInfo } from '../../contract/events';
 import { ENV } from '../../contract/env';
 import { startBigQueryEmulator } from '../../local/bigquery-emulator';
@@ -194,6 +195,30 @@ describe('sink: poison messages and failures', function () {
     assert.equal(Buffer.from(String(row.payload), 'base64').toString(), 'payload the sink kept failing on');
     assert.equal(row.table_name, 'public.t');
     assert.equal((await runSink(cfg, { log: () => undefined })).deadLetters, 0, 'acked: not recorded twice');
+  });
+
+  it('a row too large for BigQuery fails only its own event into _failed (gzipped); its neighbours land', async function () {
+    const ch = await channel(stack);
+    const c = nextCommit();
+    // 12 MB of hex: over the 10 MB AppendRows limit as a row, about 6 MB once gzipped for _failed.
+    const huge = randomBytes(6 * 1024 * 1024).toString('hex');
+    await ch.publish(
+      batchOf('big', COLUMNS, [
+        event('c', c, 0, { key: { id: '1' }, after: { id: '1', amount: '1', tags: '{a}' } }),
+        event('c', c, 1, { key: { id: '2' }, after: { id: '2', amount: '2', tags: `{${huge}}` } }),
+        event('c', c, 2, { key: { id: '3' }, after: { id: '3', amount: '3', tags: '{c}' } }),
+      ]),
+    );
+    const s = await runSink(ch.config, { log: () => undefined });
+    assert.equal(s.messages, 1, 'acked: the subscription is not blocked');
+    assert.equal(s.failed, 1);
+    assert.deepEqual([...(await rowsBy(ch.rest, 'big', 'id')).keys()].sort(), ['1', '3']);
+    const [failed] = await ch.rest.listRows('_failed');
+    assert.match(String(failed.reason), /request too large/);
+    const attributes = JSON.parse(String(failed.attributes)) as Record<string, string>;
+    assert.equal(attributes.pgcdc_payload_encoding, 'json+gzip');
+    const payload = JSON.parse(gunzipSync(Buffer.from(String(failed.payload), 'base64')).toString());
+    assert.equal(payload.events[0].key.id, '2');
   });
 
   it('a sink killed with SIGKILL mid-batch loses nothing: the rerun writes what was not acked', async function () {
