@@ -83,17 +83,7 @@ export async function runSink(
         byTable.set(name, list);
       } catch (e) {
         if (!(e instanceof ContractError)) throw e;
-        failed.push({
-          reason: `poison message: ${e.message}`,
-          messageId: m.messageId,
-          attempts: m.attempts,
-          attributes: m.attributes,
-          payload: m.data,
-          table:
-            m.attributes.schema && m.attributes.table
-              ? `${m.attributes.schema}.${m.attributes.table}`
-              : undefined,
-        });
+        failed.push(rawMessageFailure(m, `poison message: ${e.message}`));
       }
     });
     const heldIdx = new Set<number>();
@@ -211,19 +201,13 @@ async function recordDeadLetters(
       const batch = await reader.pull(cfg.batchMessages);
       if (batch.length === 0) break;
       await failedTable.write(
-        batch.map((m) => ({
-          reason:
+        batch.map((m) =>
+          rawMessageFailure(
+            m,
             `dead letter: Pub/Sub stopped redelivering this message after ${m.attempts ?? 'too many'} ` +
-            'failed deliveries (the sink failed on it each time; its logs say why)',
-          messageId: m.messageId,
-          attempts: m.attempts,
-          attributes: m.attributes,
-          payload: m.data,
-          table:
-            m.attributes.schema && m.attributes.table
-              ? `${m.attributes.schema}.${m.attributes.table}`
-              : undefined,
-        })),
+              'failed deliveries (the sink failed on it each time; its logs say why)',
+          ),
+        ),
       );
       await reader.ack(batch);
       n += batch.length;
@@ -233,6 +217,19 @@ async function recordDeadLetters(
   }
   if (n > 0) log(`recorded ${n} dead-lettered message(s) in _failed`);
   return n;
+}
+
+/** A whole message for `_failed`: its raw payload and attributes, and the table its attributes name. */
+function rawMessageFailure(m: Inbound, reason: string): FailedRecord {
+  const { schema, table } = m.attributes;
+  return {
+    reason,
+    messageId: m.messageId,
+    attempts: m.attempts,
+    attributes: m.attributes,
+    payload: m.data,
+    table: schema && table ? `${schema}.${table}` : undefined,
+  };
 }
 
 function classify(e: unknown): Error {

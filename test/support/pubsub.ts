@@ -18,8 +18,6 @@ export interface TestTopic {
 export async function useEmulator(): Promise<string> {
   const emu = await testPubSub();
   process.env.PUBSUB_EMULATOR_HOST = emu.host;
-  // No GCE metadata server here: without this, google-auth-library probes for one and warns.
-  process.env.METADATA_SERVER_DETECTION = 'none';
   return emu.host;
 }
 
