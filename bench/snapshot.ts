@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { PubSub } from '@google-cloud/pubsub';
 import { Client } from 'pg';
-import { runSqlInit, defaultSqlDir } from '../listener/sql-init';
+import { runSqlInit } from '../listener/sql-init';
 import { runSnapshot } from '../listener/snapshot';
 import { BENCH_PROJECT, benchListenerConfig, withBenchStack } from './support';
 
@@ -27,7 +27,6 @@ async function main(): Promise<void> {
         slot: 'bench',
         publication: 'bench_pub',
         decoder: 'wal2json',
-        files: [path.join(defaultSqlDir(), '0-init.sql')],
       });
       const [topic] = await pubsub.createTopic('bench-snapshot');
       console.log(

@@ -114,3 +114,62 @@ export function stopPostgres(dataDir: string, binDir = postgresBinDir()): void {
     if (existsSync(path.join(dataDir, 'postmaster.pid'))) throw e;
   }
 }
+
+/**
+ * The roles of the Cloud-SQL-like mode (issue 9), as close to Cloud SQL's as PostgreSQL 15 allows:
+ * - `cloudsqlsuperuser`: a NOLOGIN group with CREATEROLE and CREATEDB that owns the database, like the
+ *   Cloud SQL role of that name (https://cloud.google.com/sql/docs/postgres/users: "The postgres user is part
+ *   of the cloudsqlsuperuser role, and has the following attributes (privileges): CREATEROLE, CREATEDB, and
+ *   LOGIN. It does not have the SUPERUSER or REPLICATION attributes.");
+ * - `admin`: the login pgcdc's SQL init runs as, a member of it — NOSUPERUSER, NOREPLICATION;
+ * - `owner`: the application's role, owning the application's tables (the admin is not a member of it).
+ * The replicator is created by the SQL init itself.
+ */
+export const CLOUDSQL_LIKE_ROLES = {
+  group: 'cloudsqlsuperuser',
+  admin: 'pgcdc_admin',
+  owner: 'app_owner',
+} as const;
+
+export interface CloudSqlLikeDatabase {
+  /** The bootstrap superuser (only for the one step Cloud SQL allows cloudsqlsuperuser; see sql-init.ts). */
+  superuser: { host: string; port: number; user: string; database: string };
+  admin: { host: string; port: number; user: string; database: string };
+  owner: { host: string; port: number; user: string; database: string };
+}
+
+/**
+ * Makes `database` (which must exist) look like a Cloud SQL database: the roles above (created once per
+ * cluster), the database owned by cloudsqlsuperuser, the application owner allowed to create in it.
+ */
+export async function prepareCloudSqlLikeDatabase(
+  cluster: Pick<PostgresCluster, 'connection'>,
+  database: string,
+): Promise<CloudSqlLikeDatabase> {
+  // Loaded here so this module stays free of `pg` for the callers that only start clusters.
+  const { Client } = await import('pg');
+  const { group, admin, owner } = CLOUDSQL_LIKE_ROLES;
+  const su = new Client(cluster.connection(database));
+  await su.connect();
+  try {
+    const exists = async (role: string) =>
+      ((await su.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [role])).rowCount ?? 0) > 0;
+    // Several test processes share no cluster, but one process may prepare many databases at once.
+    await su.query('SELECT pg_advisory_lock(7263)');
+    try {
+      if (!(await exists(group))) await su.query(`CREATE ROLE ${group} NOLOGIN CREATEROLE CREATEDB`);
+      if (!(await exists(admin)))
+        await su.query(`CREATE ROLE ${admin} LOGIN NOSUPERUSER NOREPLICATION CREATEROLE CREATEDB IN ROLE ${group}`);
+      if (!(await exists(owner))) await su.query(`CREATE ROLE ${owner} LOGIN NOSUPERUSER NOREPLICATION`);
+    } finally {
+      await su.query('SELECT pg_advisory_unlock(7263)');
+    }
+    await su.query(`ALTER DATABASE ${su.escapeIdentifier(database)} OWNER TO ${group}`);
+    await su.query(`GRANT CREATE ON DATABASE ${su.escapeIdentifier(database)} TO ${owner}`);
+    await su.query(`GRANT CREATE ON SCHEMA public TO ${owner}`);
+  } finally {
+    await su.end();
+  }
+  const base = cluster.connection(database);
+  return { superuser: base, admin: { ...base, user: admin }, owner: { ...base, user: owner } };
+}

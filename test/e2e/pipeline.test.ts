@@ -1,5 +1,7 @@
 // End to end: PostgreSQL → listener → Pub/Sub emulator → sink → BigQuery emulator, over tables covering the
-// type map, with a randomized workload (inserts, updates, primary-key changes, deletes, truncates) in
+// type map, in the Cloud-SQL-like role mode (the application's tables owned by their own role, the SQL init
+// run by a NOSUPERUSER CREATEROLE admin, listener and snapshot logged in as the LOGIN REPLICATION replicator
+// with only the init's grants), with a randomized workload (inserts, updates, primary-key changes, deletes, truncates) in
 // several rounds, duplicates and late replays injected, and every replica compared with its source row by
 // row through the public BigQuery API.
 //
@@ -12,7 +14,8 @@ import { credentials } from '@grpc/grpc-js';
 import { DecoderName } from '../../listener/config';
 import { runListenerJob } from '../../listener/job';
 import { runSink } from '../../sink/run';
-import { listenerFixture, ListenerFixture } from '../support/listener';
+import { cloudSqlListenerFixture } from '../support/cloudsql';
+import { ListenerFixture } from '../support/listener';
 import { channel, Channel, PROJECT, sinkStack, SinkStack } from '../sink/support';
 
 const TYPED = `
@@ -170,7 +173,7 @@ for (const decoder of ['wal2json', 'pgoutput'] as DecoderName[]) {
       const tapName = `${ch.subscription}-tap`;
       await pubsub.topic(ch.topic).createSubscription(tapName);
       const tap = new Tap(stack.pubsubHost, `projects/${PROJECT}/subscriptions/${tapName}`);
-      const f = await listenerFixture(
+      const f = await cloudSqlListenerFixture(
         { topic: ch.topic, subscription: ch.subscription, emulatorHost: stack.pubsubHost },
         decoder,
         { projectId: PROJECT, maxEventsPerMessage: 50, snapshot: 'auto' },
@@ -182,6 +185,20 @@ for (const decoder of ['wal2json', 'pgoutput'] as DecoderName[]) {
           await sql(`INSERT INTO typed SELECT ${RANDOM_ROW} FROM generate_series(900001, 900050) g`);
         },
       );
+      // The listener and snapshot really run as a least-privilege role.
+      const role = await f.sql(
+        `SELECT rolsuper, rolreplication, rolcreaterole, rolcreatedb,
+                (SELECT count(*)::int FROM pg_auth_members m WHERE m.member = r.oid) AS memberships
+           FROM pg_roles r WHERE rolname = $1`,
+        [f.cfg.pg.user],
+      );
+      assert.deepEqual(role, [
+        { rolsuper: false, rolreplication: true, rolcreaterole: false, rolcreatedb: false, memberships: 0 },
+      ]);
+      const admin = await f.sql('SELECT rolsuper, rolreplication FROM pg_roles WHERE rolname = $1', [
+        f.roles.admin.user,
+      ]);
+      assert.deepEqual(admin, [{ rolsuper: false, rolreplication: false }]);
       let failed = 0;
       let duplicates = 0;
       try {

@@ -3,8 +3,7 @@
 import { Client } from 'pg';
 import { ENV } from '../../contract/env';
 import { ListenerConfig, DecoderName, loadListenerConfig } from '../../listener/config';
-import path from 'node:path';
-import { defaultSqlDir, runSqlInit } from '../../listener/sql-init';
+import { runSqlInit } from '../../listener/sql-init';
 import { TEST_PROJECT, TestTopic } from './pubsub';
 import { freshDatabase, uniqueName } from './stack';
 
@@ -35,7 +34,9 @@ export async function listenerFixture(
   if (beforeSlot) await beforeSlot(sql);
   const slot = uniqueName(`slot_${decoder}`);
   const publication = uniqueName('pub');
-  await runSqlInit(db, { slot, publication, decoder, files: [path.join(defaultSqlDir(), '0-init.sql')] });
+  // Tables are created after the init by most tests: the superuser fixture publishes FOR ALL TABLES (the
+  // Cloud-SQL-like fixture in test/support/cloudsql.ts publishes exactly the captured tables).
+  await runSqlInit(db, { slot, publication, decoder, publishAllTablesForTests: true });
   // The production defaults (an empty job environment), pointed at this database and topic; no automatic
   // snapshot unless a test asks for it.
   const cfg: ListenerConfig = {

@@ -5,7 +5,12 @@ import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Client } from 'pg';
-import { PostgresCluster, startPostgres } from '../../local/postgres';
+import {
+  CloudSqlLikeDatabase,
+  PostgresCluster,
+  prepareCloudSqlLikeDatabase,
+  startPostgres,
+} from '../../local/postgres';
 import { PubSubEmulator, startPubSubEmulator } from '../../local/pubsub-emulator';
 
 let root: string | undefined;
@@ -52,6 +57,15 @@ export async function freshDatabase(
     await admin.end();
   }
   return cluster.connection(name);
+}
+
+/**
+ * A fresh database in the Cloud-SQL-like role mode (local/postgres.ts): owned by cloudsqlsuperuser, an admin
+ * that is NOSUPERUSER CREATEROLE, the application's tables to be created by the owner role.
+ */
+export async function freshCloudSqlLikeDatabase(prefix = 'csql'): Promise<CloudSqlLikeDatabase> {
+  const db = await freshDatabase(prefix);
+  return prepareCloudSqlLikeDatabase(await testPostgres(), db.database);
 }
 
 export async function stopTestStack(): Promise<void> {
