@@ -13,11 +13,17 @@ export const ENV = {
   sslRootCert: 'PGCDC_PG_SSL_ROOT_CERT',
   /** Logical replication slot name (default pgcdc_slot). */
   slot: 'PGCDC_SLOT',
-  /** Publication, needed by pgoutput and created by sql/0-init.sql (default pgcdc_pub). */
+  /**
+   * Publication, needed by pgoutput and created by sql/0-init.sql (default pgcdc_pub) with the captured tables
+   * that have a replica identity; <name>_inserts (insert, truncate) holds the keyless ones.
+   */
   publication: 'PGCDC_PUBLICATION',
   /** "wal2json" (default) or "pgoutput". */
   decoder: 'PGCDC_DECODER',
-  /** Optional comma list of schema.table to capture (wal2json add-tables syntax); default all. */
+  /**
+   * Optional comma list of schema.table to capture (wal2json add-tables syntax); default: every logged table
+   * present when the SQL init last ran (it grants and publishes exactly those).
+   */
   tables: 'PGCDC_TABLES',
 
   // --- Pub/Sub ---
@@ -39,8 +45,21 @@ export const ENV = {
   // --- runs ---
   /** Event JSON held unacknowledged before the listener pauses reading (memory bound; default 64 MiB). */
   maxInFlightBytes: 'PGCDC_MAX_IN_FLIGHT_BYTES',
-  /** Database user the SQL init grants REPLICATION to (default PGUSER). */
+  /**
+   * The replicator role: created LOGIN REPLICATION by the SQL init (admin job modes), the role the listener
+   * logs in as (there, PGUSER is the same name).
+   */
   replicationUser: 'PGCDC_REPLICATION_USER',
+  /** The replicator's password, which the SQL init sets (admin job modes; the listener reads PGPASSWORD). */
+  replicatorPassword: 'PGCDC_REPLICATOR_PASSWORD',
+  /** Admin login of the admin job modes sql-init, sql-teardown, check (Cloud SQL: postgres). */
+  adminUser: 'PGCDC_ADMIN_USER',
+  adminPassword: 'PGCDC_ADMIN_PASSWORD',
+  /**
+   * Comma list of captured schema.table the user allows the SQL init to set REPLICA IDENTITY FULL on (keyless
+   * tables whose updates and deletes should be captured; each update and delete then logs the whole old row).
+   */
+  replicaIdentityFull: 'PGCDC_REPLICA_IDENTITY_FULL',
   /** "auto" (default): a listen run then snapshots tables never snapshotted; "off": only `snapshot` does. */
   snapshot: 'PGCDC_SNAPSHOT',
   /** Rows per snapshot chunk (default 10000). */

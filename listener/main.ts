@@ -1,29 +1,72 @@
 #!/usr/bin/env node
-// Container entry point of the listener job: `node dist/listener/main.js [listen|snapshot|sql-init]`.
-// Prints one JSON line (the run's summary, or the SQL init's report) on stdout; errors go to stderr as one
-// JSON line too, and the exit code says what kind of failure it was (listener/errors.ts).
+// Container entry point of the listener job and the admin job:
+//   `node dist/listener/main.js [listen|snapshot|sql-init|sql-teardown|check]`.
+// Prints one JSON line (the run's summary, or the SQL init's / teardown's / check's report) on stdout; errors
+// go to stderr as one JSON line too, and the exit code says what kind of failure it was (listener/errors.ts).
+// sql-init, sql-teardown and check are the admin job's modes (BRIEF decision 1): they log in as the admin
+// (PGCDC_ADMIN_USER) and reach the replicator's session with PGCDC_REPLICATION_USER/PGCDC_REPLICATOR_PASSWORD.
 
 import { ENV } from '../contract/env';
-import { loadListenerConfig, pgConfigFromEnv } from './config';
+import { loadListenerConfig } from './config';
 import { EXIT, ListenerError } from './errors';
 import { runListenerJob } from './job';
 import { runSnapshot } from './snapshot';
+import { loadAdminConfig } from './admin-config';
+import { formatFindings, PreflightError, runPreflight } from './preflight';
 import { runSqlInit } from './sql-init';
+import { runSqlTeardown } from './sql-teardown';
 
 async function main(argv: string[]): Promise<number> {
   const command = argv[0] ?? 'listen';
   const log = (line: string) =>
     process.stderr.write(JSON.stringify({ severity: 'INFO', message: line }) + '\n');
-  if (command === 'sql-init') {
-    const env = process.env;
-    const report = await runSqlInit(pgConfigFromEnv(env), {
-      slot: env[ENV.slot] || 'pgcdc_slot',
-      publication: env[ENV.publication] || 'pgcdc_pub',
-      decoder: env[ENV.decoder] === 'pgoutput' ? 'pgoutput' : 'wal2json',
-      replicationUser: env[ENV.replicationUser] || env.PGUSER,
-    });
-    process.stdout.write(JSON.stringify({ command, ...report }) + '\n');
-    return EXIT.ok;
+  if (command === 'sql-init' || command === 'check' || command === 'sql-teardown') {
+    const a = loadAdminConfig(process.env);
+    const connectRetry = { budgetMs: a.connectBudgetMs, log };
+    const common = { slot: a.slot, publication: a.publication, replicationUser: a.replicationUser };
+    if (command === 'check') {
+      // Read-only: reports every problem with its fix; exit 4 (replication setup) when there is one.
+      const report = await runPreflight(a.pg, {
+        ...common,
+        decoder: a.decoder,
+        tables: a.tables,
+        replicaIdentityFull: a.replicaIdentityFull,
+        replicatorPg: { ...a.pg, user: a.replicationUser, password: a.replicatorPassword },
+        connectRetry,
+      });
+      for (const line of formatFindings(report.findings)) log(line);
+      process.stdout.write(JSON.stringify({ command, ...report }) + '\n');
+      return report.ok ? EXIT.ok : EXIT.replicationSetup;
+    }
+    if (command === 'sql-teardown') {
+      const report = await runSqlTeardown(a.pg, {
+        ...common,
+        replicatorPassword: a.replicatorPassword,
+        dropRole: argv.includes('--drop-role'),
+        dropSchema: argv.includes('--drop-schema'),
+        replicaIdentityFull: a.replicaIdentityFull,
+        connectRetry,
+      });
+      process.stdout.write(JSON.stringify({ command, ...report }) + '\n');
+      return EXIT.ok;
+    }
+    try {
+      const report = await runSqlInit(a.pg, {
+        ...common,
+        decoder: a.decoder,
+        replicatorPassword: a.replicatorPassword,
+        tables: a.tables,
+        replicaIdentityFull: a.replicaIdentityFull,
+        connectRetry,
+      });
+      process.stdout.write(JSON.stringify({ command, ...report }) + '\n');
+      return EXIT.ok;
+    } catch (e) {
+      if (!(e instanceof PreflightError)) throw e;
+      process.stdout.write(JSON.stringify({ command, ...e.report }) + '\n');
+      process.stderr.write(JSON.stringify({ severity: 'ERROR', error: e.name, message: e.message }) + '\n');
+      return EXIT.replicationSetup;
+    }
   }
   if (command === 'snapshot') {
     // snapshot [--table schema.table ...] [--restart]: (re)send existing rows, bounded like a run.
@@ -39,7 +82,9 @@ async function main(argv: string[]): Promise<number> {
     return EXIT.ok;
   }
   if (command !== 'listen') {
-    process.stderr.write(`unknown command "${command}": expected "listen", "snapshot" or "sql-init"\n`);
+    process.stderr.write(
+      `unknown command "${command}": expected "listen", "snapshot", "sql-init", "sql-teardown" or "check"\n`,
+    );
     return EXIT.config;
   }
   const cfg = loadListenerConfig(process.env);
