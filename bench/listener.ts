@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { PubSub } from '@google-cloud/pubsub';
 import { Client } from 'pg';
+import { emptyCatalog } from '../listener/catalog';
 import { DecoderName } from '../listener/config';
 import { PgOutputDecoder } from '../listener/decoders/pgoutput';
 import { Wal2JsonDecoder } from '../listener/decoders/wal2json';
@@ -45,8 +46,8 @@ const WORKLOADS: Workload[] = [
 function pluginArgs(decoder: DecoderName): string[] {
   const d =
     decoder === 'wal2json'
-      ? new Wal2JsonDecoder({ tables: new Map(), typeNames: new Map() }, [])
-      : new PgOutputDecoder({ tables: new Map(), typeNames: new Map() }, 'bench_pub', []);
+      ? new Wal2JsonDecoder(emptyCatalog(), [])
+      : new PgOutputDecoder(emptyCatalog(), 'bench_pub', []);
   return Object.entries(d.pluginOptions).flatMap(([k, v]) => ['-o', `${k}=${v}`]);
 }
 

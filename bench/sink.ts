@@ -51,6 +51,7 @@ function events(total: number): ChangeEvent[] {
       before: op === 'd' ? { id } : null,
       after: op === 'd' ? null : row,
       unchanged: [],
+      fromSource: [],
       lsn: text,
       commitLsn: text,
       xid: 1000 + i,

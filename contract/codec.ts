@@ -123,6 +123,13 @@ function validateEvent(x: unknown, i: number): ChangeEvent {
   if (!Array.isArray(unchanged) || unchanged.some((u) => typeof u !== 'string')) {
     throw new ContractError(`${where}: "unchanged" must be an array of column names`);
   }
+  const fromSource = x.fromSource ?? [];
+  if (!Array.isArray(fromSource) || fromSource.some((u) => typeof u !== 'string')) {
+    throw new ContractError(`${where}: "fromSource" must be an array of column names`);
+  }
+  if (x.superseded !== undefined && x.superseded !== true) {
+    throw new ContractError(`${where}: "superseded" must be true when present`);
+  }
   if (typeof x.xid !== 'number') throw new ContractError(`${where}: "xid" must be a number`);
   const ev: ChangeEvent = {
     op: op as ChangeEvent['op'],
@@ -130,6 +137,8 @@ function validateEvent(x: unknown, i: number): ChangeEvent {
     before: validateRow(x.before, `${where}.before`),
     after: validateRow(x.after, `${where}.after`),
     unchanged: unchanged as string[],
+    fromSource: fromSource as string[],
+    ...(x.superseded === true ? { superseded: true as const } : {}),
     lsn: requireString(x, 'lsn', where),
     commitLsn: requireString(x, 'commitLsn', where),
     xid: x.xid,
@@ -138,6 +147,11 @@ function validateEvent(x: unknown, i: number): ChangeEvent {
   };
   if ((ev.op === 'c' || ev.op === 'u' || ev.op === 'r') && ev.after === null) {
     throw new ContractError(`${where}: op "${ev.op}" needs "after"`);
+  }
+  for (const c of ev.fromSource) {
+    if (!ev.after || !(c in ev.after)) {
+      throw new ContractError(`${where}: "fromSource" names ${JSON.stringify(c)}, which "after" does not hold`);
+    }
   }
   if (ev.op === 'd' && ev.key === null && ev.before === null) {
     throw new ContractError(`${where}: op "d" needs "key" or "before"`);

@@ -31,8 +31,24 @@ export interface ChangeEvent {
   before: Row | null;
   /** The new row (c, u, r), else null. Columns listed in `unchanged` are absent from it. */
   after: Row | null;
-  /** Columns the decoder did not send because their value was an unchanged TOASTed value. */
+  /**
+   * Columns whose value is not in the WAL record (an unchanged TOASTed value the decoder did not send) and
+   * that the listener could not resolve: absent from `after`.
+   */
   unchanged: string[];
+  /**
+   * Columns whose value in `after` the listener read from the source table at publish time, because the WAL
+   * record did not carry it (unchanged TOAST). That value is the row's value at the lookup, which is this
+   * event's value unless a later change of the row followed, and any later change is itself an event with a
+   * higher `seq` (see listener/toast-fill.ts). The history keeps them flagged; the replica may use them.
+   */
+  fromSource: string[];
+  /**
+   * Set when the listener looked the row up to resolve `unchanged` columns and the row no longer existed at
+   * the source (deleted, key changed, truncated): a later change of the same table then follows, so the sink
+   * writes this event to the history only, never to the replica. Its columns stay in `unchanged`.
+   */
+  superseded?: true;
   /** LSN of the change record itself. */
   lsn: string;
   /** LSN of the transaction's commit record (for snapshot reads: the snapshot's consistent point). */

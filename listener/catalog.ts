@@ -13,6 +13,16 @@ export interface Catalog {
   tables: Map<string, ColumnInfo[]>;
   /** type OID → format_type(oid, NULL). */
   typeNames: Map<number, string>;
+  /**
+   * Types whose values can be TOASTed: variable length (typlen = -1) and a storage other than PLAIN. Only a
+   * column of such a type can be an unchanged TOAST value an update leaves out (a fixed-length value such as
+   * an integer or a timestamp is always in the row itself).
+   */
+  toastableTypes: Set<number>;
+  /** Array type OID → element type OID, for printing a column type with its typmod ("numeric(10,2)[]"). */
+  arrayElements: Map<number, number>;
+  /** "oid/typmod" → format_type(oid, typmod) for every typmod a user column uses (extension types too). */
+  typmodNames: Map<string, string>;
 }
 
 export async function loadCatalog(client: Client): Promise<Catalog> {
@@ -43,9 +53,32 @@ export async function loadCatalog(client: Client): Promise<Catalog> {
     if (!list) tables.set(qn, (list = []));
     list.push({ name: r.name, type: r.type, oid: r.oid, key: r.key });
   }
-  const types = await client.query<{ oid: number; name: string }>(
-    'SELECT oid::int AS oid, format_type(oid, NULL) AS name FROM pg_type',
+  const types = await client.query<{ oid: number; name: string; toastable: boolean; elem: number }>(
+    `SELECT oid::int AS oid, format_type(oid, NULL) AS name,
+            typlen = -1 AND typstorage <> 'p' AS toastable,
+            -- what format_type itself treats as an array: a varlena type with an element type, not PLAIN
+            -- (int2vector and oidvector have elements but print as their own names)
+            CASE WHEN typelem <> 0 AND typlen = -1 AND typstorage <> 'p' THEN typelem::int ELSE 0 END AS elem
+     FROM pg_type`,
   );
   const typeNames = new Map(types.rows.map((t) => [t.oid, t.name]));
-  return { tables, typeNames };
+  const toastableTypes = new Set(types.rows.filter((t) => t.toastable).map((t) => t.oid));
+  const arrayElements = new Map(types.rows.filter((t) => t.elem !== 0).map((t) => [t.oid, t.elem]));
+  const mods = await client.query<{ oid: number; typmod: number; name: string }>(
+    `SELECT DISTINCT atttypid::int AS oid, atttypmod AS typmod, format_type(atttypid, atttypmod) AS name
+     FROM pg_attribute WHERE attnum > 0 AND atttypmod >= 0 AND attrelid >= 16384`,
+  );
+  const typmodNames = new Map(mods.rows.map((m) => [`${m.oid}/${m.typmod}`, m.name]));
+  return { tables, typeNames, toastableTypes, arrayElements, typmodNames };
+}
+
+/** A catalog that knows nothing (every table is described from the decoder's own data). */
+export function emptyCatalog(): Catalog {
+  return {
+    tables: new Map(),
+    typeNames: new Map(),
+    toastableTypes: new Set(),
+    arrayElements: new Map(),
+    typmodNames: new Map(),
+  };
 }

@@ -229,6 +229,7 @@ export async function runSnapshot(cfg: ListenerConfig, opts: SnapshotOptions = {
             before: null,
             after: row,
             unchanged: [],
+            fromSource: [],
             lsn: formatLsn(chunk.lsn),
             commitLsn: formatLsn(chunk.lsn),
             xid: 0,

@@ -8,6 +8,7 @@ import { Lsn } from '../../contract/lsn';
 import { Catalog } from '../catalog';
 import { XLogData } from '../replication-stream';
 import { formatPgMicros } from '../time';
+import { formatType } from './format-type';
 import { Decoded, Decoder, TableRegistry, TableState, TransactionContext, keyOf } from './types';
 
 /** Reads big-endian integers and C strings from a buffer, advancing a cursor. */
@@ -76,7 +77,11 @@ export class PgOutputDecoder implements Decoder {
   private readonly relations = new Map<number, Relation>();
   private readonly wanted: Set<string> | undefined;
 
-  constructor(catalog: Catalog, publication: string, tables: string[]) {
+  constructor(
+    private readonly catalog: Catalog,
+    publication: string,
+    tables: string[],
+  ) {
     this.tables = new TableRegistry(catalog);
     this.wanted = tables.length ? new Set(tables) : undefined;
     this.pluginOptions = { proto_version: '1', publication_names: publication, messages: 'true' };
@@ -183,32 +188,36 @@ export class PgOutputDecoder implements Decoder {
     const table = r.cstring();
     r.u8(); // replica identity setting
     const n = r.i16();
-    const cols: { name: string; typeOid: number; identity: boolean }[] = [];
+    const cols: { name: string; typeOid: number; type: string; identity: boolean }[] = [];
     for (let i = 0; i < n; i++) {
       const flags = r.u8();
       const name = r.cstring();
       const typeOid = r.u32();
-      r.i32(); // typmod: the catalog's format_type has it already
-      cols.push({ name, typeOid, identity: (flags & 1) === 1 });
+      // The typmod makes "numeric(10,2)" rather than "numeric": the type as format_type prints it, the same
+      // as the catalog and wal2json give, so a table's column types never alternate between the two paths.
+      const type = formatType(this.catalog, typeOid, r.i32());
+      cols.push({ name, typeOid, type, identity: (flags & 1) === 1 });
     }
     const known = this.tables.get(schema, table);
     const sameShape =
       known &&
       known.columns.length === cols.length &&
-      known.columns.every((c, i) => c.name === cols[i].name && c.oid === cols[i].typeOid);
+      known.columns.every(
+        (c, i) => c.name === cols[i].name && c.oid === cols[i].typeOid && c.type === cols[i].type,
+      );
     let state: TableState;
     if (known && sameShape) {
       state = known;
     } else {
-      // Columns the catalog knows keep its names and key flags; new ones take the relation's.
+      // Columns the catalog knows keep their key flags; new ones take the relation's.
       const byName = new Map((known?.columns ?? []).map((c) => [c.name, c]));
       const hasKey = cols.some((c) => byName.get(c.name)?.key);
       const columns: ColumnInfo[] = cols.map((c) => {
         const k = byName.get(c.name);
-        if (k && k.oid === c.typeOid) return k;
+        if (k && k.oid === c.typeOid && k.type === c.type) return k;
         return {
           name: c.name,
-          type: this.tables.typeName(c.typeOid),
+          type: c.type,
           oid: c.typeOid,
           // A known column keeps its key flag when only its type changed (ALTER COLUMN ... TYPE).
           key: k ? k.key : hasKey ? false : c.identity,

@@ -66,6 +66,7 @@ export class TransactionContext {
       before,
       after,
       unchanged,
+      fromSource: [],
       lsn: lsnText,
       commitLsn: this.commitLsnText,
       xid: this.xid,
@@ -98,10 +99,6 @@ export class TableRegistry {
     const s = { schema, table, columns };
     this.states.set(`${schema}.${table}`, s);
     return s;
-  }
-
-  typeName(oid: number): string {
-    return this.catalog.typeNames.get(oid) ?? `oid:${oid}`;
   }
 }
 

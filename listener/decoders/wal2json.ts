@@ -67,7 +67,10 @@ export class Wal2JsonDecoder implements Decoder {
   private readonly txn = new TransactionContext();
   private readonly tables: TableRegistry;
 
-  constructor(catalog: Catalog, tables: string[]) {
+  constructor(
+    private readonly catalog: Catalog,
+    tables: string[],
+  ) {
     this.tables = new TableRegistry(catalog);
     this.pluginOptions = {
       'format-version': '2',
@@ -135,11 +138,9 @@ export class Wal2JsonDecoder implements Decoder {
       return { kind: 'change', table: state, event: this.txn.event('d', lsn, key, identity, null, []) };
     }
     const after = toRow(r.columns)!;
-    // A column the table has but the update did not send is an unchanged TOAST value (wal2json omits it).
-    // Only an update that sent fewer columns than the table has can have left TOAST values out.
     const unchanged =
       r.action === 'U' && r.columns!.length < state.columns.length
-        ? state.columns.filter((c) => !(c.name in after)).map((c) => c.name)
+        ? this.leftOutToast(state.columns, after, identity)
         : [];
     const op = r.action === 'I' ? 'c' : 'u';
     const before = r.action === 'U' ? identity : null;
@@ -148,6 +149,39 @@ export class Wal2JsonDecoder implements Decoder {
       table: state,
       event: this.txn.event(op, lsn, keyOf(state.columns, after), before, after, unchanged),
     };
+  }
+
+  /**
+   * The columns an update left out because their value was an unchanged TOAST value. wal2json omits such a
+   * column from `columns` and says nothing else, and it describes a change with the catalog as it was at the
+   * change, while our column list comes from the catalog at the start of the run (and from the changes seen
+   * since): a column added or renamed in between is missing from an older change for another reason. So a
+   * missing column counts as unchanged TOAST only when it could be one:
+   *  - its type can be TOASTed (variable length, storage not PLAIN): an integer, a timestamp or an enum is
+   *    never left out, so missing means it did not exist when the row changed;
+   *  - with REPLICA IDENTITY FULL the old row (`identity`) lists every column the table had then: a column
+   *    absent from it did not exist either. One it holds is unchanged TOAST and is filled from it.
+   * What remains is ambiguous (a text column added after the change looks exactly like an unchanged TOAST
+   * one). It is reported unchanged and the listener resolves it from the source table (toast-fill.ts), which
+   * gives the row's value now. That is right for the final replica either way: if the column was unchanged
+   * TOAST, the value now is this change's value unless a later change of the row followed, and a later change
+   * is itself captured with a higher sequence and wins; if the column did not exist yet, the source row holds
+   * that value now, and again any later change of the row is captured after this one. The history shows the
+   * value flagged in `fromSource`, never as if the WAL had carried it.
+   */
+  private leftOutToast(columns: ColumnInfo[], after: Row, oldRow: Row | null): string[] {
+    const keyCols = columns.filter((c) => c.key).map((c) => c.name);
+    const fullOld =
+      oldRow !== null && Object.keys(oldRow).some((n) => keyCols.length === 0 || !keyCols.includes(n));
+    const out: string[] = [];
+    for (const c of columns) {
+      if (c.name in after) continue;
+      if (fullOld && !(c.name in oldRow)) continue;
+      // A type created during the run is not in the catalog: it may be toastable.
+      if (this.catalog.typeNames.has(c.oid) && !this.catalog.toastableTypes.has(c.oid)) continue;
+      out.push(c.name);
+    }
+    return out;
   }
 
   /** The table's columns, updated when an insert or update shows a column the state does not know. */

@@ -2,21 +2,33 @@
  * pgcdc's local BigQuery emulator: the v2 REST API on one port and the Storage Write API (gRPC) on another,
  * sharing one in-memory store. See README.md for how to point the Google clients at it.
  */
-import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
+import { dataDirFiles, dataFileFiles, Journal, loadStore, type DataFiles } from './journal';
 import { createRestHandler } from './rest';
 import { Store } from './store';
-import { createWriteApiServer } from './write-api';
+import { createWriteApiServer, DEFAULT_MAX_WRITE_CONNECTIONS } from './write-api';
 
 export interface BigQueryEmulatorOptions {
   restPort?: number;
   grpcPort?: number;
   /** Defaults to 127.0.0.1. */
   host?: string;
-  /** Optional JSON persistence: loaded at start, saved after changes (debounced) and at stop. */
+  /**
+   * Durable state in this directory (state.json + journal.jsonl): every acknowledged change is synced to disk
+   * before the answer, and loaded again at start. Without it (and without dataFile) the state is in memory only.
+   */
+  dataDir?: string;
+  /** The older single-file form: snapshot at this path, its journal at `${dataFile}.journal`. */
   dataFile?: string;
+  /**
+   * How long (ms, on the emulator clock) a table schema change takes to reach the Storage Write API; writes
+   * naming a column added more recently are refused as BigQuery refuses them. Default 0 (at once).
+   */
+  schemaPropagationMs?: number;
+  /** Open AppendRows connections allowed per project (BigQuery's "Concurrent connections" quota). */
+  maxWriteConnections?: number;
 }
 
 export interface RunningBigQueryEmulator {
@@ -24,52 +36,22 @@ export interface RunningBigQueryEmulator {
   restHost: string;
   /** "127.0.0.1:PORT" of the Storage Write API. */
   grpcHost: string;
+  /** Moves the emulator clock forward by `ms` (also `POST /emulator/v1/clock:advance {"ms": N}`). */
+  advanceClock(ms: number): number;
   stop(): Promise<void>;
-}
-
-/** Saving waits at least this long after a change so a burst of appends costs one write. */
-const SAVE_DEBOUNCE_MS = 200;
-/**
- * Saving a big store takes a while (the whole state is serialized); waiting this many times the last save's
- * duration keeps persistence under about a tenth of the emulator's time during long write runs.
- */
-const SAVE_COST_FACTOR = 10;
-
-function loadStore(dataFile: string | undefined): Store {
-  if (!dataFile || !fs.existsSync(dataFile)) return new Store();
-  return Store.fromJSON(JSON.parse(fs.readFileSync(dataFile, 'utf8')));
-}
-
-function saveStore(store: Store, dataFile: string): void {
-  // Write-then-rename so a crash mid-write never leaves a truncated file behind.
-  const tmp = `${dataFile}.tmp`;
-  fs.writeFileSync(tmp, JSON.stringify(store));
-  fs.renameSync(tmp, dataFile);
 }
 
 export async function startBigQueryEmulator(
   opts: BigQueryEmulatorOptions = {},
 ): Promise<RunningBigQueryEmulator> {
   const host = opts.host ?? '127.0.0.1';
-  const store = loadStore(opts.dataFile);
-
-  let saveTimer: NodeJS.Timeout | undefined;
-  let lastSaveMs = 0;
-  if (opts.dataFile) {
-    const dataFile = opts.dataFile;
-    store.onChange(() => {
-      if (saveTimer) return;
-      saveTimer = setTimeout(
-        () => {
-          saveTimer = undefined;
-          const started = Date.now();
-          saveStore(store, dataFile);
-          lastSaveMs = Date.now() - started;
-        },
-        Math.max(SAVE_DEBOUNCE_MS, lastSaveMs * SAVE_COST_FACTOR),
-      );
-    });
-  }
+  const files: DataFiles | undefined = opts.dataDir
+    ? dataDirFiles(opts.dataDir)
+    : opts.dataFile
+      ? dataFileFiles(opts.dataFile)
+      : undefined;
+  const store = files ? loadStore(files) : new Store();
+  const journal = files ? new Journal(files, store) : undefined;
 
   const httpServer = http.createServer(createRestHandler(store));
   await new Promise<void>((resolve, reject) => {
@@ -78,7 +60,10 @@ export async function startBigQueryEmulator(
   });
   const restPort = (httpServer.address() as AddressInfo).port;
 
-  const grpcServer = createWriteApiServer(store);
+  const grpcServer = createWriteApiServer(store, {
+    schemaPropagationMs: opts.schemaPropagationMs ?? 0,
+    maxConnectionsPerProject: opts.maxWriteConnections ?? DEFAULT_MAX_WRITE_CONNECTIONS,
+  });
   let grpcPort: number;
   try {
     grpcPort = await new Promise<number>((resolve, reject) =>
@@ -100,12 +85,15 @@ export async function startBigQueryEmulator(
       await new Promise<void>((resolve) => httpServer.close(() => resolve()));
       // Open AppendRows streams would keep tryShutdown waiting forever; forceShutdown cancels them.
       grpcServer.forceShutdown();
-      if (saveTimer) clearTimeout(saveTimer);
-      saveTimer = undefined;
-      if (opts.dataFile) saveStore(store, opts.dataFile);
+      journal?.close();
     })();
     return stopped;
   };
 
-  return { restHost: `${host}:${restPort}`, grpcHost: `${host}:${grpcPort}`, stop };
+  return {
+    restHost: `${host}:${restPort}`,
+    grpcHost: `${host}:${grpcPort}`,
+    advanceClock: (ms) => store.advanceClock(ms),
+    stop,
+  };
 }

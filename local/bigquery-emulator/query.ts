@@ -32,6 +32,26 @@ export interface QueryParameter {
 type Param = string | null | string[];
 type Predicate = (row: StoredRecord) => boolean;
 
+const DML = /^\s*(INSERT|UPDATE|DELETE|MERGE)\b[^`.]*?`?(?:([\w-]+)\.)?(\w+)\.([\w-]+)`?/i;
+
+/**
+ * DML: "Tables with active CDC don't support the following: Mutating data manipulation language (DML) statements
+ * such as DELETE, UPDATE, and MERGE" (https://cloud.google.com/bigquery/docs/change-data-capture#limitations).
+ * The emulator runs no DML at all; on a CDC table it answers with that rule, on others with "not supported".
+ */
+function refuseDml(store: Store, projectId: string, sql: string): void {
+  const m = DML.exec(sql);
+  if (!m) return;
+  const ref: TableRef = { projectId: m[2] ?? projectId, datasetId: m[3], tableId: m[4] };
+  if (store.hasTable(ref) && store.schemaOf(ref).cdcActive) {
+    throw new ApiError(
+      'invalidQuery',
+      `${m[1].toUpperCase()} is not supported on table ${ref.datasetId}.${ref.tableId}: mutating DML statements are not supported on tables with active CDC.`,
+    );
+  }
+  throw new ApiError('invalidQuery', `The BigQuery emulator does not run DML statements; got: ${sql}`);
+}
+
 function unsupported(sql: string): ApiError {
   return new ApiError(
     'invalidQuery',
@@ -122,6 +142,7 @@ export function runQuery(
   ts: TimestampOutput,
   parameters: QueryParameter[] = [],
 ): QueryResult {
+  refuseDml(store, projectId, sql);
   const m = SELECT.exec(sql);
   if (!m) throw unsupported(sql);
   const [, what, distinctCol, countAlias, project, datasetId, tableId, where] = m;

@@ -19,12 +19,19 @@ interface Request {
   segments: string[];
   query: URLSearchParams;
   body: Json;
+  bodyBytes: number;
 }
 
 /** Query results kept for jobs.getQueryResults; the oldest are dropped past this count. */
 const KEPT_QUERY_RESULTS = 200;
 /** Default page size of list calls when the client gives no maxResults. */
 const DEFAULT_PAGE_SIZE = 10_000;
+/**
+ * insertAll limits (https://cloud.google.com/bigquery/quotas#streaming_inserts): "Maximum HTTP request size:
+ * 10 MB" and "Maximum rows per request: 50,000 rows".
+ */
+const MAX_INSERT_ALL_REQUEST_BYTES = 10 * 1024 * 1024;
+const MAX_INSERT_ALL_ROWS = 50_000;
 
 export function createRestHandler(store: Store): (req: IncomingMessage, res: ServerResponse) => void {
   const queryResults = new Map<string, QueryResult>();
@@ -36,6 +43,14 @@ export function createRestHandler(store: Store): (req: IncomingMessage, res: Ser
 
   const route = (r: Request): { status: number; body?: Json } => {
     const [root, projectId, collection, id, sub, subId, action] = r.segments;
+    // Emulator-only admin calls (no BigQuery equivalent): read or move forward the emulator clock, so tests can
+    // pass BigQuery's time windows (the two-day delete retention, the schema propagation delay) without waiting.
+    if (root === 'emulator' && projectId === 'v1' && collection === 'clock') {
+      if (r.method === 'GET') return { status: 200, body: { now: store.now() } };
+    }
+    if (root === 'emulator' && projectId === 'v1' && collection === 'clock:advance' && r.method === 'POST') {
+      return { status: 200, body: { now: store.advanceClock(Number(r.body.ms)) } };
+    }
     if (root !== 'projects' || !projectId)
       throw new ApiError('notFound', `Not found: URL /${r.segments.join('/')}`);
     const ok = (body: Json): { status: number; body: Json } => ({ status: 200, body });
@@ -80,7 +95,14 @@ export function createRestHandler(store: Store): (req: IncomingMessage, res: Ser
         }
       }
       if (action === 'data' && r.method === 'GET') return ok(listTableData(store, ref, r.query));
-      if (action === 'insertAll' && r.method === 'POST') return ok(insertAll(store, ref, r.body));
+      if (action === 'insertAll' && r.method === 'POST') {
+        if (r.bodyBytes > MAX_INSERT_ALL_REQUEST_BYTES) {
+          throw invalid(
+            `Request payload size exceeds the limit: ${MAX_INSERT_ALL_REQUEST_BYTES} bytes (got ${r.bodyBytes}).`,
+          );
+        }
+        return ok(insertAll(store, ref, r.body));
+      }
     }
     if (collection === 'queries' && r.method === 'POST' && id === undefined) {
       const result = runQuery(
@@ -129,13 +151,15 @@ export function createRestHandler(store: Store): (req: IncomingMessage, res: Ser
       try {
         const url = new URL(req.url ?? '/', 'http://emulator');
         const path = url.pathname.replace(/^\/bigquery\/v2(?=\/)/, '');
-        const text = Buffer.concat(chunks).toString('utf8');
+        const raw = Buffer.concat(chunks);
+        const text = raw.toString('utf8');
         const parsed: unknown = text.trim() ? JSON.parse(text) : {};
         const result = route({
           method: req.method ?? 'GET',
           segments: path.split('/').filter(Boolean).map(decodeURIComponent),
           query: url.searchParams,
           body: (parsed ?? {}) as Json,
+          bodyBytes: raw.length,
         });
         status = result.status;
         body = result.body;
@@ -213,6 +237,9 @@ function listTableData(store: Store, ref: TableRef, query: URLSearchParams): Jso
 function insertAll(store: Store, ref: TableRef, body: Json): Json {
   const { schema } = store.schemaOf(ref);
   const rows = (body.rows ?? []) as Array<{ insertId?: string; json?: Record<string, unknown> }>;
+  if (rows.length > MAX_INSERT_ALL_ROWS) {
+    throw invalid(`Too many rows in the request: ${rows.length}; the maximum is ${MAX_INSERT_ALL_ROWS}.`);
+  }
   const converted: Array<{ insertId?: string; row: StoredRecord }> = [];
   const insertErrors: Json[] = [];
   rows.forEach((r, index) => {

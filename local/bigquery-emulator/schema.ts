@@ -47,9 +47,55 @@ const LEGACY_NAME: Record<string, string> = {
 };
 
 const MODES = new Set(['NULLABLE', 'REQUIRED', 'REPEATED']);
-// Column names: letters, digits, underscores, starting with a letter or underscore, at most 300 characters
-// (https://cloud.google.com/bigquery/docs/schemas#column_names; flexible column names are not emulated).
-const COLUMN_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,299}$/;
+
+/**
+ * Column names (https://cloud.google.com/bigquery/docs/schemas#column_names): "A column name can contain
+ * letters (a-z, A-Z), numbers (0-9), or underscores (_), and it must start with a letter or underscore. If you
+ * use flexible column names, BigQuery supports starting a column name with a number." "Column names have a
+ * maximum length of 300 characters."
+ */
+const MAX_COLUMN_NAME_LENGTH = 300;
+const STANDARD_COLUMN_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/**
+ * Flexible column names (https://cloud.google.com/bigquery/docs/schemas#flexible-column-names): letters \p{L},
+ * numbers \p{N}, connectors \p{Pc}, dashes \p{Pd}, marks \p{M}, "& % = + : ' < > # |" and whitespace; the
+ * characters "! \" $ ( ) * , . / ; ? @ [ \\ ] ^ ` { } ~" are not supported.
+ */
+const FLEXIBLE_COLUMN_NAME = /^[\p{L}\p{N}\p{Pc}\p{Pd}\p{M}&%=+:'<>#|\s]+$/u;
+/**
+ * "Column names can't use any of the following prefixes: _TABLE_, _FILE_, _PARTITION, _ROW_TIMESTAMP, __ROOT__,
+ * _COLIDENTIFIER, _CHANGE_SEQUENCE_NUMBER, _CHANGE_TYPE, _CHANGE_TIMESTAMP" (same page). Checked without regard
+ * to case, like every other name rule (names are case-insensitive).
+ */
+export const RESERVED_COLUMN_PREFIXES = [
+  '_TABLE_',
+  '_FILE_',
+  '_PARTITION',
+  '_ROW_TIMESTAMP',
+  '__ROOT__',
+  '_COLIDENTIFIER',
+  '_CHANGE_SEQUENCE_NUMBER',
+  '_CHANGE_TYPE',
+  '_CHANGE_TIMESTAMP',
+];
+/** "The description is a string with a maximum length of 1,024 characters." (schemas#column_descriptions) */
+export const MAX_COLUMN_DESCRIPTION_LENGTH = 1024;
+
+/** BigQuery's complaint about a column name, or null when the name is legal. */
+export function columnNameProblem(name: unknown): string | null {
+  if (typeof name !== 'string' || name.length === 0) return `Invalid field name "${String(name ?? '')}".`;
+  if ([...name].length > MAX_COLUMN_NAME_LENGTH) {
+    return `Invalid field name "${name}". Fields must be at most ${MAX_COLUMN_NAME_LENGTH} characters long.`;
+  }
+  if (!STANDARD_COLUMN_NAME.test(name) && !FLEXIBLE_COLUMN_NAME.test(name)) {
+    return `Invalid field name "${name}". Fields must contain only letters, numbers, underscores, dashes, marks, whitespace or the characters & % = + : ' < > # |.`;
+  }
+  const upper = name.toUpperCase();
+  const prefix = RESERVED_COLUMN_PREFIXES.find((p) => upper.startsWith(p));
+  if (prefix)
+    return `Invalid field name "${name}". Field names cannot start with the reserved prefix ${prefix}.`;
+  return null;
+}
 
 /** The type BigQuery reports for `type` (legacy spelling), or an `invalid` error. */
 export function normalizeType(type: string | undefined, column: string): string {
@@ -66,14 +112,20 @@ export function normalizeSchema(schema: TableSchema | undefined): TableSchema {
 function normalizeFields(fields: FieldSchema[], prefix: string): FieldSchema[] {
   const seen = new Set<string>();
   return fields.map((field) => {
-    if (!field || typeof field.name !== 'string' || !COLUMN_NAME.test(field.name)) {
-      throw invalid(
-        `Invalid field name "${field?.name}". Fields must contain only letters, numbers, and underscores, start with a letter or underscore, and be at most 300 characters long.`,
-      );
-    }
+    const problem = columnNameProblem(field?.name);
+    if (problem) throw invalid(problem);
     const path = prefix + field.name;
+    // "Duplicate column names are not allowed even if the case differs." (schemas#column_names)
     if (seen.has(field.name.toLowerCase())) throw invalid(`Duplicate column names: '${path}'.`);
     seen.add(field.name.toLowerCase());
+    if (
+      field.description !== undefined &&
+      [...String(field.description)].length > MAX_COLUMN_DESCRIPTION_LENGTH
+    ) {
+      throw invalid(
+        `The description for field ${path} is too long. The maximum length is ${MAX_COLUMN_DESCRIPTION_LENGTH} characters.`,
+      );
+    }
     const type = normalizeType(field.type, path);
     const mode = String(field.mode ?? 'NULLABLE').toUpperCase();
     if (!MODES.has(mode))

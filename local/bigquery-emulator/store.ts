@@ -8,7 +8,14 @@
  *   already applied for that key has no effect, and deletes are remembered, so a late lower-sequence UPSERT does
  *   not bring a deleted row back; without sequence numbers, arrival order decides;
  * - `max_staleness` only bounds how late BigQuery may apply changes; this emulator applies each change as soon as
- *   it is accepted, so reads always see the applied state (a legal outcome for any staleness).
+ *   it is accepted, so reads always see the applied state (a legal outcome for any staleness);
+ * - "To apply CDC DELETE operations that arrive out of order, BigQuery maintains a delete retention window of two
+ *   days" ("Deleted data considerations"): a tombstone older than two days on the emulator clock is forgotten, so
+ *   a later UPSERT with a lower sequence brings the row back, as it would on BigQuery.
+ *
+ * Every change goes through `commit()`, which hands a JSON record of it to the journal (see journal.ts) before the
+ * caller answers the client; `replay()` re-applies such records on start. Time comes from the emulator clock
+ * (`now()`), which tests can move forward (`advanceClock`) instead of waiting.
  */
 import { createHash } from 'node:crypto';
 import { alreadyExists, invalid, notFound, ApiError } from './errors';
@@ -37,7 +44,48 @@ interface DatasetState {
 interface AppliedVersion {
   sequence: string | null;
   deleted: boolean;
+  /** Emulator time (ms) the change was applied; tombstones expire two days after it. */
+  at?: number;
 }
+
+/** A schema as it was from `at` on; the Write API sees a version only after the propagation delay. */
+interface SchemaVersion {
+  version: number;
+  at: number;
+  schema: TableSchema;
+}
+
+/** One journaled change: the Store method and its (JSON) arguments, at emulator time `at`. */
+export interface JournalRecord {
+  seq: number;
+  at: number;
+  op: MutatingOp;
+  args: unknown[];
+}
+
+type MutatingOp =
+  | 'createDataset'
+  | 'patchDataset'
+  | 'deleteDataset'
+  | 'createTable'
+  | 'updateTable'
+  | 'deleteTable'
+  | 'appendRows'
+  | 'applyChanges'
+  | 'insertAll'
+  | 'advanceClock';
+const MUTATING_OPS: ReadonlySet<string> = new Set<MutatingOp>([
+  'createDataset',
+  'patchDataset',
+  'deleteDataset',
+  'createTable',
+  'updateTable',
+  'deleteTable',
+  'appendRows',
+  'applyChanges',
+  'insertAll',
+  'advanceClock',
+]);
 
 interface TableState {
   ref: TableRef;
@@ -48,6 +96,10 @@ interface TableState {
   lastModifiedTime: number;
   /** Bumped on every schema change, so Storage Write connections can report `updated_schema`. */
   schemaVersion: number;
+  /** Recent schema versions with the time they were made (the first is always kept). */
+  schemaHistory: SchemaVersion[];
+  /** Set by the first CDC write: the table is then "active with CDC" (change-data-capture page). */
+  cdcActive: boolean;
   /** Rows appended without CDC (plain Write API appends, insertAll). */
   plainRows: StoredRecord[];
   /** Rows kept by CDC, by primary-key value. */
@@ -60,8 +112,62 @@ interface TableState {
 
 /** How many insertIds per table we remember; BigQuery's best-effort window is short too. */
 const INSERT_ID_MEMORY = 100_000;
-/** BigQuery primary keys have at most 16 columns (https://cloud.google.com/bigquery/docs/primary-foreign-keys). */
+/**
+ * "Primary keys cannot exceed 16 columns." and "Primary keys and foreign keys must be of one of the following
+ * types: BIGNUMERIC, BOOLEAN, DATE, DATETIME, INT64, NUMERIC, STRING, or TIMESTAMP." and "Primary keys and foreign
+ * keys can only be set on top-level columns." (https://cloud.google.com/bigquery/docs/information-schema-table-constraints,
+ * Limitations). The REST form is `tableConstraints.primaryKey.columns` (https://cloud.google.com/bigquery/docs/reference/rest/v2/tables#TableConstraints);
+ * BigQuery keys are always NOT ENFORCED, so the REST resource has no enforcement field.
+ */
 const MAX_PRIMARY_KEY_COLUMNS = 16;
+const PRIMARY_KEY_TYPES: ReadonlySet<string> = new Set([
+  'BIGNUMERIC',
+  'BOOLEAN',
+  'DATE',
+  'DATETIME',
+  'INTEGER',
+  'NUMERIC',
+  'STRING',
+  'TIMESTAMP',
+]);
+/**
+ * "You can specify up to four clustering columns." "Clustering columns must be top-level, non-repeated columns of
+ * one of the following types: BIGNUMERIC, BOOL, DATE, DATETIME, GEOGRAPHY, INT64, NUMERIC, RANGE, STRING,
+ * TIMESTAMP" (https://cloud.google.com/bigquery/docs/clustered-tables#limitations); "You can't partition or
+ * cluster a table on JSON columns" (https://cloud.google.com/bigquery/docs/json-data).
+ */
+const MAX_CLUSTERING_COLUMNS = 4;
+const CLUSTERING_TYPES: ReadonlySet<string> = new Set([
+  'BIGNUMERIC',
+  'BOOLEAN',
+  'DATE',
+  'DATETIME',
+  'GEOGRAPHY',
+  'INTEGER',
+  'NUMERIC',
+  'STRING',
+  'TIMESTAMP',
+]);
+/**
+ * `maxStaleness`: "The maximum staleness of data that could be returned when the table (or stale MV) is queried.
+ * Staleness encoded as a string encoding of sql IntervalValue type." (https://cloud.google.com/bigquery/docs/reference/rest/v2/tables),
+ * i.e. the canonical INTERVAL text `[sign]Y-M [sign]D [sign]H:M:S[.F]` ("0-0 0 0:10:0" in the change-data-capture
+ * page's example). We accept that form only, without negative parts.
+ */
+const MAX_STALENESS = /^\d+-\d+ \d+ \d+:\d+:\d+(\.\d{1,6})?$/;
+/** "Tables with active CDC cannot have more than 2,000 top-level columns defined by the table's schema." */
+export const MAX_CDC_COLUMNS = 2000;
+/** "BigQuery maintains a delete retention window of two days" (change-data-capture, Deleted data considerations). */
+export const DELETE_RETENTION_MS = 2 * 24 * 60 * 60 * 1000;
+/**
+ * Table names (https://cloud.google.com/bigquery/docs/tables#table_naming): "Contain characters with a total of up
+ * to 1,024 UTF-8 bytes." "Contain Unicode characters in category L (letter), M (mark), N (number), Pc (connector,
+ * including underscore), Pd (dash), Zs (space)."
+ */
+const TABLE_NAME = /^[\p{L}\p{M}\p{N}\p{Pc}\p{Pd}\p{Zs}]+$/u;
+const MAX_TABLE_NAME_BYTES = 1024;
+/** Schema versions kept per table for the Write API's propagation delay. */
+const SCHEMA_HISTORY = 20;
 
 /** Table resource fields a client may set and that we keep and return. */
 const TABLE_FIELDS = [
@@ -110,15 +216,50 @@ const etagOf = (...parts: unknown[]): string =>
 export class Store {
   private readonly datasets = new Map<string, DatasetState>();
   private readonly tables = new Map<string, TableState>();
-  private readonly listeners: Array<() => void> = [];
+  private journal: ((record: JournalRecord) => void) | undefined;
+  /** Sequence number of the last change (journaled or replayed). */
+  lastSeq = 0;
+  /** How far the emulator clock is ahead of the wall clock. */
+  private clockOffsetMs = 0;
+  /** While replaying, the recorded time of the record being replayed. */
+  private replayAt: number | undefined;
 
-  /** Registers a callback run after every change (used for persistence). */
-  onChange(listener: () => void): void {
-    this.listeners.push(listener);
+  /** Registers the journal: it is handed every change, and must make it durable before it returns. */
+  setJournal(journal: (record: JournalRecord) => void): void {
+    this.journal = journal;
   }
 
-  private changed(): void {
-    for (const listener of this.listeners) listener();
+  /** The emulator clock (ms since the epoch): wall time plus whatever tests advanced it by. */
+  now(): number {
+    return this.replayAt ?? Date.now() + this.clockOffsetMs;
+  }
+
+  /** Moves the emulator clock forward (no real waiting): e.g. past BigQuery's two-day delete retention. */
+  advanceClock(ms: number): number {
+    if (!Number.isFinite(ms) || ms < 0) throw invalid(`The clock only moves forward; got ${ms} ms.`);
+    const at = this.now();
+    this.clockOffsetMs += ms;
+    this.commit('advanceClock', [ms], at);
+    return this.now();
+  }
+
+  /** Journals a change just made in memory; the caller answers the client only after this returns. */
+  private commit(op: MutatingOp, args: unknown[], at = this.now()): void {
+    this.lastSeq++;
+    if (this.replayAt === undefined) this.journal?.({ seq: this.lastSeq, at, op, args });
+  }
+
+  /** Re-applies a journaled change (on start); records already in the snapshot are skipped. */
+  replay(record: JournalRecord): void {
+    if (record.seq <= this.lastSeq) return;
+    if (!MUTATING_OPS.has(record.op)) throw new Error(`unknown journal operation ${String(record.op)}`);
+    this.replayAt = record.at;
+    try {
+      (this[record.op] as (...args: unknown[]) => unknown).apply(this, record.args);
+    } finally {
+      this.replayAt = undefined;
+    }
+    this.lastSeq = record.seq;
   }
 
   // ---- datasets ----
@@ -133,7 +274,7 @@ export class Store {
     }
     const key = `${projectId}:${datasetId}`;
     if (this.datasets.has(key)) throw alreadyExists(`Dataset ${key}`);
-    const now = Date.now();
+    const now = this.now();
     const resource: Record<string, unknown> = {
       kind: 'bigquery#dataset',
       id: key,
@@ -145,7 +286,7 @@ export class Store {
     };
     for (const field of DATASET_FIELDS) if (body[field] !== undefined) resource[field] = body[field];
     this.datasets.set(key, { resource });
-    this.changed();
+    this.commit('createDataset', [projectId, body]);
     return this.datasetResource(projectId, datasetId);
   }
 
@@ -163,8 +304,8 @@ export class Store {
   patchDataset(projectId: string, datasetId: string, body: Record<string, unknown>): Record<string, unknown> {
     const ds = this.dataset(projectId, datasetId);
     for (const field of DATASET_FIELDS) if (body[field] !== undefined) ds.resource[field] = body[field];
-    ds.resource.lastModifiedTime = String(Date.now());
-    this.changed();
+    ds.resource.lastModifiedTime = String(this.now());
+    this.commit('patchDataset', [projectId, datasetId, body]);
     return this.datasetResource(projectId, datasetId);
   }
 
@@ -185,7 +326,7 @@ export class Store {
     }
     for (const t of tables) this.tables.delete(tableName(t.ref));
     this.datasets.delete(`${projectId}:${datasetId}`);
-    this.changed();
+    this.commit('deleteDataset', [projectId, datasetId, deleteContents]);
   }
 
   // ---- tables ----
@@ -210,15 +351,17 @@ export class Store {
   createTable(projectId: string, datasetId: string, body: Record<string, unknown>): Record<string, unknown> {
     this.dataset(projectId, datasetId);
     const tableId = (body.tableReference as { tableId?: string } | undefined)?.tableId;
-    if (!tableId || !/^[\p{L}\p{M}\p{N}\p{Pc}\p{Pd}\p{Zs}]{1,1024}$/u.test(tableId)) {
-      throw invalid(`Invalid table ID "${tableId ?? ''}".`);
+    if (!tableId || !TABLE_NAME.test(tableId) || Buffer.byteLength(tableId, 'utf8') > MAX_TABLE_NAME_BYTES) {
+      throw invalid(
+        `Invalid table ID "${tableId ?? ''}". Table IDs must be alphanumeric (plus underscores, dashes and spaces) and must be at most ${MAX_TABLE_NAME_BYTES} UTF-8 bytes long.`,
+      );
     }
     const ref = { projectId, datasetId, tableId };
     if (this.tables.has(tableName(ref))) throw alreadyExists(`Table ${tableName(ref)}`);
     const schema = normalizeSchema(body.schema as TableSchema | undefined);
     const meta = pickFields(body, TABLE_FIELDS);
-    checkConstraints(schema, meta);
-    const now = Date.now();
+    checkTableOptions(schema, meta);
+    const now = this.now();
     this.tables.set(tableName(ref), {
       ref,
       meta,
@@ -226,12 +369,14 @@ export class Store {
       creationTime: now,
       lastModifiedTime: now,
       schemaVersion: 1,
+      schemaHistory: [{ version: 1, at: now, schema }],
+      cdcActive: false,
       plainRows: [],
       keyedRows: new Map(),
       applied: new Map(),
       insertIds: new Set(),
     });
-    this.changed();
+    this.commit('createTable', [projectId, datasetId, body]);
     return this.tableResource(ref);
   }
 
@@ -247,19 +392,26 @@ export class Store {
       ? pickFields(body, TABLE_FIELDS)
       : { ...table.meta, ...pickFields(body, TABLE_FIELDS) };
     for (const [k, v] of Object.entries(meta)) if (v === null) delete meta[k];
-    checkConstraints(schema, meta);
-    if (JSON.stringify(schema) !== JSON.stringify(table.schema)) table.schemaVersion++;
+    checkTableOptions(schema, meta);
+    if (table.cdcActive) checkCdcColumnCount(schema, tableName(ref));
+    const now = this.now();
+    if (JSON.stringify(schema) !== JSON.stringify(table.schema)) {
+      table.schemaVersion++;
+      table.schemaHistory.push({ version: table.schemaVersion, at: now, schema });
+      // Keep the first version (always visible) and the most recent ones.
+      if (table.schemaHistory.length > SCHEMA_HISTORY) table.schemaHistory.splice(1, 1);
+    }
     table.schema = schema;
     table.meta = meta;
-    table.lastModifiedTime = Date.now();
-    this.changed();
+    table.lastModifiedTime = now;
+    this.commit('updateTable', [ref, body, replace]);
     return this.tableResource(ref);
   }
 
   deleteTable(ref: TableRef): void {
     this.table(ref);
     this.tables.delete(tableName(ref));
-    this.changed();
+    this.commit('deleteTable', [ref]);
   }
 
   tableResource(ref: TableRef): Record<string, unknown> {
@@ -295,9 +447,33 @@ export class Store {
     }));
   }
 
-  schemaOf(ref: TableRef): { schema: TableSchema; version: number; primaryKey: string[] } {
+  schemaOf(ref: TableRef): {
+    schema: TableSchema;
+    version: number;
+    primaryKey: string[];
+    cdcActive: boolean;
+  } {
     const t = this.table(ref);
-    return { schema: t.schema, version: t.schemaVersion, primaryKey: primaryKeyOf(t.meta) };
+    return {
+      schema: t.schema,
+      version: t.schemaVersion,
+      primaryKey: primaryKeyOf(t.meta),
+      cdcActive: t.cdcActive,
+    };
+  }
+
+  /**
+   * The schema the Storage Write API works with: the newest version made at least `delayMs` ago on the emulator
+   * clock (the first version is visible at once). BigQuery documents that writers see a table's new schema only
+   * "after some time (in order of minutes)" (SchemaAwareStreamWriter in the Java client,
+   * https://cloud.google.com/java/docs/reference/google-cloud-bigquerystorage/latest/com.google.cloud.bigquery.storage.v1.SchemaAwareStreamWriter).
+   */
+  writeSchemaOf(ref: TableRef, delayMs: number): { schema: TableSchema; version: number } {
+    const t = this.table(ref);
+    const visibleFrom = this.now() - delayMs;
+    let visible = t.schemaHistory[0];
+    for (const v of t.schemaHistory) if (v.at <= visibleFrom) visible = v;
+    return { schema: visible.schema, version: visible.version };
   }
 
   // ---- rows ----
@@ -311,18 +487,24 @@ export class Store {
   appendRows(ref: TableRef, rows: StoredRecord[]): void {
     const t = this.table(ref);
     for (const row of rows) t.plainRows.push(row);
-    t.lastModifiedTime = Date.now();
-    this.changed();
+    t.lastModifiedTime = this.now();
+    this.commit('appendRows', [ref, rows]);
   }
 
   /** Applies CDC changes in order; the table must declare a primary key (checked by the caller). */
   applyChanges(ref: TableRef, changes: Change[]): void {
     const t = this.table(ref);
+    const now = this.now();
     // Key columns named as the schema spells them (BigQuery column names are case-insensitive).
     const key = primaryKeyOf(t.meta).map((column) => findField(t.schema.fields, column)?.name ?? column);
     for (const change of changes) {
       const keyValue = JSON.stringify(key.map((column) => change.row[column] ?? null));
-      const previous = t.applied.get(keyValue);
+      let previous = t.applied.get(keyValue);
+      if (previous?.deleted && previous.at !== undefined && now - previous.at > DELETE_RETENTION_MS) {
+        // The delete retention window has passed: BigQuery no longer remembers this delete for ordering.
+        t.applied.delete(keyValue);
+        previous = undefined;
+      }
       if (
         change.sequence !== null &&
         previous?.sequence != null &&
@@ -332,10 +514,11 @@ export class Store {
       }
       if (change.type === 'UPSERT') t.keyedRows.set(keyValue, change.row);
       else t.keyedRows.delete(keyValue);
-      t.applied.set(keyValue, { sequence: change.sequence, deleted: change.type === 'DELETE' });
+      t.applied.set(keyValue, { sequence: change.sequence, deleted: change.type === 'DELETE', at: now });
     }
-    t.lastModifiedTime = Date.now();
-    this.changed();
+    t.cdcActive = true;
+    t.lastModifiedTime = now;
+    this.commit('applyChanges', [ref, changes]);
   }
 
   /**
@@ -355,8 +538,8 @@ export class Store {
       t.plainRows.push(row);
       appended++;
     }
-    t.lastModifiedTime = Date.now();
-    this.changed();
+    t.lastModifiedTime = this.now();
+    this.commit('insertAll', [ref, rows]);
     return appended;
   }
 
@@ -364,6 +547,8 @@ export class Store {
 
   toJSON(): object {
     return {
+      lastSeq: this.lastSeq,
+      clockOffsetMs: this.clockOffsetMs,
       datasets: [...this.datasets.values()].map((d) => d.resource),
       tables: [...this.tables.values()].map((t) => ({
         ref: t.ref,
@@ -372,32 +557,48 @@ export class Store {
         creationTime: t.creationTime,
         lastModifiedTime: t.lastModifiedTime,
         schemaVersion: t.schemaVersion,
+        schemaHistory: t.schemaHistory,
+        cdcActive: t.cdcActive,
         plainRows: t.plainRows,
         keyedRows: [...t.keyedRows.entries()],
         applied: [...t.applied.entries()],
+        insertIds: [...t.insertIds],
       })),
     };
   }
 
   static fromJSON(json: unknown): Store {
     const store = new Store();
-    const data = json as { datasets?: Record<string, unknown>[]; tables?: Array<Record<string, unknown>> };
+    const data = json as {
+      lastSeq?: number;
+      clockOffsetMs?: number;
+      datasets?: Record<string, unknown>[];
+      tables?: Array<Record<string, unknown>>;
+    };
+    store.lastSeq = Number(data.lastSeq ?? 0);
+    store.clockOffsetMs = Number(data.clockOffsetMs ?? 0);
     for (const resource of data.datasets ?? []) {
       store.datasets.set(String(resource.id), { resource });
     }
     for (const t of data.tables ?? []) {
       const ref = t.ref as TableRef;
+      const schema = t.schema as TableSchema;
+      const schemaVersion = Number(t.schemaVersion ?? 1);
       store.tables.set(tableName(ref), {
         ref,
         meta: t.meta as Record<string, unknown>,
-        schema: t.schema as TableSchema,
+        schema,
         creationTime: Number(t.creationTime),
         lastModifiedTime: Number(t.lastModifiedTime),
-        schemaVersion: Number(t.schemaVersion ?? 1),
+        schemaVersion,
+        schemaHistory: (t.schemaHistory as SchemaVersion[] | undefined) ?? [
+          { version: schemaVersion, at: Number(t.creationTime), schema },
+        ],
+        cdcActive: Boolean(t.cdcActive),
         plainRows: (t.plainRows ?? []) as StoredRecord[],
         keyedRows: new Map((t.keyedRows ?? []) as Array<[string, StoredRecord]>),
         applied: new Map((t.applied ?? []) as Array<[string, AppliedVersion]>),
-        insertIds: new Set(),
+        insertIds: new Set((t.insertIds ?? []) as string[]),
       });
     }
     return store;
@@ -415,16 +616,70 @@ export function primaryKeyOf(meta: Record<string, unknown>): string[] {
   return constraints?.primaryKey?.columns ?? [];
 }
 
-function checkConstraints(schema: TableSchema, meta: Record<string, unknown>): void {
-  const columns = primaryKeyOf(meta);
-  if (columns.length > MAX_PRIMARY_KEY_COLUMNS) {
-    throw invalid(`Primary key can have at most ${MAX_PRIMARY_KEY_COLUMNS} columns.`);
+/** "Tables with active CDC cannot have more than 2,000 top-level columns defined by the table's schema." */
+export function checkCdcColumnCount(schema: TableSchema, table: string): void {
+  if (schema.fields.length > MAX_CDC_COLUMNS) {
+    throw invalid(
+      `Table ${table} has ${schema.fields.length} top-level columns; tables with active CDC cannot have more than ${MAX_CDC_COLUMNS}.`,
+    );
   }
-  for (const column of columns) {
+}
+
+/** tables.insert/patch/update rules for the primary key, clustering and maxStaleness. */
+function checkTableOptions(schema: TableSchema, meta: Record<string, unknown>): void {
+  checkPrimaryKey(schema, meta.tableConstraints);
+  checkClustering(schema, meta.clustering);
+  if (meta.maxStaleness !== undefined && !MAX_STALENESS.test(String(meta.maxStaleness))) {
+    throw invalid(
+      `Invalid value for maxStaleness: "${String(meta.maxStaleness)}". Expected an INTERVAL such as "0-0 0 0:15:0" (Y-M D H:M:S).`,
+    );
+  }
+}
+
+function checkPrimaryKey(schema: TableSchema, constraints: unknown): void {
+  if (constraints === undefined) return;
+  const primaryKey = (constraints as { primaryKey?: unknown } | null)?.primaryKey;
+  if (primaryKey === undefined) return;
+  const columns = (primaryKey as { columns?: unknown } | null)?.columns;
+  if (!Array.isArray(columns) || columns.length === 0 || !columns.every((c) => typeof c === 'string' && c)) {
+    throw invalid('tableConstraints.primaryKey.columns must be a non-empty list of column names.');
+  }
+  if (columns.length > MAX_PRIMARY_KEY_COLUMNS) {
+    throw invalid(`Primary key can have at most ${MAX_PRIMARY_KEY_COLUMNS} columns, got ${columns.length}.`);
+  }
+  const seen = new Set<string>();
+  for (const column of columns as string[]) {
+    if (seen.has(column.toLowerCase())) throw invalid(`Duplicate column ${column} in the primary key.`);
+    seen.add(column.toLowerCase());
     const field = findField(schema.fields, column);
     if (!field) throw invalid(`Primary key column ${column} does not exist in the table schema.`);
-    if (field.type === 'RECORD' || field.mode === 'REPEATED') {
-      throw invalid(`Primary key column ${column} must be a non-repeated scalar column.`);
+    if (field.mode === 'REPEATED' || !PRIMARY_KEY_TYPES.has(field.type)) {
+      throw invalid(
+        `Primary key column ${column} has type ${field.mode === 'REPEATED' ? 'ARRAY<' + field.type + '>' : field.type}; primary key columns must be top-level columns of type BIGNUMERIC, BOOL, DATE, DATETIME, INT64, NUMERIC, STRING or TIMESTAMP.`,
+      );
+    }
+  }
+}
+
+function checkClustering(schema: TableSchema, clustering: unknown): void {
+  if (clustering === undefined) return;
+  const fields = (clustering as { fields?: unknown } | null)?.fields;
+  if (!Array.isArray(fields) || !fields.every((f) => typeof f === 'string' && f)) {
+    throw invalid('clustering.fields must be a list of column names.');
+  }
+  if (fields.length > MAX_CLUSTERING_COLUMNS) {
+    throw invalid(`Too many clustering fields: ${fields.length}, the maximum is ${MAX_CLUSTERING_COLUMNS}.`);
+  }
+  const seen = new Set<string>();
+  for (const column of fields as string[]) {
+    if (seen.has(column.toLowerCase())) throw invalid(`Duplicate clustering field ${column}.`);
+    seen.add(column.toLowerCase());
+    const field = findField(schema.fields, column);
+    if (!field) throw invalid(`The field specified for clustering cannot be found in the schema: ${column}`);
+    if (field.mode === 'REPEATED' || !CLUSTERING_TYPES.has(field.type)) {
+      throw invalid(
+        `Field ${column} of type ${field.mode === 'REPEATED' ? 'ARRAY<' + field.type + '>' : field.type} is not supported for clustering; clustering fields must be top-level, non-repeated columns of type BIGNUMERIC, BOOL, DATE, DATETIME, GEOGRAPHY, INT64, NUMERIC, STRING or TIMESTAMP.`,
+      );
     }
   }
 }

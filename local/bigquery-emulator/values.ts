@@ -241,11 +241,73 @@ function checkString(field: FieldSchema, s: string): string {
   return s;
 }
 
+/**
+ * JSON values. The Write API takes a JSON column "encoded as a string" (https://cloud.google.com/bigquery/docs/json-data,
+ * "Use the Storage Write API"), which BigQuery turns into its JSON type, whose rules are
+ * (https://cloud.google.com/bigquery/docs/reference/standard-sql/data-types#json_type): "A JSON value can store
+ * integers in the range of -9,223,372,036,854,775,808 (minimum signed 64-bit integer) to
+ * 18,446,744,073,709,551,615 (maximum unsigned 64-bit integer) and floating point numbers within a domain of
+ * FLOAT64", "Up to 500 levels can be nested". Parsing is exact by default: PARSE_JSON's `wide_number_mode`
+ * "If wide_number_mode is not used, the function implicitly includes wide_number_mode=>'exact'" and with
+ * 'exact' "If a number that cannot be stored without loss of precision is encountered, the function throws an
+ * error" (https://cloud.google.com/bigquery/docs/reference/standard-sql/json_functions#parse_json). We model the
+ * ingestion paths the same way: a number that is neither such an integer nor a double that prints back as the
+ * same decimal value (ZetaSQL's CheckNumberRoundtrip) makes the row invalid.
+ */
+const JSON_MAX_NESTING = 500;
+const UINT64_MAX = 2n ** 64n - 1n;
+const JSON_NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
+
+/** Sign, significant digits (no leading/trailing zeros) and decimal exponent of a decimal literal. */
+function decimalParts(text: string): { negative: boolean; digits: string; exponent: number } {
+  const m = /^(-?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?$/.exec(text)!;
+  const all = `${m[2]}${m[3] ?? ''}`;
+  let exponent = Number(m[4] ?? 0) - (m[3] ?? '').length;
+  const stripped = all.replace(/^0+/, '');
+  const digits = stripped.replace(/0+$/, '');
+  exponent += stripped.length - digits.length;
+  return { negative: m[1] === '-' && digits !== '', digits, exponent };
+}
+
+/** Why BigQuery's exact JSON parsing refuses this number, or null when it can store it. */
+export function jsonNumberProblem(text: string): string | null {
+  if (/^-?(?:0|[1-9]\d*)$/.test(text)) {
+    const n = BigInt(text);
+    if (n >= INT64_MIN && n <= UINT64_MAX) return null;
+  }
+  const d = Number(text);
+  if (!Number.isFinite(d)) return `the number ${text} is outside the range of FLOAT64`;
+  const a = decimalParts(text);
+  const b = decimalParts(String(d).replace('e+', 'e'));
+  const same =
+    a.digits === b.digits && (a.digits === '' || (a.exponent === b.exponent && a.negative === b.negative));
+  return same ? null : `the number ${text} cannot be stored without loss of precision`;
+}
+
 function checkJson(v: string): string {
   try {
     JSON.parse(v);
   } catch {
     throw new ValueError(`Invalid JSON value: ${v}`);
+  }
+  // The text is valid JSON: scan it once for numbers (outside strings) and nesting depth.
+  let depth = 0;
+  for (let i = 0; i < v.length; i++) {
+    const c = v[i];
+    if (c === '"') {
+      for (i++; i < v.length && v[i] !== '"'; i++) if (v[i] === '\\') i++;
+    } else if (c === '[' || c === '{') {
+      if (++depth > JSON_MAX_NESTING) {
+        throw new ValueError(`Invalid JSON value: nesting is deeper than ${JSON_MAX_NESTING} levels`);
+      }
+    } else if (c === ']' || c === '}') depth--;
+    else if (c === '-' || (c >= '0' && c <= '9')) {
+      JSON_NUMBER.lastIndex = i;
+      const number = JSON_NUMBER.exec(v)![0];
+      const problem = jsonNumberProblem(number);
+      if (problem) throw new ValueError(`Invalid JSON value: ${problem} (JSON numbers are parsed exactly)`);
+      i += number.length - 1;
+    }
   }
   return v;
 }

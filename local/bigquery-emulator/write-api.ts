@@ -10,7 +10,21 @@
  *
  * CDC (https://cloud.google.com/bigquery/docs/change-data-capture): a writer schema with a `_CHANGE_TYPE` field
  * makes the connection a CDC one; it requires the `_default` stream and a table with a primary key. A connection
- * keeps the kind its first accepted request had: mixing CDC and plain writes on one connection is rejected.
+ * keeps the kind its first accepted request had: "Mixing rows that have UPSERT or DELETE values for _CHANGE_TYPE
+ * with rows that have INSERT or unspecified values for _CHANGE_TYPE in the same connection isn't supported and
+ * results in the following validation error: The given value is not a valid CHANGE_TYPE."
+ *
+ * Schema changes reach writers late: the schema a request is checked against is the table's schema as it was
+ * `schemaPropagationMs` ago on the emulator clock (store.writeSchemaOf). A row naming a column added since is
+ * refused with INVALID_ARGUMENT "Input schema has more fields than BigQuery schema, extra fields: '...'" and
+ * StorageError SCHEMA_MISMATCH_EXTRA_FIELDS (storage.proto), the answer BigQuery gives in that window.
+ *
+ * Connections are counted per project: "There is a quota on the number of concurrent connections that can be open
+ * at the same time per project. When the limit is reached, calls to AppendRows fail."
+ * (https://cloud.google.com/bigquery/docs/write-api-best-practices#connection_pool_management); the default
+ * "Concurrent connections" quota is 10,000 in a multi-region such as US and 1,000 in a region
+ * (https://cloud.google.com/bigquery/quotas#write-api-limits). Past the cap a new connection's first request ends
+ * the call with RESOURCE_EXHAUSTED, worded like BigQuery's other Write API quota errors.
  */
 import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
@@ -20,7 +34,7 @@ import * as protobuf from 'protobufjs';
 import * as descriptorExt from 'protobufjs/ext/descriptor';
 import { findField, toStorageSchema, type FieldSchema } from './schema';
 import type { Change, ChangeType, Store, TableRef } from './store';
-import { parseSequence } from './store';
+import { MAX_CDC_COLUMNS, parseSequence } from './store';
 import {
   completeRecord,
   fromProtoScalar,
@@ -44,6 +58,17 @@ const Code = {
 /** BigQuery accepts AppendRows requests up to 10 MB; leave headroom above gRPC's 4 MB default. */
 const MAX_MESSAGE_BYTES = 20 * 1024 * 1024;
 const MAX_APPEND_REQUEST_BYTES = 10 * 1024 * 1024;
+/** BigQuery's default concurrent-connections quota in the US multi-region, the emulator's default location. */
+export const DEFAULT_MAX_WRITE_CONNECTIONS = 10_000;
+/** google.cloud.bigquery.storage.v1.StorageError.StorageErrorCode.SCHEMA_MISMATCH_EXTRA_FIELDS */
+const SCHEMA_MISMATCH_EXTRA_FIELDS = 7;
+
+export interface WriteApiOptions {
+  /** Delay (emulator-clock ms) before a table schema change is visible to AppendRows. */
+  schemaPropagationMs: number;
+  /** Open AppendRows calls allowed per project. */
+  maxConnectionsPerProject: number;
+}
 
 const STREAM_NAME = /^projects\/([^/]+)\/datasets\/([^/]+)\/tables\/([^/]+)\/streams\/([^/]+)$/;
 const TABLE_NAME = /^projects\/([^/]+)\/datasets\/([^/]+)\/tables\/([^/]+)$/;
@@ -83,7 +108,7 @@ interface AppendRowsRequest {
 
 interface AppendRowsResponse {
   appendResult?: { offset?: { value: string } };
-  error?: RpcStatus;
+  error?: RpcStatus & { details?: Array<{ typeUrl: string; value: Buffer }> };
   rowErrors?: RowError[];
   updatedSchema?: object;
   writeStream: string;
@@ -235,6 +260,8 @@ function decodeRow(type: protobuf.Type, bytes: Buffer): Record<string, unknown> 
 }
 
 interface Connection {
+  /** The project whose connection quota this call holds, once counted. */
+  project?: string;
   streamName?: string;
   descriptorKey?: string;
   type?: protobuf.Type;
@@ -247,8 +274,16 @@ interface Connection {
 export class WriteApi {
   private readonly streams = new Map<string, WriteStreamState>();
   readonly service = loadService();
+  /** Open AppendRows calls per project. */
+  private readonly openConnections = new Map<string, number>();
 
-  constructor(private readonly store: Store) {}
+  constructor(
+    private readonly store: Store,
+    private readonly options: WriteApiOptions = {
+      schemaPropagationMs: 0,
+      maxConnectionsPerProject: DEFAULT_MAX_WRITE_CONNECTIONS,
+    },
+  ) {}
 
   /** The handlers to pass to grpc.Server.addService. */
   implementation(): grpc.UntypedServiceImplementation {
@@ -415,18 +450,58 @@ export class WriteApi {
 
   private appendRows(call: grpc.ServerDuplexStream<AppendRowsRequest, AppendRowsResponse>): void {
     const connection: Connection = {};
+    const release = (): void => {
+      if (connection.project === undefined) return;
+      const open = this.openConnections.get(connection.project) ?? 1;
+      if (open <= 1) this.openConnections.delete(connection.project);
+      else this.openConnections.set(connection.project, open - 1);
+      connection.project = undefined;
+    };
+    const fail = (e: StatusError): void => {
+      release();
+      call.emit('error', { code: e.code, details: e.message, metadata: new grpc.Metadata() });
+    };
     call.on('data', (request: AppendRowsRequest) => {
       if (call.destroyed) return;
       try {
+        if (connection.project === undefined) this.admit(connection, request);
         call.write(this.handleAppend(connection, request));
       } catch (err) {
-        const e =
-          err instanceof StatusError ? err : new StatusError(grpc.status.INTERNAL, (err as Error).message);
-        call.emit('error', { code: e.code, details: e.message, metadata: new grpc.Metadata() });
+        fail(
+          err instanceof StatusError ? err : new StatusError(grpc.status.INTERNAL, (err as Error).message),
+        );
       }
     });
-    call.on('end', () => call.end());
-    call.on('error', () => undefined); // a client that goes away is not our error
+    call.on('end', () => {
+      release();
+      call.end();
+    });
+    call.on('cancelled', release);
+    call.on('close', release);
+    call.on('error', release); // a client that goes away is not our error
+  }
+
+  /** Counts a new connection against its project's quota, or refuses it. */
+  private admit(connection: Connection, request: AppendRowsRequest): void {
+    const m = STREAM_NAME.exec(request.writeStream ?? '');
+    if (!m) return; // handleAppend reports the missing or bad stream name
+    const project = m[1];
+    const open = this.openConnections.get(project) ?? 0;
+    if (open >= this.options.maxConnectionsPerProject) {
+      throw new StatusError(
+        grpc.status.RESOURCE_EXHAUSTED,
+        `Exceeds 'Concurrent connections' quota, user_id: ${project} (status: INSUFFICIENT_TOKENS), ` +
+          `${open} of ${this.options.maxConnectionsPerProject} connections are open; close idle connections or ` +
+          `issue a raise quota request through Google Cloud Console. Entity: ${request.writeStream}`,
+      );
+    }
+    this.openConnections.set(project, open + 1);
+    connection.project = project;
+  }
+
+  /** Open AppendRows connections of a project (for tests and logs). */
+  connectionsOf(project: string): number {
+    return this.openConnections.get(project) ?? 0;
   }
 
   private handleAppend(connection: Connection, request: AppendRowsRequest): AppendRowsResponse {
@@ -445,7 +520,9 @@ export class WriteApi {
       writeStream: streamName,
     });
 
-    const { schema, version, primaryKey } = this.store.schemaOf(stream.ref);
+    const { primaryKey } = this.store.schemaOf(stream.ref);
+    // What this connection may write is the schema as it was before the propagation delay.
+    const { schema, version } = this.store.writeSchemaOf(stream.ref, this.options.schemaPropagationMs);
     let updatedSchema: object | undefined;
     if (connection.schemaVersion !== undefined && version > connection.schemaVersion) {
       // BigQuery tells writers about a table schema change through updated_schema (storage.proto).
@@ -471,7 +548,15 @@ export class WriteApi {
     if (!type)
       return reject(Code.INVALID_ARGUMENT, 'The first request on a connection must carry writer_schema.');
     const schemaProblem = checkWriterSchema(type, schema.fields);
-    if (schemaProblem) return reject(Code.INVALID_ARGUMENT, schemaProblem);
+    if (schemaProblem) {
+      const response = reject(Code.INVALID_ARGUMENT, schemaProblem);
+      if (schemaProblem.startsWith('Input schema has more fields')) {
+        response.error!.details = [
+          storageErrorDetail(SCHEMA_MISMATCH_EXTRA_FIELDS, streamName, schemaProblem),
+        ];
+      }
+      return response;
+    }
 
     const kind = type.fields[CHANGE_TYPE] ? 'cdc' : 'plain';
     if (kind === 'plain' && type.fields[CHANGE_SEQUENCE_NUMBER]) {
@@ -481,9 +566,10 @@ export class WriteApi {
       );
     }
     if (connection.kind && connection.kind !== kind) {
+      // The change-data-capture page names this exact validation error.
       return reject(
         Code.INVALID_ARGUMENT,
-        `Rows with and without ${CHANGE_TYPE} cannot be mixed on one connection; this connection writes ${connection.kind === 'cdc' ? 'CDC' : 'plain'} rows.`,
+        `The given value is not a valid CHANGE_TYPE (rows with and without ${CHANGE_TYPE} cannot be mixed on one connection; this connection writes ${connection.kind === 'cdc' ? 'CDC' : 'plain'} rows).`,
       );
     }
     if (kind === 'cdc') {
@@ -492,6 +578,13 @@ export class WriteApi {
       }
       if (primaryKey.length === 0) {
         return reject(Code.INVALID_ARGUMENT, `${CHANGE_TYPE} requires the table to have a primary key.`);
+      }
+      if (schema.fields.length > MAX_CDC_COLUMNS) {
+        // "Tables with active CDC cannot have more than 2,000 top-level columns defined by the table's schema."
+        return reject(
+          Code.INVALID_ARGUMENT,
+          `The table has ${schema.fields.length} top-level columns; tables with active CDC cannot have more than ${MAX_CDC_COLUMNS}.`,
+        );
       }
     }
     if (stream.finalized)
@@ -577,12 +670,38 @@ export class WriteApi {
   }
 }
 
-export function createWriteApiServer(store: Store): grpc.Server {
+/** google.rpc.Status detail carrying a google.cloud.bigquery.storage.v1.StorageError. */
+function storageErrorDetail(
+  code: number,
+  entity: string,
+  message: string,
+): { typeUrl: string; value: Buffer } {
+  const type = storageErrorType();
+  const value = Buffer.from(type.encode(type.fromObject({ code, entity, errorMessage: message })).finish());
+  return { typeUrl: 'type.googleapis.com/google.cloud.bigquery.storage.v1.StorageError', value };
+}
+
+let storageError: protobuf.Type | undefined;
+function storageErrorType(): protobuf.Type {
+  if (!storageError) {
+    const root = new protobuf.Root();
+    root.define('google.cloud.bigquery.storage.v1').add(
+      new protobuf.Type('StorageError')
+        .add(new protobuf.Field('code', 1, 'int32'))
+        .add(new protobuf.Field('entity', 2, 'string'))
+        .add(new protobuf.Field('errorMessage', 3, 'string')),
+    );
+    storageError = root.lookupType('google.cloud.bigquery.storage.v1.StorageError');
+  }
+  return storageError;
+}
+
+export function createWriteApiServer(store: Store, options?: WriteApiOptions): grpc.Server {
   const server = new grpc.Server({
     'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
     'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
   });
-  const api = new WriteApi(store);
+  const api = new WriteApi(store, options);
   server.addService(api.service, api.implementation());
   return server;
 }

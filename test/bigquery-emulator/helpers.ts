@@ -15,7 +15,7 @@ export interface Harness {
 }
 
 /** BigQuery REST client with no credentials: PassThroughClient adds no auth header and never looks for ADC. */
-export function restClient(emulator: RunningBigQueryEmulator): BigQuery {
+export function restClient(emulator: Pick<RunningBigQueryEmulator, 'restHost'>): BigQuery {
   return new BigQuery({
     projectId: PROJECT,
     apiEndpoint: `http://${emulator.restHost}`,
@@ -24,7 +24,9 @@ export function restClient(emulator: RunningBigQueryEmulator): BigQuery {
 }
 
 /** Storage Write client over insecure gRPC; with sslCreds given, gax sends no Google credentials. */
-export function writerClient(emulator: RunningBigQueryEmulator): managedwriter.WriterClient {
+export function writerClient(
+  emulator: Pick<RunningBigQueryEmulator, 'grpcHost'>,
+): managedwriter.WriterClient {
   const [host, port] = emulator.grpcHost.split(':');
   return new managedwriter.WriterClient({
     projectId: PROJECT,

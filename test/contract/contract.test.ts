@@ -15,6 +15,7 @@ const batch: EventBatch = {
       before: null,
       after: { id: '9223372036854775807' },
       unchanged: [],
+      fromSource: [],
       lsn: '0/16B3748',
       commitLsn: '0/16B37A0',
       xid: 751,

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { Catalog } from '../../listener/catalog';
+import { Catalog, emptyCatalog } from '../../listener/catalog';
 import { PgOutputDecoder } from '../../listener/decoders/pgoutput';
 import { Decoded } from '../../listener/decoders/types';
 import { defaultSqlDir, splitStatements } from '../../listener/sql-init';
@@ -55,7 +55,7 @@ class Bytes {
 describe('listener units', () => {
   it('pgoutput: a relation is cached and its changes decoded, unchanged TOAST and NULL kept apart', () => {
     const catalog: Catalog = {
-      tables: new Map(),
+      ...emptyCatalog(),
       typeNames: new Map([
         [23, 'integer'],
         [25, 'text'],

@@ -129,6 +129,7 @@ export function event(
     before: fields.before ?? null,
     after: fields.after ?? null,
     unchanged: fields.unchanged ?? [],
+    fromSource: [],
     lsn,
     commitLsn: lsn,
     xid: Number(commit & 0xffffn),
