@@ -22,15 +22,12 @@ import type { ValidateConfig } from './stack-config';
 // clients) only when a command runs them.
 import type { ListenerJobSummary as ListenerSummary } from '../listener/job';
 import type { SnapshotSummary } from '../listener/snapshot';
-import type { SqlInitReport } from '../listener/sql-init';
+import type { SqlInitOptions, SqlInitReport } from '../listener/sql-init';
 import type { SinkSummary } from '../sink/run';
 export type { ListenerSummary, SinkSummary, SnapshotSummary, SqlInitReport };
 
 export interface Pipeline {
-  runSqlInit(
-    pg: ClientConfig,
-    opts: { slot: string; publication: string; decoder: 'wal2json' | 'pgoutput'; replicationUser?: string },
-  ): Promise<SqlInitReport>;
+  runSqlInit(pg: ClientConfig, opts: SqlInitOptions): Promise<SqlInitReport>;
   /** Loads the listener's config from `env` and runs one bounded listen. */
   listenOnce(env: NodeJS.ProcessEnv, log: (line: string) => void): Promise<ListenerSummary>;
   /** Loads the listener's config from `env` and snapshots tables (all not done yet when `tables` is empty). */

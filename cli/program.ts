@@ -1,6 +1,7 @@
 // Builds the `pgcdc` commander program from injected dependencies, and runs it with the one error handler.
 
 import { Command } from 'commander';
+import { checkCommand } from './commands/check';
 import { demoCommand } from './commands/demo';
 import { deployCommand } from './commands/deploy';
 import { destroyCommand } from './commands/destroy';
@@ -40,6 +41,7 @@ export function buildProgram(deps: CliDeps): Command {
     .addCommand(demoCommand(deps))
     .addCommand(localCommand(deps))
     .addCommand(sqlCommand(deps))
+    .addCommand(checkCommand(deps))
     .addCommand(runOnceCommand(deps))
     .addCommand(snapshotCommand(deps))
     .addCommand(statusCommand(deps))

@@ -12,7 +12,7 @@ import { PubSub } from '@google-cloud/pubsub';
 import { PassThroughClient } from 'google-auth-library';
 import { Client } from 'pg';
 import { ENV } from '../contract/env';
-import { startPostgres, stopPostgres } from './postgres';
+import { CLOUDSQL_LIKE_ROLES, prepareCloudSqlLikeDatabase, startPostgres, stopPostgres } from './postgres';
 import { killGroup, startPubSubEmulator } from './pubsub-emulator';
 
 /** Names of the local stack's resources (the cloud ones come from the Pulumi stack outputs). */
@@ -26,13 +26,22 @@ export const LOCAL = {
   dataset: 'pgcdc',
   slot: 'pgcdc_slot',
   publication: 'pgcdc_pub',
-  decoder: 'wal2json',
+  /** BRIEF decision 3: pgoutput by default everywhere; `local up --decoder wal2json` for the other. */
+  decoder: 'pgoutput',
+  /** The replicator role the SQL init creates and the listener logs in as. */
+  replicator: 'pgcdc_replicator',
 } as const;
 
 export const DEFAULT_LOCAL_DIR = '.local';
 
 export interface LocalEndpoints {
+  /** The bootstrap superuser's connection (the application side of the demo, and inspection). */
   pg: { host: string; port: number; user: string; database: string };
+  /**
+   * The Cloud-SQL-like role mode (local/postgres.ts): the admin the SQL init runs as, the application's table
+   * owner, the replicator the listener logs in as. Absent in stacks started before the role split.
+   */
+  roles?: { admin: string; owner: string; replicator: string };
   /** host:port, the value for PUBSUB_EMULATOR_HOST. */
   pubsubEmulatorHost: string;
   /** http://host:port, the value for BIGQUERY_EMULATOR_HOST (REST, no /bigquery/v2 prefix). */
@@ -67,6 +76,8 @@ export interface LocalStackOptions {
   dir?: string;
   /** Progress lines ("starting Postgres…"). */
   log?: (line: string) => void;
+  /** Output plugin of the local slot (default pgoutput). */
+  decoder?: 'wal2json' | 'pgoutput';
 }
 
 export function endpointsFile(dir = DEFAULT_LOCAL_DIR): string {
@@ -123,7 +134,8 @@ export function localEnv(e: LocalEndpoints): Record<string, string> {
   return {
     PGHOST: e.pg.host,
     PGPORT: String(e.pg.port),
-    PGUSER: e.pg.user,
+    // The listener runs as the replicator, with only the grants the SQL init gave it.
+    PGUSER: e.roles?.replicator ?? e.pg.user,
     PGDATABASE: e.pg.database,
     PGSSLMODE: 'disable',
     [ENV.slot]: e.slot,
@@ -250,8 +262,13 @@ async function createMessaging(e: LocalEndpoints): Promise<void> {
       const [exists] = await pubsub.subscription(name).exists();
       if (exists) return;
       await pubsub.topic(topic).createSubscription(name, {
-        // Same shape as the cloud subscription: a minute to ack, poison messages to the dead-letter topic.
+        // Same shape as the cloud subscription: a minute to ack, poison messages to the dead-letter topic,
+        // and each table's messages in publish order (BRIEF decision 5: the listener publishes with the
+        // ordering key schema.table; https://cloud.google.com/pubsub/docs/ordering: "To receive the messages
+        // in order, you must enable message ordering on the subscription. [...] If message ordering isn't
+        // enabled, the subscription receives messages without the expected ordering").
         ackDeadlineSeconds: 60,
+        enableMessageOrdering: true,
         ...(withDeadLetter
           ? {
               deadLetterPolicy: {
@@ -296,6 +313,8 @@ export async function localUp(
     const cluster = await startPostgres({ dir: path.join(dir, 'pg') });
     undo.push(() => cluster.stop());
     await createDatabase(cluster.connection('postgres'), LOCAL.database);
+    log('preparing the Cloud-SQL-like roles (admin, application owner)');
+    await prepareCloudSqlLikeDatabase(cluster, LOCAL.database);
 
     log('starting the Pub/Sub emulator');
     const pubsub = await startPubSubEmulator({ dir: path.join(dir, 'pubsub'), detached: true });
@@ -307,6 +326,7 @@ export async function localUp(
 
     const e: LocalEndpoints = {
       pg: cluster.connection(LOCAL.database),
+      roles: { admin: CLOUDSQL_LIKE_ROLES.admin, owner: CLOUDSQL_LIKE_ROLES.owner, replicator: LOCAL.replicator },
       pubsubEmulatorHost: pubsub.host,
       bigQueryEmulatorHost: withScheme(bq.restHost),
       bigQueryStorageEmulatorHost: withoutScheme(bq.grpcHost),
@@ -318,7 +338,7 @@ export async function localUp(
       dataset: LOCAL.dataset,
       slot: LOCAL.slot,
       publication: LOCAL.publication,
-      decoder: LOCAL.decoder,
+      decoder: opts.decoder ?? LOCAL.decoder,
       pgDataDir: cluster.dataDir,
       pids: { pubsub: pubsub.pid, bigquery: bq.pid },
       startedAt: new Date().toISOString(),

@@ -1,6 +1,6 @@
 // pgcdc local up / down: the local stack (Postgres, Pub/Sub emulator, BigQuery emulator) in the background.
 
-import { Command } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
 import { endpointsFile, LocalEndpoints } from '../../local/stack';
 import type { CliDeps } from '../deps';
 
@@ -15,15 +15,24 @@ export function printEndpoints(deps: CliDeps, e: LocalEndpoints): void {
 }
 
 /** Brings the local stack up unless it already is; shared with `demo`. */
-export async function ensureLocalUp(deps: CliDeps): Promise<LocalEndpoints & { alreadyUp: boolean }> {
+export async function ensureLocalUp(
+  deps: CliDeps,
+  opts: { decoder?: 'wal2json' | 'pgoutput' } = {},
+): Promise<LocalEndpoints & { alreadyUp: boolean }> {
   const e = await deps.output.task(
     'Starting the local stack (PostgreSQL, Pub/Sub emulator, BigQuery emulator)',
-    () => deps.local.up({ dir: deps.localDir, log: (line) => deps.output.error(`  ${line}`) }),
+    () =>
+      deps.local.up({ dir: deps.localDir, decoder: opts.decoder, log: (line) => deps.output.error(`  ${line}`) }),
   );
   deps.output.log(e.alreadyUp ? 'The local stack was already up:' : 'The local stack is up:');
   printEndpoints(deps, e);
   deps.output.log(`Endpoints written to ${endpointsFile(deps.localDir)}`);
   return e;
+}
+
+function parseDecoder(value: string): 'wal2json' | 'pgoutput' {
+  if (value !== 'pgoutput' && value !== 'wal2json') throw new InvalidArgumentError('use pgoutput or wal2json');
+  return value;
 }
 
 export function localCommand(deps: CliDeps): Command {
@@ -34,15 +43,16 @@ export function localCommand(deps: CliDeps): Command {
     .command('up')
     .description('start the local stack in the background and print its endpoints')
     .option('--json', 'print the endpoints as JSON')
-    .action(async (opts: { json?: boolean }) => {
+    .option('--decoder <name>', 'output plugin of the local slot: pgoutput or wal2json', parseDecoder, 'pgoutput')
+    .action(async (opts: { json?: boolean; decoder: 'wal2json' | 'pgoutput' }) => {
       if (opts.json) {
         const e = await deps.output.task('Starting the local stack', () =>
-          deps.local.up({ dir: deps.localDir }),
+          deps.local.up({ dir: deps.localDir, decoder: opts.decoder }),
         );
         deps.output.log(JSON.stringify(e));
         return;
       }
-      await ensureLocalUp(deps);
+      await ensureLocalUp(deps, { decoder: opts.decoder });
       deps.output.log('Next: pgcdc sql init --env local');
     });
   local
