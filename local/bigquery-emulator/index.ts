@@ -5,7 +5,14 @@
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
-import { dataDirFiles, dataFileFiles, Journal, loadStore, type DataFiles } from './journal';
+import {
+  dataDirFiles,
+  dataFileFiles,
+  Journal,
+  loadStore,
+  type DataFiles,
+  type JournalStats,
+} from './journal';
 import { createRestHandler } from './rest';
 import { Store } from './store';
 import { createWriteApiServer, DEFAULT_MAX_WRITE_CONNECTIONS } from './write-api';
@@ -38,6 +45,8 @@ export interface RunningBigQueryEmulator {
   grpcHost: string;
   /** Moves the emulator clock forward by `ms` (also `POST /emulator/v1/clock:advance {"ms": N}`). */
   advanceClock(ms: number): number;
+  /** What durability cost so far (null without a data directory); benchmarks print it. */
+  journalStats(): JournalStats | null;
   stop(): Promise<void>;
 }
 
@@ -94,6 +103,7 @@ export async function startBigQueryEmulator(
     restHost: `${host}:${restPort}`,
     grpcHost: `${host}:${grpcPort}`,
     advanceClock: (ms) => store.advanceClock(ms),
+    journalStats: () => (journal ? { ...journal.stats } : null),
     stop,
   };
 }

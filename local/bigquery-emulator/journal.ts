@@ -65,9 +65,19 @@ export function loadStore(files: DataFiles): Store {
   return store;
 }
 
+export interface JournalStats {
+  /** Records appended (one per accepted change: an AppendRows request, a table insert, ...). */
+  records: number;
+  /** Bytes appended. */
+  bytes: number;
+  /** Time spent serializing, writing and syncing records, and compacting (ms). */
+  ms: number;
+}
+
 export class Journal {
   private fd: number;
   private bytes: number;
+  readonly stats: JournalStats = { records: 0, bytes: 0, ms: 0 };
 
   constructor(
     private readonly files: DataFiles,
@@ -80,12 +90,16 @@ export class Journal {
   }
 
   private append(record: JournalRecord): void {
+    const started = performance.now();
     const line = Buffer.from(`${JSON.stringify(record)}\n`, 'utf8');
     let written = 0;
     while (written < line.length) written += fs.writeSync(this.fd, line, written);
     fs.fdatasyncSync(this.fd);
     this.bytes += line.length;
     if (this.bytes > COMPACT_AFTER_BYTES) this.compact();
+    this.stats.records++;
+    this.stats.bytes += line.length;
+    this.stats.ms += performance.now() - started;
   }
 
   /** Writes the whole store as the snapshot, then empties the journal. */

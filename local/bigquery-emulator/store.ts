@@ -131,9 +131,9 @@ const PRIMARY_KEY_TYPES: ReadonlySet<string> = new Set([
   'TIMESTAMP',
 ]);
 /**
- * "You can specify up to four clustering columns." "Clustering columns must be top-level, non-repeated columns of
- * one of the following types: BIGNUMERIC, BOOL, DATE, DATETIME, GEOGRAPHY, INT64, NUMERIC, RANGE, STRING,
- * TIMESTAMP" (https://cloud.google.com/bigquery/docs/clustered-tables#limitations); "You can't partition or
+ * "You can specify up to four clustering columns." "Clustering columns must be top-level, non-repeated columns"
+ * of DATE, BOOL, GEOGRAPHY, INT64, NUMERIC, BIGNUMERIC, STRING, TIMESTAMP or DATETIME
+ * (https://cloud.google.com/bigquery/docs/clustered-tables#limitations); "You can't partition or
  * cluster a table on JSON columns" (https://cloud.google.com/bigquery/docs/json-data).
  */
 const MAX_CLUSTERING_COLUMNS = 4;
