@@ -150,7 +150,9 @@ function validateEvent(x: unknown, i: number): ChangeEvent {
   }
   for (const c of ev.fromSource) {
     if (!ev.after || !(c in ev.after)) {
-      throw new ContractError(`${where}: "fromSource" names ${JSON.stringify(c)}, which "after" does not hold`);
+      throw new ContractError(
+        `${where}: "fromSource" names ${JSON.stringify(c)}, which "after" does not hold`,
+      );
     }
   }
   if (ev.op === 'd' && ev.key === null && ev.before === null) {

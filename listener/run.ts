@@ -3,7 +3,6 @@
 // every publish to be acknowledged, confirm the slot position, and report.
 
 import { randomUUID } from 'node:crypto';
-import { PubSub } from '@google-cloud/pubsub';
 import { Client } from 'pg';
 import { formatLsn, parseLsn } from '../contract/lsn';
 import { loadCatalog } from './catalog';
@@ -11,9 +10,12 @@ import { ListenerConfig } from './config';
 import { Decoded, Decoder } from './decoders/types';
 import { PgOutputDecoder } from './decoders/pgoutput';
 import { Wal2JsonDecoder } from './decoders/wal2json';
-import { PublishError, ReplicationSetupError, classifyPgError } from './errors';
-import { EventPublisher, MessageSink } from './publisher';
+import { ReplicationSetupError, classifyPgError } from './errors';
+import { EventPublisher, MessageSink, pubsubSink } from './publisher';
+
+export { pubsubSink };
 import { ReplicationStream } from './replication-stream';
+import { SourceLookup } from './toast-fill';
 
 export interface ListenerSummary {
   changes: number;
@@ -43,39 +45,6 @@ export interface RunOptions {
 
 /** Prefix of the logical messages that mark the WAL end a run reads up to; they also advance idle slots. */
 export const MARKER_PREFIX = 'pgcdc.marker';
-
-/** The real Pub/Sub topic as a MessageSink. */
-export function pubsubSink(
-  cfg: Pick<ListenerConfig, 'projectId' | 'topic'>,
-): MessageSink & { close(): Promise<void> } {
-  const pubsub = new PubSub({ projectId: cfg.projectId });
-  const topic = pubsub.topic(cfg.topic, {
-    // Our messages are already batches of events (about 1 MiB each before compression): publish them
-    // almost at once, a few per request, within Pub/Sub's 10 MB request limit.
-    batching: { maxMessages: 8, maxBytes: 9 * 1024 * 1024, maxMilliseconds: 5 },
-  });
-  return {
-    publish: async (msg) => {
-      try {
-        return await topic.publishMessage({ data: msg.data, attributes: msg.attributes });
-      } catch (e) {
-        const err = e as Error & { code?: number };
-        if (err.code === 5) {
-          throw new PublishError(
-            `Pub/Sub topic projects/${cfg.projectId}/topics/${cfg.topic} not found: create it (pulumi up / pgcdc local up) or fix PGCDC_TOPIC`,
-          );
-        }
-        if (err.code === 7) {
-          throw new PublishError(
-            `not allowed to publish to ${cfg.topic}: grant roles/pubsub.publisher on the topic (${err.message})`,
-          );
-        }
-        throw new PublishError(`publishing to ${cfg.topic} failed: ${err.message}`);
-      }
-    },
-    close: () => pubsub.close(),
-  };
-}
 
 async function checkSlot(client: Client, cfg: ListenerConfig): Promise<void> {
   const wal = await client.query<{ wal_level: string }>('SHOW wal_level');
@@ -133,6 +102,7 @@ export async function runListener(cfg: ListenerConfig, opts: RunOptions = {}): P
   const ownSink = opts.sink ? undefined : pubsubSink(cfg);
   const sink = opts.sink ?? ownSink!;
   const stream = new ReplicationStream(cfg.pg);
+  const toastLookup = new SourceLookup(cfg.pg);
   try {
     await checkSlot(sql, cfg);
     const catalog = await loadCatalog(sql);
@@ -155,7 +125,8 @@ export async function runListener(cfg: ListenerConfig, opts: RunOptions = {}): P
     );
     const targetLsn = parseLsn(marker.rows[0].lsn);
 
-    const publisher = new EventPublisher(sink, cfg);
+    // Unchanged TOAST values are looked up on the source table before publishing (toast-fill.ts).
+    const publisher = new EventPublisher(sink, cfg, toastLookup);
     const deadline = started + cfg.maxRunSeconds * 1000;
     let stoppedBy: ListenerSummary['stoppedBy'] = 'wal-end';
     let transactions = 0;
@@ -278,6 +249,7 @@ export async function runListener(cfg: ListenerConfig, opts: RunOptions = {}): P
     throw e;
   } finally {
     await sql.end().catch(() => undefined);
+    await toastLookup.close();
     await ownSink?.close().catch(() => undefined);
   }
 }

@@ -20,8 +20,7 @@ import { loadCatalog } from './catalog';
 import { ListenerConfig, withOutputSettings } from './config';
 import { TableState } from './decoders/types';
 import { ReplicationSetupError, classifyPgError } from './errors';
-import { EventPublisher, MessageSink } from './publisher';
-import { pubsubSink } from './run';
+import { EventPublisher, MessageSink, pubsubSink } from './publisher';
 import { formatUtcMicros } from './time';
 
 export interface SnapshotOptions {
