@@ -1,175 +1,268 @@
 // The pgcdc stack: composes the infra components and exports what the CLI reads. Nothing else lives here.
+//
+// The program is an async function (Pulumi awaits an exported function and takes its result as the stack
+// outputs, @pulumi/pulumi cmd/run/run.ts) because with sourceMode cloudsql the resources depend on what the
+// existing instance is (PSC or private IP), read once through a data source before anything is declared.
+import * as gcp from '@pulumi/gcp';
 import * as pulumi from '@pulumi/pulumi';
 import { ENV } from './contract/env';
 import { ProjectApis } from './infra/apis';
-import { loadConfig } from './infra/config';
+import { ConfigError, loadConfig } from './infra/config';
+import { Credentials } from './infra/credentials';
 import { Database } from './infra/database';
 import { Identity } from './infra/identity';
 import { Images } from './infra/images';
-import { Jobs } from './infra/jobs';
+import { ADMIN_ENV, Jobs, type JobVpc } from './infra/jobs';
 import { Messaging } from './infra/messaging';
 import { Monitoring } from './infra/monitoring';
 import { Network } from './infra/network';
 import { commonLabels } from './infra/options';
+import { cloudSqlEndpoint, cloudSqlWarnings, hostEndpoint, type SourceEndpoint } from './infra/source';
 import { Warehouse } from './infra/warehouse';
 
-const config = loadConfig();
-const { project, region, namePrefix: prefix } = config;
-const labels = commonLabels(prefix);
+export = async () => {
+  const config = loadConfig();
+  const { project, region, namePrefix: prefix, source } = config;
+  const labels = commonLabels(prefix);
 
-const apis = new ProjectApis(`${prefix}-apis`, { project });
-const waitFor = apis.services;
+  const apis = new ProjectApis(`${prefix}-apis`, { project });
+  const waitFor = apis.services;
+  // The project number names Google's service agents (Pub/Sub's) and is a valid PSC consumer id.
+  const projectInfo = await gcp.organizations.getProject({ projectId: project });
+  const projectNumber = projectInfo.number ?? '';
 
-const database = new Database(
-  `${prefix}-db`,
-  { project, region, settings: config.database, deletionProtection: config.deletionProtection, labels },
-  { waitFor },
-);
+  const credentials = new Credentials(
+    `${prefix}-secrets`,
+    { project, namePrefix: prefix, source, labels },
+    { waitFor },
+  );
 
-const network = new Network(
-  `${prefix}-net`,
-  {
-    project,
-    region,
-    subnetCidr: config.network.subnetCidr,
-    serviceAttachment: database.instance.pscServiceAttachmentLink,
-    instanceDnsName: database.instance.dnsName,
-    jobTag: `${prefix}-job`,
-  },
-  { waitFor },
-);
+  // --- the source database and how the jobs reach it ---
+  let database: Database | undefined;
+  let endpoint: SourceEndpoint;
+  if (source.mode === 'new') {
+    database = new Database(
+      `${prefix}-db`,
+      {
+        project,
+        region,
+        settings: config.database,
+        adminPassword: credentials.adminPassword!,
+        deletionProtection: config.deletionProtection,
+        labels,
+      },
+      { waitFor },
+    );
+    endpoint = {
+      host: database.hostName,
+      port: 5432,
+      sslMode: 'verify-ca',
+      caCert: database.serverCaCert,
+      path: {
+        kind: 'psc',
+        serviceAttachment: database.instance.pscServiceAttachmentLink,
+        dnsName: database.instance.dnsName,
+      },
+      monitoredDatabaseId: pulumi.interpolate`${project}:${database.instance.name}`,
+      connectionName: database.connectionName,
+    };
+  } else if (source.mode === 'cloudsql') {
+    // A data source, not a resource: the user's instance is read, never created, changed or deleted.
+    const instance = await gcp.sql.getDatabaseInstance({
+      project: source.instanceProject,
+      name: source.instanceName,
+    });
+    try {
+      endpoint = cloudSqlEndpoint(instance, source, project, projectNumber);
+    } catch (e) {
+      // The same form as every other configuration error, so `pulumi up` says which key to fix and how.
+      if (e instanceof ConfigError) throw new Error(e.message);
+      throw e;
+    }
+    for (const warning of cloudSqlWarnings(instance, source)) pulumi.log.warn(warning);
+  } else {
+    endpoint = hostEndpoint(source);
+  }
 
-const messaging = new Messaging(
-  `${prefix}-msg`,
-  { project, namePrefix: prefix, settings: config.messaging, labels },
-  { waitFor },
-);
+  let vpc: JobVpc;
+  if (endpoint.path.kind === 'psc') {
+    const network = new Network(
+      `${prefix}-net`,
+      {
+        project,
+        region,
+        subnetCidr: config.network.subnetCidr,
+        serviceAttachment: endpoint.path.serviceAttachment,
+        instanceDnsName: endpoint.path.dnsName,
+        jobTag: `${prefix}-job`,
+      },
+      { waitFor },
+    );
+    vpc = { network: network.network.id, subnetwork: network.subnetwork.id, tags: [network.jobTag] };
+  } else {
+    // The user's subnet: nothing is created in their network (no rule, no route); the tag lets them write
+    // firewall rules for pgcdc's traffic.
+    vpc = { subnetwork: endpoint.path.subnet.id, tags: [`${prefix}-job`] };
+  }
 
-const warehouse = new Warehouse(
-  `${prefix}-bq`,
-  {
-    project,
-    datasetId: config.warehouse.datasetId,
-    location: config.warehouse.location,
-    deletionProtection: config.deletionProtection,
-    labels,
-  },
-  { waitFor },
-);
+  const messaging = new Messaging(
+    `${prefix}-msg`,
+    { project, namePrefix: prefix, projectNumber, settings: config.messaging, labels },
+    { waitFor },
+  );
 
-const images = new Images(
-  `${prefix}-images`,
-  {
-    project,
-    region,
-    repositoryId: prefix,
-    prebuilt: { listener: config.listener.image, sink: config.sink.image },
-    labels,
-  },
-  { waitFor },
-);
-
-const identity = new Identity(
-  `${prefix}-iam`,
-  {
-    project,
-    namePrefix: prefix,
-    topic: messaging.topic.name,
-    subscription: messaging.subscription.name,
-    deadLetterSubscription: messaging.deadLetterSubscription.name,
-    datasetId: warehouse.dataset.datasetId,
-    passwordSecretId: database.passwordSecret.id,
-    instanceName: database.instance.name,
-  },
-  { waitFor },
-);
-
-const tables = config.tables.map((t) => t.qualified);
-
-const jobs = new Jobs(
-  `${prefix}-jobs`,
-  {
-    project,
-    region,
-    namePrefix: prefix,
-    timeZone: config.timeZone,
-    listener: config.listener,
-    sink: config.sink,
-    listenerImage: images.listenerImage,
-    sinkImage: images.sinkImage,
-    listenerServiceAccount: identity.listener.email,
-    sinkServiceAccount: identity.sink.email,
-    invokerServiceAccount: identity.invoker.email,
-    network: network.network.id,
-    subnetwork: network.subnetwork.id,
-    jobTag: network.jobTag,
-    listenerEnv: {
-      // libpq: through the PSC endpoint's private DNS name, TLS required (the instance accepts nothing else).
-      PGHOST: database.hostName,
-      PGPORT: '5432',
-      PGDATABASE: database.database.name,
-      PGUSER: database.replicationUser.name,
-      // TLS verified against the instance's own server CA (a public certificate, passed as a value).
-      PGSSLMODE: 'verify-ca',
-      [ENV.sslRootCert]: database.serverCaCert,
-      [ENV.slot]: config.database.slotName,
-      [ENV.publication]: config.database.publicationName,
-      [ENV.decoder]: config.database.decoder,
-      [ENV.tables]: tables.join(','),
-      [ENV.project]: project,
-      [ENV.topic]: messaging.topic.name,
+  const warehouse = new Warehouse(
+    `${prefix}-bq`,
+    {
+      project,
+      datasetId: config.warehouse.datasetId,
+      location: config.warehouse.location,
+      deletionProtection: config.deletionProtection,
+      labels,
     },
-    sinkEnv: {
-      [ENV.project]: project,
-      [ENV.subscription]: messaging.subscription.name,
-      [ENV.deadLetterSubscription]: messaging.deadLetterSubscription.name,
-      [ENV.bigQueryProject]: project,
-      [ENV.dataset]: warehouse.dataset.datasetId,
-      [ENV.bigQueryLocation]: config.warehouse.location,
-      [ENV.maxStalenessMinutes]: String(config.warehouse.maxStalenessMinutes),
-    },
-    passwordSecret: database.passwordSecret.secretId,
-    passwordSecretVersion: database.passwordSecretVersion.version,
-    listenerGrants: identity.listenerGrants,
-    sinkGrants: identity.sinkGrants,
-  },
-  { waitFor },
-);
+    { waitFor },
+  );
 
-new Monitoring(
-  `${prefix}-mon`,
-  {
+  const images = new Images(
+    `${prefix}-images`,
+    {
+      project,
+      region,
+      repositoryId: prefix,
+      prebuilt: { listener: config.listener.image, sink: config.sink.image },
+      labels,
+    },
+    { waitFor },
+  );
+
+  const identity = new Identity(
+    `${prefix}-iam`,
+    {
+      project,
+      namePrefix: prefix,
+      topic: messaging.topic.name,
+      subscription: messaging.subscription.name,
+      deadLetterSubscription: messaging.deadLetterSubscription.name,
+      datasetId: warehouse.dataset.datasetId,
+      adminSecret: credentials.admin,
+      replicatorSecret: credentials.replicator,
+    },
+    { waitFor },
+  );
+
+  const tables = config.tables.map((t) => t.qualified);
+  const databaseName = source.mode === 'new' ? database!.database.name : config.database.name;
+
+  const jobs = new Jobs(
+    `${prefix}-jobs`,
+    {
+      project,
+      region,
+      namePrefix: prefix,
+      timeZone: config.timeZone,
+      listener: config.listener,
+      sink: config.sink,
+      listenerImage: images.listenerImage,
+      sinkImage: images.sinkImage,
+      listenerServiceAccount: identity.listener.email,
+      sinkServiceAccount: identity.sink.email,
+      adminServiceAccount: identity.admin.email,
+      invokerServiceAccount: identity.invoker.email,
+      vpc,
+      databaseEnv: {
+        // libpq; TLS verified against the server's CA (public certificates, passed as a value: no file).
+        PGHOST: endpoint.host,
+        PGPORT: String(endpoint.port),
+        PGDATABASE: databaseName,
+        PGSSLMODE: endpoint.sslMode,
+        [ENV.sslRootCert]: endpoint.caCert,
+        [ENV.slot]: config.database.slotName,
+        [ENV.publication]: config.database.publicationName,
+        [ENV.decoder]: config.database.decoder,
+        [ENV.tables]: tables.join(','),
+        [ENV.replicationUser]: config.database.replicationUser,
+      },
+      listenerEnv: {
+        PGUSER: config.database.replicationUser,
+        [ENV.project]: project,
+        [ENV.topic]: messaging.topic.name,
+        // `pgcdc verify` runs as an execution of this job and reads the replicas.
+        [ENV.bigQueryProject]: project,
+        [ENV.dataset]: warehouse.dataset.datasetId,
+        [ENV.bigQueryLocation]: config.warehouse.location,
+      },
+      adminEnv: {
+        [ADMIN_ENV.adminUser]: config.database.adminUser,
+        [ADMIN_ENV.replicaIdentityFull]: config.replicaIdentityFull.join(','),
+      },
+      sinkEnv: {
+        [ENV.project]: project,
+        [ENV.subscription]: messaging.subscription.name,
+        [ENV.deadLetterSubscription]: messaging.deadLetterSubscription.name,
+        [ENV.bigQueryProject]: project,
+        [ENV.dataset]: warehouse.dataset.datasetId,
+        [ENV.bigQueryLocation]: config.warehouse.location,
+        [ENV.maxStalenessMinutes]: String(config.warehouse.maxStalenessMinutes),
+      },
+      adminPassword: { secret: credentials.admin.secretKeyRef, version: credentials.admin.version },
+      replicatorPassword: {
+        secret: credentials.replicator.secretKeyRef,
+        version: credentials.replicator.version,
+      },
+      listenerGrants: identity.listenerGrants,
+      sinkGrants: identity.sinkGrants,
+      adminGrants: identity.adminGrants,
+    },
+    { waitFor },
+  );
+
+  new Monitoring(
+    `${prefix}-mon`,
+    {
+      project,
+      namePrefix: prefix,
+      listenerJobName: jobs.listener.name,
+      sinkJobName: jobs.sink.name,
+      adminJobName: jobs.admin.name,
+      subscriptionName: messaging.subscription.name,
+      databaseId: endpoint.monitoredDatabaseId,
+      slotLagAlertBytes: config.monitoring.slotLagAlertBytes,
+      diskUtilizationAlertPercent: config.monitoring.diskUtilizationAlertPercent,
+      alertEmail: config.monitoring.alertEmail,
+    },
+    { waitFor },
+  );
+
+  // --- what the CLI reads (names are a contract: see cli/) ---
+  return {
     project,
-    namePrefix: prefix,
+    region,
+    sourceMode: source.mode,
     listenerJobName: jobs.listener.name,
     sinkJobName: jobs.sink.name,
-    subscriptionName: messaging.subscription.name,
-    databaseId: pulumi.interpolate`${project}:${database.instance.name}`,
-    slotLagAlertBytes: config.monitoring.slotLagAlertBytes,
-    diskUtilizationAlertPercent: config.monitoring.diskUtilizationAlertPercent,
-    alertEmail: config.monitoring.alertEmail,
-  },
-  { waitFor },
-);
-
-// --- what the CLI reads (names are a contract: see cli/) ---
-export { project, region };
-export const listenerJobName = jobs.listener.name;
-export const sinkJobName = jobs.sink.name;
-export const listenerJobId = jobs.listenerJobId;
-export const sinkJobId = jobs.sinkJobId;
-export const topic = messaging.topic.name;
-export const subscription = messaging.subscription.name;
-export const deadLetterTopic = messaging.deadLetterTopic.name;
-export const deadLetterSubscription = messaging.deadLetterSubscription.name;
-export const dataset = warehouse.dataset.datasetId;
-export const failedTable = warehouse.failedTable.tableId;
-export const instanceConnectionName = database.connectionName;
-export const databaseName = database.database.name;
-export const replicationUser = database.replicationUser.name;
-export const passwordSecretId = database.passwordSecret.secretId;
-export const slotName = config.database.slotName;
-export const publicationName = config.database.publicationName;
-export const listenerImage = images.listenerImage;
-export const sinkImage = images.sinkImage;
-export { tables };
+    adminJobName: jobs.admin.name,
+    listenerJobId: jobs.listenerJobId,
+    sinkJobId: jobs.sinkJobId,
+    adminJobId: jobs.adminJobId,
+    topic: messaging.topic.name,
+    subscription: messaging.subscription.name,
+    deadLetterTopic: messaging.deadLetterTopic.name,
+    deadLetterSubscription: messaging.deadLetterSubscription.name,
+    dataset: warehouse.dataset.datasetId,
+    failedTable: warehouse.failedTable.tableId,
+    instanceConnectionName: endpoint.connectionName ?? '',
+    databaseHost: endpoint.host,
+    databaseName,
+    adminUser: config.database.adminUser,
+    replicationUser: config.database.replicationUser,
+    adminSecretId: credentials.admin.id,
+    replicatorSecretId: credentials.replicator.id,
+    /** @deprecated the replicator's secret under its former name (CLI versions before the role split). */
+    passwordSecretId: credentials.replicator.id,
+    slotName: config.database.slotName,
+    publicationName: config.database.publicationName,
+    listenerImage: images.listenerImage,
+    sinkImage: images.sinkImage,
+    tables,
+  };
+};

@@ -1,6 +1,5 @@
 import * as gcp from '@pulumi/gcp';
 import * as pulumi from '@pulumi/pulumi';
-import * as random from '@pulumi/random';
 import type { Config } from './config';
 import { childOptions, type ComponentOptions } from './options';
 
@@ -8,25 +7,38 @@ export interface DatabaseArgs {
   project: pulumi.Input<string>;
   region: pulumi.Input<string>;
   settings: Config['database'];
+  /** Password of Cloud SQL's built-in `postgres` admin (a Pulumi secret); the admin job logs in with it. */
+  adminPassword: pulumi.Input<string>;
   /** Guards the instance against `pulumi destroy` and against deletion from any other surface. */
   deletionProtection: boolean;
   labels: Record<string, string>;
 }
 
+/** Every server CA certificate of an instance, as one PEM bundle (what PGSSLMODE=verify-ca checks against). */
+export function caBundle(certs: ReadonlyArray<{ cert?: string }> | undefined): string {
+  // During a CA rotation the instance lists the current and the upcoming CA: trusting only the first would
+  // break every connection on the day the server switches certificates.
+  return (certs ?? [])
+    .map((c) => (c.cert ?? '').trim())
+    .filter((c) => c !== '')
+    .map((c) => `${c}\n`)
+    .join('');
+}
+
 /**
- * Cloud SQL for PostgreSQL, reachable only through Private Service Connect, with logical decoding on,
- * plus the application database and the replication user whose password lives only in Secret Manager.
+ * sourceMode new: a Cloud SQL for PostgreSQL instance created and owned by the stack, reachable only through
+ * Private Service Connect, with logical decoding on, plus the application database. No database user is
+ * created through the Cloud SQL API: such users join `cloudsqlsuperuser` ("All users you create using Cloud
+ * SQL are created as part of the cloudsqlsuperuser role", https://cloud.google.com/sql/docs/postgres/users).
+ * The admin is the built-in `postgres` (password set here); the replicator is created in SQL by the admin
+ * job (`pgcdc sql init`) with LOGIN REPLICATION and nothing else.
  */
 export class Database extends pulumi.ComponentResource {
   readonly instance: gcp.sql.DatabaseInstance;
   readonly database: gcp.sql.Database;
-  readonly replicationUser: gcp.sql.User;
-  /** The Secret Manager secret holding the replication user's password. */
-  readonly passwordSecret: gcp.secretmanager.Secret;
-  readonly passwordSecretVersion: gcp.secretmanager.SecretVersion;
-  /** "project:region:instance", what the Cloud SQL connector dials. */
+  /** "project:region:instance". */
   readonly connectionName: pulumi.Output<string>;
-  /** PEM of the instance's server CA: what PGSSLMODE=verify-ca checks the server against. */
+  /** PEM bundle of the instance's server CAs: what PGSSLMODE=verify-ca checks the server against. */
   readonly serverCaCert: pulumi.Output<string>;
   /** The instance's PSC DNS name without the trailing dot, usable as PGHOST. */
   readonly hostName: pulumi.Output<string>;
@@ -41,12 +53,11 @@ export class Database extends pulumi.ComponentResource {
       { name: 'cloudsql.logical_decoding', value: 'on' },
       // Lets service accounts log in with IAM tokens instead of passwords.
       { name: 'cloudsql.iam_authentication', value: 'on' },
+      // No max_slot_wal_keep_size: "Some managed databases, such as Cloud SQL and AlloyDB for PostgreSQL,
+      // don't support max_slot_wal_keep_size" (https://cloud.google.com/datastream/docs/work-with-postgresql-database-wal-log-files).
+      // What a stuck slot can retain is bounded by diskAutoresizeLimit below and watched by the slot-lag
+      // and disk alerts (monitoring.ts).
     ];
-    if (s.maxSlotWalKeepSizeMb !== undefined) {
-      // A slot whose reader is stuck may retain at most this much WAL; past it Postgres invalidates the
-      // slot instead of filling the disk (the pipeline then needs a new snapshot, which beats an outage).
-      flags.push({ name: 'max_slot_wal_keep_size', value: String(s.maxSlotWalKeepSizeMb) });
-    }
 
     this.instance = new gcp.sql.DatabaseInstance(
       `${name}-instance`,
@@ -55,6 +66,11 @@ export class Database extends pulumi.ComponentResource {
         region: args.region,
         databaseVersion: s.version,
         deletionProtection: args.deletionProtection,
+        // The built-in admin's password. Cloud SQL Admin API, DatabaseInstance.rootPassword: "Initial root
+        // password. Use only on creation. You must set root passwords before you can connect to PostgreSQL
+        // instances." (https://cloud.google.com/sql/docs/postgres/admin-api/rest/v1/instances); the provider
+        // documents it as "Initial root password. Can be updated."
+        rootPassword: args.adminPassword,
         settings: {
           tier: s.tier,
           // Set explicitly: POSTGRES_16+ defaults to ENTERPRISE_PLUS, which rejects shared-core/custom tiers.
@@ -63,6 +79,10 @@ export class Database extends pulumi.ComponentResource {
           diskType: 'PD_SSD',
           diskSize: s.diskSizeGb,
           diskAutoresize: true,
+          // "The maximum size to which storage capacity can be automatically increased. The default value is
+          // 0, which specifies that there is no limit." (provider docs, settings.diskAutoresizeLimit): WAL a
+          // stuck slot retains can grow the disk (and the bill) only this far.
+          diskAutoresizeLimit: s.diskAutoresizeLimitGb,
           deletionProtectionEnabled: args.deletionProtection,
           backupConfiguration: {
             enabled: true,
@@ -72,6 +92,11 @@ export class Database extends pulumi.ComponentResource {
           ipConfiguration: {
             ipv4Enabled: false, // no public IP: the only way in is the PSC endpoint in our VPC
             sslMode: 'ENCRYPTED_ONLY',
+            // Explicit CA mode: GOOGLE_MANAGED_INTERNAL_CA is the per-instance CA, which `serverCaCerts`
+            // returns and the jobs verify against ("Specify how the server certificate's Certificate Authority
+            // is hosted. Supported values are GOOGLE_MANAGED_INTERNAL_CA, GOOGLE_MANAGED_CAS_CA, and
+            // CUSTOMER_MANAGED_CAS_CA", provider docs, settings.ipConfiguration.serverCaMode).
+            serverCaMode: 'GOOGLE_MANAGED_INTERNAL_CA',
             pscConfigs: [{ pscEnabled: true, allowedConsumerProjects: [args.project] }],
           },
           databaseFlags: flags,
@@ -87,45 +112,9 @@ export class Database extends pulumi.ComponentResource {
       child,
     );
 
-    // Letters and digits only: nothing to escape in a libpq connection string or a shell. 32 of them ≈ 190 bits.
-    const password = new random.RandomPassword(
-      `${name}-replication-password`,
-      { length: 32, special: false },
-      child,
-    );
-
-    this.replicationUser = new gcp.sql.User(
-      `${name}-replication-user`,
-      {
-        project: args.project,
-        instance: this.instance.name,
-        name: s.replicationUser,
-        password: password.result,
-        // Postgres refuses to drop a role that owns a slot or a publication; the instance's deletion removes it.
-        deletionPolicy: 'ABANDON',
-      },
-      child,
-    );
-
-    this.passwordSecret = new gcp.secretmanager.Secret(
-      `${name}-replication-password`,
-      {
-        project: args.project,
-        secretId: pulumi.interpolate`${this.instance.name}-${s.replicationUser}`,
-        replication: { auto: {} },
-        labels: args.labels,
-      },
-      child,
-    );
-    this.passwordSecretVersion = new gcp.secretmanager.SecretVersion(
-      `${name}-replication-password`,
-      { secret: this.passwordSecret.id, secretData: password.result },
-      child,
-    );
-
     this.connectionName = this.instance.connectionName;
     this.hostName = this.instance.dnsName.apply((n) => n.replace(/\.$/, ''));
-    this.serverCaCert = this.instance.serverCaCerts.apply((certs) => certs?.[0]?.cert ?? '');
+    this.serverCaCert = this.instance.serverCaCerts.apply((certs) => caBundle(certs));
     this.registerOutputs({ connectionName: this.connectionName, hostName: this.hostName });
   }
 }

@@ -39,6 +39,20 @@ export class Images extends pulumi.ComponentResource {
         format: 'DOCKER',
         description: 'pgcdc listener and sink images',
         labels: args.labels,
+        // Every build pushes a new version; without a policy they accumulate (and bill) forever. Untagged
+        // versions older than 30 days are deleted, the 5 newest versions of each image are always kept (KEEP
+        // wins over DELETE), and the version the jobs run is the one tagged `latest`, which an UNTAGGED
+        // condition never matches. Policies apply only when cleanupPolicyDryRun is false
+        // (https://cloud.google.com/artifact-registry/docs/repositories/cleanup-policy).
+        cleanupPolicyDryRun: false,
+        cleanupPolicies: [
+          {
+            id: 'delete-old-untagged',
+            action: 'DELETE',
+            condition: { tagState: 'UNTAGGED', olderThan: `${30 * 24 * 3600}s` },
+          },
+          { id: 'keep-newest', action: 'KEEP', mostRecentVersions: { keepCount: 5 } },
+        ],
       },
       child,
     );

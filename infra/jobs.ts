@@ -6,6 +6,35 @@ import { childOptions, type ComponentOptions } from './options';
 
 type Env = gcp.types.input.cloudrunv2.JobTemplateTemplateContainerEnv;
 
+/**
+ * Environment of the admin-side job modes (BRIEF decision 1); the listener reads these names in its
+ * sql-init / sql-teardown / check modes. (To move into contract/env.ts with the listener's side.)
+ */
+export const ADMIN_ENV = {
+  adminUser: 'PGCDC_ADMIN_USER',
+  adminPassword: 'PGCDC_ADMIN_PASSWORD',
+  replicationUser: ENV.replicationUser,
+  replicatorPassword: 'PGCDC_REPLICATOR_PASSWORD',
+  replicaIdentityFull: 'PGCDC_REPLICA_IDENTITY_FULL',
+} as const;
+
+/** What the admin job runs when started without per-execution args: a read-only check, never a change. */
+export const ADMIN_DEFAULT_ARGS = ['check'];
+
+/** A secret handed to a job as an environment variable. */
+export interface SecretEnv {
+  secret: pulumi.Input<string>;
+  version: pulumi.Input<string>;
+}
+
+/** Direct VPC egress of the database-facing jobs. */
+export interface JobVpc {
+  /** Omitted for a user's subnet: Cloud Run derives the network from the subnet (Shared VPC included). */
+  network?: pulumi.Input<string>;
+  subnetwork: pulumi.Input<string>;
+  tags: string[];
+}
+
 export interface JobsArgs {
   project: pulumi.Input<string>;
   region: string;
@@ -17,50 +46,62 @@ export interface JobsArgs {
   sinkImage: pulumi.Input<string>;
   listenerServiceAccount: pulumi.Input<string>;
   sinkServiceAccount: pulumi.Input<string>;
+  adminServiceAccount: pulumi.Input<string>;
   /** Cloud Scheduler calls the jobs' :run endpoint with an OAuth token of this account. */
   invokerServiceAccount: pulumi.Input<string>;
-  /** Direct VPC egress of the listener: network, subnet and the tag the firewall rules target. */
-  network: pulumi.Input<string>;
-  subnetwork: pulumi.Input<string>;
-  jobTag: string;
-  /** Environment of the listener (database, slot, topic...), plain values; the password comes separately. */
+  /** How the listener and admin jobs reach the database. */
+  vpc: JobVpc;
+  /** Database connection shared by the listener and admin jobs (PG* host/port/db/sslmode, CA, slot...). */
+  databaseEnv: Record<string, pulumi.Input<string>>;
+  /** Listener-only environment (topic, replicator login, BigQuery for verify...). */
   listenerEnv: Record<string, pulumi.Input<string>>;
   sinkEnv: Record<string, pulumi.Input<string>>;
-  /** Secret Manager secret (id) and version holding PGPASSWORD. */
-  passwordSecret: pulumi.Input<string>;
-  passwordSecretVersion: pulumi.Input<string>;
+  /** Admin-only environment (ADMIN_ENV names). */
+  adminEnv: Record<string, pulumi.Input<string>>;
+  adminPassword: SecretEnv;
+  replicatorPassword: SecretEnv;
   /** IAM grants each job's account needs before the job can be created or run. */
   listenerGrants: pulumi.Resource[];
   sinkGrants: pulumi.Resource[];
+  adminGrants: pulumi.Resource[];
 }
 
 /**
- * The listener and sink Cloud Run Jobs and, for each, a Cloud Scheduler job that starts it on its
- * schedule by POSTing to the Cloud Run Admin API's `:run` method as the invoker account.
+ * The listener and sink Cloud Run Jobs, each started on its schedule by a Cloud Scheduler job POSTing to the
+ * Cloud Run Admin API's `:run` method as the invoker account; and the admin job (no schedule), which the CLI
+ * runs with per-execution container args (`sql-init`, `sql-teardown`, `check`).
  */
 export class Jobs extends pulumi.ComponentResource {
   readonly listener: gcp.cloudrunv2.Job;
   readonly sink: gcp.cloudrunv2.Job;
+  readonly admin: gcp.cloudrunv2.Job;
   readonly listenerSchedule: gcp.cloudscheduler.Job;
   readonly sinkSchedule: gcp.cloudscheduler.Job;
   /** Full resource names, "projects/P/locations/R/jobs/N". */
   readonly listenerJobId: pulumi.Output<string>;
   readonly sinkJobId: pulumi.Output<string>;
+  readonly adminJobId: pulumi.Output<string>;
 
   constructor(name: string, args: JobsArgs, opts?: ComponentOptions) {
     super('pgcdc:infra:Jobs', name, {}, opts);
 
     const plainEnv = (vars: Record<string, pulumi.Input<string>>): Env[] =>
       Object.entries(vars).map(([envName, value]) => ({ name: envName, value }));
+    // A secret never appears in the job spec: Cloud Run reads this version of the secret at start.
+    const secretEnv = (envName: string, s: SecretEnv): Env => ({
+      name: envName,
+      valueSource: { secretKeyRef: { secret: s.secret, version: s.version } },
+    });
 
     const job = (
-      role: 'listener' | 'sink',
+      role: 'listener' | 'sink' | 'admin',
       settings: JobSettings,
       image: pulumi.Input<string>,
       serviceAccount: pulumi.Input<string>,
       envs: Env[],
-      withVpc: boolean,
+      vpc: JobVpc | undefined,
       grants: pulumi.Resource[],
+      containerArgs?: string[],
     ) =>
       new gcp.cloudrunv2.Job(
         `${name}-${role}`,
@@ -83,16 +124,16 @@ export class Jobs extends pulumi.ComponentResource {
                 {
                   image,
                   envs,
+                  // Appended to the image's ENTRYPOINT; an execution's containerOverrides.args replace them.
+                  args: containerArgs,
                   resources: { limits: { cpu: settings.cpu, memory: settings.memory } },
                 },
               ],
-              // Direct VPC egress (no connector VMs): only traffic to private ranges (the PSC endpoint) enters
+              // Direct VPC egress (no connector VMs): only traffic to private ranges (the database) enters
               // the VPC; Google APIs are reached the usual way.
-              vpcAccess: withVpc
+              vpcAccess: vpc
                 ? {
-                    networkInterfaces: [
-                      { network: args.network, subnetwork: args.subnetwork, tags: [args.jobTag] },
-                    ],
+                    networkInterfaces: [{ network: vpc.network, subnetwork: vpc.subnetwork, tags: vpc.tags }],
                     egress: 'PRIVATE_RANGES_ONLY',
                   }
                 : undefined,
@@ -114,14 +155,11 @@ export class Jobs extends pulumi.ComponentResource {
       args.listenerImage,
       args.listenerServiceAccount,
       [
-        ...plainEnv({ ...args.listenerEnv, ...runSettings(args.listener) }),
-        // The password never appears in the job spec: Cloud Run reads this version of the secret at start.
-        {
-          name: 'PGPASSWORD',
-          valueSource: { secretKeyRef: { secret: args.passwordSecret, version: args.passwordSecretVersion } },
-        },
+        ...plainEnv({ ...args.databaseEnv, ...args.listenerEnv, ...runSettings(args.listener) }),
+        // The listener logs in as the replicator (LOGIN REPLICATION + SELECT on the captured tables).
+        secretEnv('PGPASSWORD', args.replicatorPassword),
       ],
-      true,
+      args.vpc,
       args.listenerGrants,
     );
     this.sink = job(
@@ -131,12 +169,29 @@ export class Jobs extends pulumi.ComponentResource {
       args.sinkServiceAccount,
       plainEnv({ ...args.sinkEnv, ...runSettings(args.sink) }),
       // The sink talks only to Google APIs: it needs no VPC.
-      false,
+      undefined,
       args.sinkGrants,
+    );
+    // The listener image in its admin modes; one attempt per execution (the CLI reports and the user reruns),
+    // the listener's resources and timeout.
+    this.admin = job(
+      'admin',
+      { ...args.listener, maxRetries: 0, taskCount: 1 },
+      args.listenerImage,
+      args.adminServiceAccount,
+      [
+        ...plainEnv({ ...args.databaseEnv, ...args.adminEnv }),
+        secretEnv(ADMIN_ENV.adminPassword, args.adminPassword),
+        secretEnv(ADMIN_ENV.replicatorPassword, args.replicatorPassword),
+      ],
+      args.vpc,
+      args.adminGrants,
+      ADMIN_DEFAULT_ARGS,
     );
 
     this.listenerJobId = jobId(args.project, args.region, this.listener.name);
     this.sinkJobId = jobId(args.project, args.region, this.sink.name);
+    this.adminJobId = jobId(args.project, args.region, this.admin.name);
 
     const schedule = (
       role: 'listener' | 'sink',
@@ -184,7 +239,11 @@ export class Jobs extends pulumi.ComponentResource {
     this.listenerSchedule = schedule('listener', this.listener, this.listenerJobId, args.listener.schedule);
     this.sinkSchedule = schedule('sink', this.sink, this.sinkJobId, args.sink.schedule);
 
-    this.registerOutputs({ listenerJobId: this.listenerJobId, sinkJobId: this.sinkJobId });
+    this.registerOutputs({
+      listenerJobId: this.listenerJobId,
+      sinkJobId: this.sinkJobId,
+      adminJobId: this.adminJobId,
+    });
   }
 }
 

@@ -6,6 +6,8 @@ import { childOptions, type ComponentOptions } from './options';
 export interface MessagingArgs {
   project: pulumi.Input<string>;
   namePrefix: string;
+  /** The project's number: Pub/Sub's service agent is service-<number>@gcp-sa-pubsub.iam.gserviceaccount.com. */
+  projectNumber: pulumi.Input<string>;
   settings: Config['messaging'];
   labels: Record<string, string>;
 }
@@ -42,13 +44,12 @@ export class Messaging extends pulumi.ComponentResource {
     );
 
     // Pub/Sub forwards dead letters as its service agent, which must publish to the dead-letter topic and
-    // subscribe (acknowledge) on the source subscription.
-    const pubsubAgent = new gcp.projects.ServiceIdentity(
-      `${name}-pubsub-agent`,
-      { project: args.project, service: 'pubsub.googleapis.com' },
-      child,
-    );
-    const agentMember = pulumi.interpolate`serviceAccount:${pubsubAgent.email}`;
+    // subscribe (acknowledge) on the source subscription: "The Pub/Sub service account associated with the
+    // enclosing subscription's parent project (i.e., service-{project_number}@gcp-sa-pubsub.iam.gserviceaccount.com)
+    // must have permission to Publish() to this topic" (DeadLetterPolicy.dead_letter_topic,
+    // https://cloud.google.com/pubsub/docs/reference/rest/v1/projects.subscriptions#DeadLetterPolicy). The agent
+    // exists once the API is enabled; its address is built from the project number (no beta resource needed).
+    const agentMember = pulumi.interpolate`serviceAccount:service-${args.projectNumber}@gcp-sa-pubsub.iam.gserviceaccount.com`;
     const agentPublishes = new gcp.pubsub.TopicIAMMember(
       `${name}-agent-publishes-dead-letters`,
       {
@@ -71,6 +72,15 @@ export class Messaging extends pulumi.ComponentResource {
         messageRetentionDuration: retention,
         retainAckedMessages: false,
         expirationPolicy: neverExpire,
+        // The listener publishes with one ordering key per table, so a table's messages arrive in publish
+        // order and a redelivery resends what followed it (BRIEF decision 5). "Message ordering is a feature
+        // in Pub/Sub that lets you receive messages in your subscriber clients in the order that they were
+        // published by the publisher clients"; it needs both the publisher's ordering keys and this
+        // subscription setting (https://cloud.google.com/pubsub/docs/ordering). The setting cannot be changed
+        // in place: changing it replaces the subscription. The dead-letter subscription stays unordered: the
+        // same page says forwarding to a dead-letter topic is best effort and may not keep the order, and its
+        // messages go to _failed, never to a replica.
+        enableMessageOrdering: true,
         retryPolicy: { minimumBackoff: `${s.minBackoffSeconds}s`, maximumBackoff: `${s.maxBackoffSeconds}s` },
         deadLetterPolicy: {
           deadLetterTopic: this.deadLetterTopic.id,

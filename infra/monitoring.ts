@@ -3,27 +3,51 @@ import * as pulumi from '@pulumi/pulumi';
 import { childOptions, type ComponentOptions } from './options';
 
 /**
- * The field of the summary line the listener prints on stdout after each run (`{"command":"listen",...}`,
- * listener/run.ts ListenerSummary.lagBytes): WAL bytes the slot still retains
- * (pg_current_wal_lsn() - confirmed_flush_lsn). Cloud Run turns a JSON line into jsonPayload.
+ * Fields of the summary line the listener prints on stdout after each run (`{"command":"listen",...}`,
+ * listener/run.ts ListenerSummary; Cloud Run turns a JSON line into jsonPayload):
+ * - lagBytes: WAL bytes the slot still retains (pg_current_wal_lsn() - confirmed_flush_lsn);
+ * - stuckTransaction: null, or {xid, startLsn, changesRead, runs?} when the run hit its time limit inside a
+ *   transaction it could not finish (BRIEF decision 6);
+ * - slotWalStatus: pg_replication_slots.wal_status at run start ("lost": the slot can no longer be read).
  */
-export const SLOT_LAG_LOG_FIELD = 'lagBytes';
+export const SUMMARY_FIELDS = {
+  lag: 'lagBytes',
+  stuckTransaction: 'stuckTransaction',
+  walStatus: 'slotWalStatus',
+} as const;
+
+/** Not more than one notification per this period for a log-match alert (required for that condition type). */
+export const LOG_ALERT_RATE_LIMIT = '3600s';
 
 export interface MonitoringArgs {
   project: pulumi.Input<string>;
   namePrefix: string;
   listenerJobName: pulumi.Input<string>;
   sinkJobName: pulumi.Input<string>;
+  adminJobName: pulumi.Input<string>;
   /** The change subscription (its dead-letter count is what we watch). */
   subscriptionName: pulumi.Input<string>;
-  /** "project:instance", the cloudsql_database resource's database_id. */
-  databaseId: pulumi.Input<string>;
+  /** "project:instance", the cloudsql_database resource's database_id; unset when no Cloud SQL metrics are ours. */
+  databaseId?: pulumi.Input<string>;
   slotLagAlertBytes: number;
   diskUtilizationAlertPercent: number;
   alertEmail?: string;
 }
 
-/** Alerts for failed job executions, dead letters, replication slot lag and a filling database disk. */
+/**
+ * Alerts for failed job executions, dead letters, a lagging, stuck or lost replication slot, listener errors
+ * and a filling database disk.
+ *
+ * The listener's own reports are watched with log-match conditions (conditionMatchedLog) on its summary and
+ * ERROR lines, not with a threshold on a log-based metric: an alert policy naming a log-based metric created
+ * in the same `pulumi up` fails with "Error 404: Cannot find metric(s) that match type =
+ * "logging.googleapis.com/user/...". If a metric was created recently, it could take up to 10 minutes to
+ * become available" (hashicorp/terraform-provider-google#11102, still open), so a fresh project's first `up`
+ * would fail. A log-match condition needs no metric descriptor. Log-based alert policies take exactly one
+ * condition and require a notification rate limit ("Required for alert policies with a LogMatch condition",
+ * AlertStrategy.notification_rate_limit, https://cloud.google.com/monitoring/api/ref_v3/rest/v3/projects.alertPolicies).
+ * The slot-lag log-based metric is still created, for charts; no alert depends on it.
+ */
 export class Monitoring extends pulumi.ComponentResource {
   readonly policies: gcp.monitoring.AlertPolicy[];
   readonly slotLagMetric: gcp.logging.Metric;
@@ -52,9 +76,9 @@ export class Monitoring extends pulumi.ComponentResource {
       displayName: string,
       documentation: string,
       conditions: gcp.types.input.monitoring.AlertPolicyCondition[],
-      extraDeps: pulumi.Resource[] = [],
-    ) =>
-      new gcp.monitoring.AlertPolicy(
+    ) => {
+      const logBased = conditions.some((c) => c.conditionMatchedLog !== undefined);
+      return new gcp.monitoring.AlertPolicy(
         `${name}-${id}`,
         {
           project: args.project,
@@ -63,10 +87,13 @@ export class Monitoring extends pulumi.ComponentResource {
           conditions,
           notificationChannels: channels,
           documentation: { content: documentation, mimeType: 'text/markdown' },
-          alertStrategy: { autoClose: '86400s' },
+          alertStrategy: logBased
+            ? { autoClose: '86400s', notificationRateLimit: { period: LOG_ALERT_RATE_LIMIT } }
+            : { autoClose: '86400s' },
         },
-        childOptions(this, opts, extraDeps),
+        child,
       );
+    };
 
     const jobFailed = (
       job: pulumi.Input<string>,
@@ -82,16 +109,27 @@ export class Monitoring extends pulumi.ComponentResource {
       },
     });
 
-    // Log-based metric: the listener's reported slot lag, one sample per run.
+    // The listener's summary lines, in the Logging query language (https://cloud.google.com/logging/docs/view/logging-query-language).
+    const listenerLog = pulumi.interpolate`resource.type = "cloud_run_job" AND resource.labels.job_name = "${args.listenerJobName}"`;
+    const summary = pulumi.interpolate`${listenerLog} AND jsonPayload.command = "listen"`;
+    const logMatch = (
+      displayName: string,
+      filter: pulumi.Input<string>,
+    ): gcp.types.input.monitoring.AlertPolicyCondition => ({
+      displayName,
+      conditionMatchedLog: { filter },
+    });
+
+    // Log-based metric: the listener's reported slot lag, one sample per run, for charts.
     this.slotLagMetric = new gcp.logging.Metric(
       `${name}-slot-lag`,
       {
         project: args.project,
         name: `${args.namePrefix}/slot_lag_bytes`,
         description: 'WAL bytes the replication slot retains, as reported by the listener after each run',
-        filter: pulumi.interpolate`resource.type = "cloud_run_job" AND resource.labels.job_name = "${args.listenerJobName}" AND jsonPayload.command = "listen" AND jsonPayload.${SLOT_LAG_LOG_FIELD} >= 0`,
+        filter: pulumi.interpolate`${summary} AND jsonPayload.${SUMMARY_FIELDS.lag} >= 0`,
         metricDescriptor: { metricKind: 'DELTA', valueType: 'DISTRIBUTION', unit: 'By' },
-        valueExtractor: `EXTRACT(jsonPayload.${SLOT_LAG_LOG_FIELD})`,
+        valueExtractor: `EXTRACT(jsonPayload.${SUMMARY_FIELDS.lag})`,
         // Powers of two from 1 B to 2^40 B (1 TiB).
         bucketOptions: { exponentialBuckets: { numFiniteBuckets: 40, growthFactor: 2, scale: 1 } },
       },
@@ -102,9 +140,13 @@ export class Monitoring extends pulumi.ComponentResource {
       policy(
         'job-failed',
         'job execution failed',
-        'A listener or sink execution failed. Check its logs: `gcloud run jobs executions list --job <job>`. ' +
+        'A listener, sink or admin execution failed. Check its logs: `gcloud run jobs executions list --job <job>`. ' +
           'Nothing is lost (the slot and the subscription keep the data) but nothing moves until runs succeed.',
-        [jobFailed(args.listenerJobName, 'listener'), jobFailed(args.sinkJobName, 'sink')],
+        [
+          jobFailed(args.listenerJobName, 'listener'),
+          jobFailed(args.sinkJobName, 'sink'),
+          jobFailed(args.adminJobName, 'admin'),
+        ],
       ),
       policy(
         'dead-letters',
@@ -130,38 +172,70 @@ export class Monitoring extends pulumi.ComponentResource {
         'The replication slot retains more WAL than the threshold: the listener is not keeping up or not ' +
           'confirming. WAL keeps growing on the database disk until the slot is read or dropped.',
         [
-          {
-            displayName: 'slot lag above threshold',
-            conditionThreshold: {
-              filter: pulumi.interpolate`resource.type = "cloud_run_job" AND metric.type = "logging.googleapis.com/user/${this.slotLagMetric.name}"`,
-              comparison: 'COMPARISON_GT',
-              thresholdValue: args.slotLagAlertBytes,
-              duration: '0s',
-              aggregations: [{ alignmentPeriod: '900s', perSeriesAligner: 'ALIGN_PERCENTILE_99' }],
-            },
-          },
+          logMatch(
+            'slot lag above threshold',
+            pulumi.interpolate`${summary} AND jsonPayload.${SUMMARY_FIELDS.lag} > ${args.slotLagAlertBytes}`,
+          ),
         ],
-        [this.slotLagMetric],
       ),
       policy(
-        'disk-filling',
-        'database disk filling',
-        'The Cloud SQL disk is filling, often because a replication slot retains WAL. Check slot lag first.',
+        'stuck-transaction',
+        'listener stuck in a transaction',
+        'A listener run hit its time limit inside a transaction it could not finish, so the slot could not ' +
+          'advance past it (summary field `stuckTransaction`: xid, startLsn, changesRead). WAL is retained until ' +
+          'a run gets through it: raise `listenerMaxRunSeconds` (and the timeout), or find the huge transaction.',
         [
-          {
-            displayName: 'disk utilization high',
-            conditionThreshold: {
-              filter: pulumi.interpolate`resource.type = "cloudsql_database" AND resource.labels.database_id = "${args.databaseId}" AND metric.type = "cloudsql.googleapis.com/database/disk/utilization"`,
-              comparison: 'COMPARISON_GT',
-              // The metric is a fraction (0-1).
-              thresholdValue: args.diskUtilizationAlertPercent / 100,
-              duration: '600s',
-              aggregations: [{ alignmentPeriod: '300s', perSeriesAligner: 'ALIGN_MEAN' }],
-            },
-          },
+          logMatch(
+            'summary reports a stuck transaction',
+            // A field test (":*") matches only when the object is there, not when the summary says null.
+            pulumi.interpolate`${summary} AND jsonPayload.${SUMMARY_FIELDS.stuckTransaction}.xid:*`,
+          ),
         ],
       ),
+      policy(
+        'slot-lost',
+        'replication slot lost',
+        'The replication slot was invalidated (pg_replication_slots.wal_status = lost): changes after the loss ' +
+          'cannot be read from it. The listener stops with the replication-setup exit code; recreate the slot ' +
+          '(`pgcdc sql teardown`, `pgcdc sql init`) and re-snapshot (`pgcdc snapshot --restart`).',
+        [
+          logMatch(
+            'slot reported lost',
+            pulumi.interpolate`${summary} AND jsonPayload.${SUMMARY_FIELDS.walStatus} = "lost"`,
+          ),
+        ],
+      ),
+      policy(
+        'listener-errors',
+        'listener error',
+        'The listener logged an ERROR line (its failure reason: `jsonPayload.error`, `jsonPayload.message`).',
+        [logMatch('listener ERROR line', pulumi.interpolate`${listenerLog} AND severity >= ERROR`)],
+      ),
     ];
+
+    if (args.databaseId !== undefined) {
+      this.policies.push(
+        policy(
+          'disk-filling',
+          'database disk filling',
+          'The Cloud SQL disk is filling, often because a replication slot retains WAL. Check slot lag first; ' +
+            'the disk grows on its own only up to databaseDiskAutoresizeLimitGb.',
+          [
+            {
+              displayName: 'disk utilization high',
+              conditionThreshold: {
+                filter: pulumi.interpolate`resource.type = "cloudsql_database" AND resource.labels.database_id = "${args.databaseId}" AND metric.type = "cloudsql.googleapis.com/database/disk/utilization"`,
+                comparison: 'COMPARISON_GT',
+                // The metric is a fraction (0-1).
+                thresholdValue: args.diskUtilizationAlertPercent / 100,
+                duration: '600s',
+                aggregations: [{ alignmentPeriod: '300s', perSeriesAligner: 'ALIGN_MEAN' }],
+              },
+            },
+          ],
+        ),
+      );
+    }
 
     this.registerOutputs({});
   }

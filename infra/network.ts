@@ -2,15 +2,19 @@ import * as gcp from '@pulumi/gcp';
 import * as pulumi from '@pulumi/pulumi';
 import { childOptions, type ComponentOptions } from './options';
 
-/** Postgres itself, and the port the Cloud SQL connectors dial (server-side proxy). */
-export const DATABASE_PORTS = ['5432', '3307'];
+/**
+ * Postgres itself: the jobs connect directly to the PSC endpoint, so the Cloud SQL connectors' port 3307 is
+ * never dialled ("If you connect directly, then you don't need any IAM roles or permissions",
+ * https://cloud.google.com/sql/docs/postgres/configure-private-service-connect).
+ */
+export const DATABASE_PORTS = ['5432'];
 
 export interface NetworkArgs {
   project: pulumi.Input<string>;
   region: pulumi.Input<string>;
   /** Range of the subnet the jobs' Direct VPC egress interfaces and the PSC endpoint live in. */
   subnetCidr: pulumi.Input<string>;
-  /** The Cloud SQL instance's `pscServiceAttachmentLink`. */
+  /** The Cloud SQL instance's `pscServiceAttachmentLink` (ours, or the existing instance's in sourceMode cloudsql). */
   serviceAttachment: pulumi.Input<string>;
   /** The Cloud SQL instance's `dnsName` (e.g. "abc.def.us-central1.sql.goog."). */
   instanceDnsName: pulumi.Input<string>;
@@ -135,8 +139,7 @@ export class Network extends pulumi.ComponentResource {
         targetTags: [args.jobTag],
         destinationRanges: [pulumi.interpolate`${this.pscAddress.address}/32`],
         allows: [{ protocol: 'tcp', ports: DATABASE_PORTS }],
-        description:
-          'Jobs reach Cloud SQL through its PSC endpoint (5432 Postgres, 3307 Cloud SQL connector)',
+        description: 'Jobs reach Cloud SQL through its PSC endpoint (Postgres, 5432)',
       },
       child,
     );

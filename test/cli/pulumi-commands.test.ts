@@ -35,7 +35,9 @@ describe('pgcdc deploy / preview / refresh / destroy / outputs', () => {
 
   it("deploy validates the stack's own config file as Pulumi would hand it to the program", async () => {
     h = harness({
-      stacks: { dev: GOOD_STACK + '  pgcdc:maxSlotWalKeepSizeMb: 4096\n  pgcdc:deletionProtection: false\n' },
+      stacks: {
+        dev: GOOD_STACK + '  pgcdc:databaseDiskAutoresizeLimitGb: 50\n  pgcdc:deletionProtection: false\n',
+      },
     });
     const seen: Array<Record<string, unknown>> = [];
     const real = h.deps.validateConfig;
@@ -50,7 +52,7 @@ describe('pgcdc deploy / preview / refresh / destroy / outputs', () => {
         'gcp:project': PROJECT,
         region: 'europe-west4',
         tables: '["public.customers"]',
-        maxSlotWalKeepSizeMb: '4096',
+        databaseDiskAutoresizeLimitGb: '50',
         deletionProtection: 'false',
       },
     ]);

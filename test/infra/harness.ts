@@ -15,6 +15,42 @@ export const MOCK_ACCESS_TOKEN = 'ya29.mock-deployer-access-token';
 
 /** Environment variable carrying config overrides (JSON) into a variant run of the program. */
 export const VARIANT_ENV = 'PGCDC_TEST_STACK_CONFIG';
+/** Environment variable carrying overrides (JSON) of the existing instance getDatabaseInstance returns. */
+export const INSTANCE_ENV = 'PGCDC_TEST_CLOUDSQL_INSTANCE';
+
+/** The existing Cloud SQL instance the mocked data source describes (sourceMode cloudsql variants). */
+export function existingInstance(): Record<string, unknown> {
+  const base = {
+    name: 'prod-db',
+    project: 'their-project',
+    region: 'us-central1',
+    connectionName: 'their-project:us-central1:prod-db',
+    databaseVersion: 'POSTGRES_15',
+    dnsName: 'abcdef.123456.us-central1.sql.goog.',
+    pscServiceAttachmentLink: 'projects/tp-producer/regions/us-central1/serviceAttachments/a-prod-db',
+    ipAddresses: [{ ipAddress: '10.20.0.3', type: 'PRIVATE', timeToRetire: '' }],
+    serverCaCerts: [
+      { cert: '-----BEGIN CERTIFICATE-----\nMIIcurrent\n-----END CERTIFICATE-----' },
+      { cert: '-----BEGIN CERTIFICATE-----\nMIIupcoming\n-----END CERTIFICATE-----' },
+    ],
+    settings: [
+      {
+        databaseFlags: [
+          { name: 'cloudsql.logical_decoding', value: 'on' },
+          { name: 'max_connections', value: '200' },
+        ],
+        ipConfigurations: [
+          {
+            privateNetwork: 'projects/their-project/global/networks/prod',
+            pscConfigs: [{ pscEnabled: true, allowedConsumerProjects: [PROJECT] }],
+          },
+        ],
+      },
+    ],
+  };
+  const override = process.env[INSTANCE_ENV];
+  return override ? { ...base, ...(JSON.parse(override) as Record<string, unknown>) } : base;
+}
 
 /** Pulumi's wire marker of a secret value (sdk/nodejs/runtime/rpc.ts specialSigKey / specialSecretSig). */
 const SIG_KEY = '4dabf18193072939515e22adb298388d';
@@ -34,6 +70,8 @@ export interface Recorded {
 }
 
 export const recorded: Recorded[] = [];
+/** Data-source calls the program made (token and arguments). */
+export const invokes: Array<{ token: string; inputs: Record<string, unknown> }> = [];
 
 /** The repository root (where Pulumi.yaml is), from the compiled test's location dist-x/test/infra. */
 export const REPO_ROOT = findUp(__dirname, 'Pulumi.yaml');
@@ -106,7 +144,11 @@ function stateFor(
           connectionName: `${project}:${region}:${instance}`,
           dnsName: `0123456789ab.cdef01234567.${region}.sql.goog.`,
           pscServiceAttachmentLink: `projects/producer-tp/regions/${region}/serviceAttachments/a-${instance}`,
-          serverCaCerts: [{ cert: '-----BEGIN CERTIFICATE-----\nMIIDfake\n-----END CERTIFICATE-----\n' }],
+          // Two during a CA rotation: the current and the upcoming one.
+          serverCaCerts: [
+            { cert: '-----BEGIN CERTIFICATE-----\nMIIDcurrent\n-----END CERTIFICATE-----\n' },
+            { cert: '-----BEGIN CERTIFICATE-----\nMIIDupcoming\n-----END CERTIFICATE-----' },
+          ],
         },
       };
     }
@@ -116,10 +158,6 @@ function stateFor(
         id: `projects/${project}/serviceAccounts/${email}`,
         state: { ...inputs, email, member: `serviceAccount:${email}` },
       };
-    }
-    case 'gcp:projects/serviceIdentity:ServiceIdentity': {
-      const email = `service-${PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com`;
-      return { id: `${name}-id`, state: { ...inputs, email, member: `serviceAccount:${email}` } };
     }
     case 'gcp:compute/network:Network':
       return { id: `projects/${project}/global/networks/${name}`, state: { ...inputs, name } };
@@ -214,6 +252,9 @@ async function load(): Promise<Record<string, unknown>> {
             };
           case 'gcp:organizations/getProject:getProject':
             return { projectId: PROJECT, number: PROJECT_NUMBER };
+          case 'gcp:sql/getDatabaseInstance:getDatabaseInstance':
+            invokes.push({ token: args.token, inputs: args.inputs as Record<string, unknown> });
+            return existingInstance();
           default:
             throw new Error(`unexpected invoke ${args.token}`);
         }
@@ -226,7 +267,10 @@ async function load(): Promise<Record<string, unknown>> {
   pulumi.runtime.setAllConfig(devStackConfig());
 
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const stack = require(path.join(OUT_DIR, 'index')) as Record<string, unknown>;
+  const program = require(path.join(OUT_DIR, 'index')) as
+    Record<string, unknown> | (() => Promise<Record<string, unknown>>);
+  // Pulumi calls an exported function and awaits it (its result is the stack's outputs).
+  const stack = typeof program === 'function' ? await program() : program;
   // Every output resolves only after the resources behind it are registered; then drain the RPC queue.
   await Promise.all(
     Object.values(stack).map((v) =>

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
-import { VARIANT_ENV } from './harness';
+import { INSTANCE_ENV, PROJECT, VARIANT_ENV } from './harness';
 
 type Obj = Record<string, unknown>;
 interface Resource {
@@ -11,13 +11,25 @@ interface Resource {
   inputs: Obj;
 }
 
-/** Runs index.ts with the dev config plus `overrides` in a child process; resolves when the child exits. */
-function runVariant(
-  overrides: Record<string, string | null>,
-): Promise<{ resources?: Resource[]; error?: string }> {
+interface Report {
+  resources?: Resource[];
+  invokes?: Array<{ token: string; inputs: Obj }>;
+  outputs?: Obj;
+  error?: string;
+}
+
+/**
+ * Runs index.ts with the dev config plus `overrides` in a child process (and, for sourceMode cloudsql, the
+ * existing instance the data source describes, overridden by `instance`); resolves when the child exits.
+ */
+function runVariant(overrides: Record<string, string | null>, instance?: Obj): Promise<Report> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [path.join(__dirname, 'variant-runner.js')], {
-      env: { ...process.env, [VARIANT_ENV]: JSON.stringify(overrides) },
+      env: {
+        ...process.env,
+        [VARIANT_ENV]: JSON.stringify(overrides),
+        ...(instance ? { [INSTANCE_ENV]: JSON.stringify(instance) } : {}),
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
@@ -27,7 +39,7 @@ function runVariant(
     child.on('error', reject);
     child.on('close', (code) => {
       try {
-        resolve(JSON.parse(out) as { resources?: Resource[]; error?: string });
+        resolve(JSON.parse(out) as Report);
       } catch {
         reject(new Error(`variant run exited ${code} without a report; stderr: ${err}`));
       }
@@ -50,7 +62,6 @@ describe('the pgcdc stack under other configurations', function () {
     before(async () => {
       const { resources, error } = await runVariant({
         'pgcdc:deletionProtection': null, // the default: protected
-        'pgcdc:maxSlotWalKeepSizeMb': null,
         'pgcdc:listenerImage': 'europe-docker.pkg.dev/ci-project/images/listener@sha256:' + 'a'.repeat(64),
         'pgcdc:sinkImage': 'europe-docker.pkg.dev/ci-project/images/sink:v1',
         'pgcdc:tables': JSON.stringify(['public.customers', 'sales.orders']),
@@ -66,11 +77,6 @@ describe('the pgcdc stack under other configurations', function () {
       assert.equal((instance.inputs.settings as Obj).deletionProtectionEnabled, true);
       assert.equal(find(rs, 'gcp:bigquery/dataset:Dataset')[0]!.inputs.deleteContentsOnDestroy, false);
       assert.equal(find(rs, 'gcp:bigquery/table:Table', 'failed')[0]!.inputs.deletionProtection, true);
-    });
-    it('without maxSlotWalKeepSizeMb the server default (unlimited) stays', () => {
-      const flags = ((find(rs, 'gcp:sql/databaseInstance:DatabaseInstance')[0]!.inputs.settings as Obj)
-        .databaseFlags ?? []) as Obj[];
-      assert.ok(!flags.some((f) => f.name === 'max_slot_wal_keep_size'));
     });
     it('prebuilt images are run as given and nothing is built', () => {
       assert.deepEqual(find(rs, 'docker:index/image:Image'), []);
@@ -98,8 +104,262 @@ describe('the pgcdc stack under other configurations', function () {
       assert.equal(channel.inputs.type, 'email');
       assert.deepEqual(channel.inputs.labels, { email_address: 'oncall@example.com' });
       const policies = find(rs, 'gcp:monitoring/alertPolicy:AlertPolicy');
-      assert.equal(policies.length, 4);
+      assert.equal(policies.length, 7);
       for (const p of policies) assert.equal((p.inputs.notificationChannels as string[]).length, 1, p.name);
+    });
+  });
+
+  describe("sourceMode cloudsql and host: the user's database is read, never managed", () => {
+    const theirs = 'their-project';
+    const cloudsql = {
+      'pgcdc:sourceMode': 'cloudsql',
+      'pgcdc:sourceInstance': `${theirs}:us-central1:prod-db`,
+      'pgcdc:adminPasswordSecret': `projects/${theirs}/secrets/prod-db-admin`,
+    };
+    const host = {
+      'pgcdc:sourceMode': 'host',
+      'pgcdc:sourceHost': 'pg.corp.example.com',
+      'pgcdc:sourcePort': '6432',
+      'pgcdc:sourceCaCert': '-----BEGIN CERTIFICATE-----\nMIIcorpCA\n-----END CERTIFICATE-----',
+      'pgcdc:sourceSubnet': 'projects/net-host-prj/regions/us-central1/subnetworks/to-corp',
+      'pgcdc:adminPasswordSecret': 'corp-pg-admin',
+      'pgcdc:replicatorPasswordSecret': 'corp-pg-replicator',
+    };
+    const listenerEnv = (rs: Resource[]) =>
+      new Map(
+        (
+          (
+            ((find(rs, 'gcp:cloudrunv2/job:Job', 'jobs-listener')[0]!.inputs.template as Obj).template as Obj)
+              .containers as Obj[]
+          )[0]!.envs as Obj[]
+        ).map((e) => [String(e.name), e]),
+      );
+    const vpcOf = (rs: Resource[], role: string) =>
+      ((find(rs, 'gcp:cloudrunv2/job:Job', `jobs-${role}`)[0]!.inputs.template as Obj).template as Obj)
+        .vpcAccess as Obj;
+
+    /**
+     * Every registered resource is checked, not a list of expected ones: nothing of type gcp:sql/* (no
+     * instance, database, user, certificate...), no IAM binding or policy (which would replace others'
+     * grants), and nothing in the user's project but an additive accessor grant for one of our accounts
+     * on a secret they named.
+     */
+    function assertNothingManagesTheirDatabase(rs: Resource[], userProjects: string[]): void {
+      assert.ok(rs.length > 40, 'the whole stack was registered');
+      for (const r of rs) {
+        const what = `${r.type} ${r.name}`;
+        assert.ok(!r.type.startsWith('gcp:sql/'), `${what}: a Cloud SQL resource`);
+        assert.doesNotMatch(r.type, /IamBinding|IAMBinding|IamPolicy|IAMPolicy/, what);
+        const project = r.inputs.project as string | undefined;
+        if (project === undefined || project === PROJECT) continue;
+        assert.ok(userProjects.includes(project), `${what} in ${project}`);
+        assert.equal(
+          r.type,
+          'gcp:secretmanager/secretIamMember:SecretIamMember',
+          `${what} in the user's project`,
+        );
+        assert.equal(r.inputs.role, 'roles/secretmanager.secretAccessor', what);
+        assert.match(
+          String(r.inputs.member),
+          new RegExp(`^serviceAccount:pgcdc-(listener|admin)@${PROJECT}\\.`),
+          what,
+        );
+      }
+    }
+
+    describe('cloudsql through Private Service Connect (the instance allows our project)', () => {
+      let report: Report;
+      before(async () => {
+        report = await runVariant(cloudsql);
+        assert.equal(report.error, undefined);
+      });
+      it('reads the instance with the data source, in its own project', () =>
+        assert.deepEqual(report.invokes, [
+          {
+            token: 'gcp:sql/getDatabaseInstance:getDatabaseInstance',
+            inputs: { project: theirs, name: 'prod-db' },
+          },
+        ]));
+      it('creates nothing that could modify, restart or delete it', () =>
+        assertNothingManagesTheirDatabase(report.resources!, [theirs]));
+      it("connects through a PSC endpoint of ours to the instance's service attachment, resolved by its DNS name", () => {
+        const rs = report.resources!;
+        const rule = find(rs, 'gcp:compute/forwardingRule:ForwardingRule', 'sql-psc')[0]!;
+        assert.equal(
+          rule.inputs.target,
+          'projects/tp-producer/regions/us-central1/serviceAttachments/a-prod-db',
+        );
+        assert.equal(rule.inputs.project, PROJECT);
+        assert.equal(
+          find(rs, 'gcp:dns/recordSet:RecordSet')[0]!.inputs.name,
+          'abcdef.123456.us-central1.sql.goog.',
+        );
+        const env = listenerEnv(rs);
+        assert.equal(env.get('PGHOST')!.value, 'abcdef.123456.us-central1.sql.goog');
+        assert.equal(env.get('PGSSLMODE')!.value, 'verify-ca');
+        assert.equal(
+          env.get('PGCDC_PG_SSL_ROOT_CERT')!.value,
+          '-----BEGIN CERTIFICATE-----\nMIIcurrent\n-----END CERTIFICATE-----\n' +
+            '-----BEGIN CERTIFICATE-----\nMIIupcoming\n-----END CERTIFICATE-----\n',
+        );
+        const iface = (vpcOf(rs, 'listener').networkInterfaces as Obj[])[0]!;
+        assert.match(
+          String(iface.subnetwork),
+          new RegExp(`^projects/${PROJECT}/regions/us-central1/subnetworks/pgcdc-net-jobs$`),
+        );
+      });
+      it("the admin password comes from the user's secret (latest version); the replicator's is generated", () => {
+        const rs = report.resources!;
+        const adminJob = find(rs, 'gcp:cloudrunv2/job:Job', 'jobs-admin')[0]!;
+        const envs = (((adminJob.inputs.template as Obj).template as Obj).containers as Obj[])[0]!
+          .envs as Obj[];
+        const admin = envs.find((e) => e.name === 'PGCDC_ADMIN_PASSWORD')!;
+        assert.deepEqual(admin.valueSource, {
+          secretKeyRef: { secret: `projects/${theirs}/secrets/prod-db-admin`, version: 'latest' },
+        });
+        assert.deepEqual(
+          find(rs, 'gcp:secretmanager/secret:Secret').map((x) => x.inputs.secretId),
+          ['pgcdc-replicator-password'],
+        );
+        const grant = find(
+          rs,
+          'gcp:secretmanager/secretIamMember:SecretIamMember',
+          'admin-reads-admin-password',
+        )[0]!;
+        assert.equal(grant.inputs.project, theirs);
+        assert.equal(grant.inputs.secretId, `projects/${theirs}/secrets/prod-db-admin`);
+      });
+      it('has no disk alert (the instance metrics are in its own project), the log alerts all remain', () => {
+        const names = find(report.resources!, 'gcp:monitoring/alertPolicy:AlertPolicy').map((p) => p.name);
+        assert.ok(!names.some((n) => n.includes('disk')), names.join());
+        assert.ok(names.some((n) => n.includes('slot-lost')));
+        assert.equal(report.outputs!.instanceConnectionName, `${theirs}:us-central1:prod-db`);
+        assert.equal(report.outputs!.sourceMode, 'cloudsql');
+      });
+    });
+
+    describe('cloudsql through its private IP (sourceSubnet set)', () => {
+      let report: Report;
+      const subnet = `projects/${theirs}/regions/us-central1/subnetworks/prod-jobs`;
+      before(async () => {
+        report = await runVariant({ ...cloudsql, 'pgcdc:sourceSubnet': subnet });
+        assert.equal(report.error, undefined);
+      });
+      it('creates no network of its own: Direct VPC egress into their subnet, to the private IP', () => {
+        const rs = report.resources!;
+        assert.deepEqual(
+          rs.filter((r) => r.type.startsWith('gcp:compute/') || r.type.startsWith('gcp:dns/')),
+          [],
+        );
+        for (const role of ['listener', 'admin']) {
+          assert.deepEqual(vpcOf(rs, role), {
+            networkInterfaces: [{ subnetwork: subnet, tags: ['pgcdc-job'] }],
+            egress: 'PRIVATE_RANGES_ONLY',
+          });
+        }
+        assert.equal(listenerEnv(rs).get('PGHOST')!.value, '10.20.0.3');
+        assertNothingManagesTheirDatabase(rs, [theirs]);
+      });
+    });
+
+    describe('cloudsql that cannot be reached as configured: the error says what to run', () => {
+      it('PSC enabled but our project not allowed: the gcloud command keeps the projects already allowed', async () => {
+        const { error } = await runVariant(cloudsql, {
+          settings: [
+            {
+              ipConfigurations: [
+                {
+                  privateNetwork: 'projects/their-project/global/networks/prod',
+                  pscConfigs: [{ pscEnabled: true, allowedConsumerProjects: ['other-app'] }],
+                },
+              ],
+            },
+          ],
+        });
+        assert.match(
+          error!,
+          /^config sourceInstance: the Cloud SQL instance their-project:us-central1:prod-db does not allow project pgcdc-test-project as a PSC consumer/,
+        );
+        assert.ok(
+          error!.includes(
+            'gcloud sql instances patch prod-db --project=their-project --allowed-psc-projects=other-app,pgcdc-test-project',
+          ),
+          error,
+        );
+        assert.match(
+          error!,
+          /or set pgcdc:sourceSubnet to a subnet of its VPC \(projects\/their-project\/global\/networks\/prod\)/,
+        );
+      });
+      it('PSC not enabled: the command enables it', async () => {
+        const { error } = await runVariant(cloudsql, {
+          settings: [{ ipConfigurations: [{ pscConfigs: [] }] }],
+          ipAddresses: [],
+        });
+        assert.match(error!, /does not have Private Service Connect enabled/);
+        assert.ok(
+          error!.includes('--enable-private-service-connect --allowed-psc-projects=pgcdc-test-project'),
+          error,
+        );
+      });
+      it('private IP path but the instance has none', async () => {
+        const { error } = await runVariant(
+          { ...cloudsql, 'pgcdc:sourceSubnet': `projects/${theirs}/regions/us-central1/subnetworks/x` },
+          { ipAddresses: [{ ipAddress: '34.1.2.3', type: 'PRIMARY' }] },
+        );
+        assert.match(error!, /^config sourceSubnet: the Cloud SQL instance .* has no private IP address/);
+      });
+      it('not a PostgreSQL instance', async () => {
+        const { error } = await runVariant(cloudsql, { databaseVersion: 'MYSQL_8_0' });
+        assert.match(error!, /runs MYSQL_8_0, not PostgreSQL/);
+      });
+    });
+
+    describe('host: any PostgreSQL reachable from a named subnet', () => {
+      let report: Report;
+      before(async () => {
+        report = await runVariant(host);
+        assert.equal(report.error, undefined);
+      });
+      it('reads no Cloud SQL instance and creates no network: Direct VPC egress into the named subnet', () => {
+        const rs = report.resources!;
+        assert.deepEqual(report.invokes, []);
+        assert.deepEqual(
+          rs.filter((r) => r.type.startsWith('gcp:compute/') || r.type.startsWith('gcp:dns/')),
+          [],
+        );
+        assert.deepEqual(vpcOf(rs, 'listener'), {
+          networkInterfaces: [
+            {
+              subnetwork: 'projects/net-host-prj/regions/us-central1/subnetworks/to-corp',
+              tags: ['pgcdc-job'],
+            },
+          ],
+          egress: 'PRIVATE_RANGES_ONLY',
+        });
+        assertNothingManagesTheirDatabase(rs, []);
+      });
+      it('connects to host:port with TLS verified against the configured CA, hostname included', () => {
+        const env = listenerEnv(report.resources!);
+        assert.equal(env.get('PGHOST')!.value, 'pg.corp.example.com');
+        assert.equal(env.get('PGPORT')!.value, '6432');
+        assert.equal(env.get('PGSSLMODE')!.value, 'verify-full');
+        assert.equal(
+          env.get('PGCDC_PG_SSL_ROOT_CERT')!.value,
+          '-----BEGIN CERTIFICATE-----\nMIIcorpCA\n-----END CERTIFICATE-----\n',
+        );
+      });
+      it("both passwords come from the user's secrets; the stack creates no secret and no password", () => {
+        const rs = report.resources!;
+        assert.deepEqual(find(rs, 'gcp:secretmanager/secret:Secret'), []);
+        assert.deepEqual(find(rs, 'random:index/randomPassword:RandomPassword'), []);
+        assert.deepEqual(listenerEnv(rs).get('PGPASSWORD')!.valueSource, {
+          secretKeyRef: { secret: 'corp-pg-replicator', version: 'latest' },
+        });
+        assert.equal(report.outputs!.adminSecretId, `projects/${PROJECT}/secrets/corp-pg-admin`);
+        const names = find(rs, 'gcp:monitoring/alertPolicy:AlertPolicy').map((p) => p.name);
+        assert.ok(!names.some((n) => n.includes('disk')), 'no Cloud SQL metric to watch');
+      });
     });
   });
 });
