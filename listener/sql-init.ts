@@ -104,6 +104,7 @@ export async function runSqlInit(pgConfig: ClientConfig, opts: SqlInitOptions): 
           const err = e as Error & { hint?: string };
           throw new Error(
             `${path.basename(file)}: ${err.message}${err.hint ? ` (hint: ${err.hint})` : ''}\n  in: ${statement.slice(0, 200)}`,
+            { cause: e },
           );
         }
         statements++;
