@@ -6,7 +6,7 @@
 
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { safeLoad } from 'js-yaml';
+import { load } from 'js-yaml';
 import { CONFIG_KEYS, ConfigError, EncryptedValue } from '../infra/config';
 import { ConfigInvalidError, UsageError } from './errors';
 
@@ -15,7 +15,7 @@ export type ValidateConfig<C> = (raw: Record<string, unknown>) => C;
 function readYaml(file: string): Record<string, unknown> {
   let doc: unknown;
   try {
-    doc = safeLoad(readFileSync(file, 'utf8'), { filename: file });
+    doc = load(readFileSync(file, 'utf8'), { filename: file });
   } catch (e) {
     throw new ConfigInvalidError(`${path.basename(file)} is not valid YAML: ${(e as Error).message}`);
   }

@@ -159,6 +159,7 @@ async function runScript(client: Client, file: string, settings: Record<string, 
       const err = e as Error & { hint?: string };
       throw new Error(
         `${path.basename(file)}: ${err.message}${err.hint ? ` (hint: ${err.hint})` : ''}\n  in: ${statement.slice(0, 200)}`,
+        { cause: e },
       );
     }
     n++;

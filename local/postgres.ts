@@ -43,7 +43,7 @@ function run(binDir: string, tool: string, args: string[]): string {
     return execFileSync(argv[0], argv.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   } catch (e) {
     const err = e as { stderr?: string; stdout?: string; message: string };
-    throw new Error(`${tool} failed: ${err.stderr || err.stdout || err.message}`);
+    throw new Error(`${tool} failed: ${err.stderr || err.stdout || err.message}`, { cause: e });
   }
 }
 

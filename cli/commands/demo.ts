@@ -143,8 +143,8 @@ export function demoCommand(deps: CliDeps): Command {
       // The replica is applied by the emulator as the sink writes; poll (with a deadline) rather than assume.
       const deadline = deps.clock.now() + opts.timeout * 1000;
       let source = await sourceRows(e.pg);
-      let replica = new Map<string, TextRow>();
-      let diff: string[] = [];
+      let replica: Map<string, TextRow>;
+      let diff: string[];
       for (;;) {
         replica = await replicaRows(e).catch(() => new Map<string, TextRow>());
         diff = differences(source, replica);

@@ -146,7 +146,7 @@ export function createRestHandler(store: Store): (req: IncomingMessage, res: Ser
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
-      let status = 200;
+      let status: number;
       let body: Json | undefined;
       try {
         const url = new URL(req.url ?? '/', 'http://emulator');

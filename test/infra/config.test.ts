@@ -10,7 +10,7 @@ import {
   readProject,
   stackConfigEntries,
 } from '../../cli/stack-config';
-import { safeLoad } from 'js-yaml';
+import { load } from 'js-yaml';
 import {
   CONFIG_KEYS,
   ConfigError,
@@ -227,7 +227,7 @@ describe('stack configuration', () => {
 
   describe('Pulumi.yaml and Pulumi.dev.yaml', () => {
     type Declared = { type: string; default?: unknown; description?: string; items?: { type: string } };
-    const project = safeLoad(readFileSync(path.join(REPO_ROOT, 'Pulumi.yaml'), 'utf8')) as {
+    const project = load(readFileSync(path.join(REPO_ROOT, 'Pulumi.yaml'), 'utf8')) as {
       name: string;
       config: Record<string, Declared>;
     };
@@ -255,7 +255,7 @@ describe('stack configuration', () => {
       }
     });
     it('the dev stack sets project placeholder, region, schedule, tables and tiers, and is valid once the project is set', () => {
-      const dev = safeLoad(readFileSync(path.join(REPO_ROOT, 'Pulumi.dev.yaml'), 'utf8')) as {
+      const dev = load(readFileSync(path.join(REPO_ROOT, 'Pulumi.dev.yaml'), 'utf8')) as {
         config: Record<string, unknown>;
       };
       assert.equal(dev.config['gcp:project'], PROJECT_PLACEHOLDER);
@@ -275,7 +275,7 @@ describe('stack configuration', () => {
     });
     it('the dev stack as shipped names its one missing piece: the project', () => {
       const raw: RawConfig = {};
-      const dev = safeLoad(readFileSync(path.join(REPO_ROOT, 'Pulumi.dev.yaml'), 'utf8')) as {
+      const dev = load(readFileSync(path.join(REPO_ROOT, 'Pulumi.dev.yaml'), 'utf8')) as {
         config: Record<string, unknown>;
       };
       for (const [k, v] of Object.entries(dev.config)) raw[k.replace(/^pgcdc:/, '')] = v;

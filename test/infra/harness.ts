@@ -4,7 +4,7 @@
 import * as pulumi from '@pulumi/pulumi';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { safeLoad } from 'js-yaml';
+import { load as loadYaml } from 'js-yaml';
 
 export const PROJECT = 'pgcdc-test-project';
 export const PROJECT_NUMBER = '123456789012';
@@ -108,7 +108,7 @@ export function reveal(v: unknown): unknown {
 
 /** The dev stack's configuration as Pulumi would hand it to the program, with a usable project id. */
 export function devStackConfig(): Record<string, string> {
-  const doc = safeLoad(readFileSync(path.join(REPO_ROOT, 'Pulumi.dev.yaml'), 'utf8')) as {
+  const doc = loadYaml(readFileSync(path.join(REPO_ROOT, 'Pulumi.dev.yaml'), 'utf8')) as {
     config: Record<string, unknown>;
   };
   const config: Record<string, string> = {};
