@@ -14,12 +14,16 @@ async function main(argv: string[]): Promise<number> {
   const command = argv[0] ?? 'listen';
   const log = (line: string) =>
     process.stderr.write(JSON.stringify({ severity: 'INFO', message: line }) + '\n');
+  // Cloud Logging reads `severity` from JSON lines; the stack's alerts match WARNING/ERROR entries by their
+  // fields (e.g. jsonPayload.stuckTransaction).
+  const alert = (severity: 'WARNING' | 'ERROR', message: string, fields: Record<string, unknown> = {}) =>
+    process.stderr.write(JSON.stringify({ severity, message, ...fields }) + '\n');
   if (command === 'sql-init') {
     const env = process.env;
     const report = await runSqlInit(pgConfigFromEnv(env), {
       slot: env[ENV.slot] || 'pgcdc_slot',
       publication: env[ENV.publication] || 'pgcdc_pub',
-      decoder: env[ENV.decoder] === 'pgoutput' ? 'pgoutput' : 'wal2json',
+      decoder: env[ENV.decoder] === 'wal2json' ? 'wal2json' : 'pgoutput',
       replicationUser: env[ENV.replicationUser] || env.PGUSER,
     });
     process.stdout.write(JSON.stringify({ command, ...report }) + '\n');
@@ -34,6 +38,7 @@ async function main(argv: string[]): Promise<number> {
       restart: argv.includes('--restart'),
       chunkRows: cfg.snapshotChunkRows,
       log,
+      alert,
     });
     process.stdout.write(JSON.stringify({ command, ...summary }) + '\n');
     return EXIT.ok;
@@ -44,7 +49,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const cfg = loadListenerConfig(process.env);
   if (process.env[ENV.mode] !== 'continuous') {
-    const summary = await runListenerJob(cfg, { log });
+    const summary = await runListenerJob(cfg, { log, alert });
     process.stdout.write(JSON.stringify({ command, ...summary }) + '\n');
     return EXIT.ok;
   }
@@ -54,7 +59,7 @@ async function main(argv: string[]): Promise<number> {
   process.once('SIGTERM', () => (stopping = true));
   process.once('SIGINT', () => (stopping = true));
   while (!stopping) {
-    const summary = await runListenerJob(cfg, { log });
+    const summary = await runListenerJob(cfg, { log, alert });
     process.stdout.write(JSON.stringify({ command, ...summary }) + '\n');
     if (summary.changes === 0 && !stopping) await new Promise((r) => setTimeout(r, IDLE_PAUSE_MS));
   }
