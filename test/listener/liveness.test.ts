@@ -42,8 +42,8 @@ describe('listener: liveness', function () {
   it('a stream paused for several times wal_sender_timeout is not killed, and the run then completes', async () => {
     const topic = await createTopic('paused');
     const f = await listenerFixture(topic, 'pgoutput', { maxInFlightBytes: 20_000, maxMessageBytes: 2000 });
-    // The walsender of this run times out after 1 s of silence from us.
-    f.cfg.pg = { ...f.cfg.pg, options: '-c wal_sender_timeout=1s' };
+    // The walsender of this run times out after 2 s of silence from us.
+    f.cfg.pg = { ...f.cfg.pg, options: '-c wal_sender_timeout=2s' };
     await f.sql('CREATE TABLE t (id int PRIMARY KEY, v text)');
     await f.sql('INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 3000) g');
     const real = pubsubSink(f.cfg);
@@ -69,11 +69,11 @@ describe('listener: liveness', function () {
       )[0].pid as number | null;
     const pid = await walsender();
     assert.ok(pid, 'no walsender reads the slot');
-    // Stay paused for 4 × wal_sender_timeout, checking the same walsender is still there all along.
+    // Stay paused for 3 × wal_sender_timeout, checking the same walsender is still there all along.
     await until(async () => {
       assert.equal(await walsender(), pid, 'the server ended the paused replication connection');
-      return Date.now() - pausedAt > 4_000;
-    }, 'the pause to last 4 s');
+      return Date.now() - pausedAt > 6_000;
+    }, 'the pause to last 6 s');
     release();
     const summary = await run;
     await real.close();
