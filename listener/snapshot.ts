@@ -200,6 +200,12 @@ export async function runSnapshot(cfg: ListenerConfig, opts: SnapshotOptions = {
       const columns = catalog.tables.get(table);
       if (!columns) throw new ReplicationSetupError(`snapshot: table ${table} does not exist`);
       const keyCols = await primaryKeyOrder(client, qualified(table), columns);
+      if (keyCols.some((k) => !columns.some((c) => c.name === k))) {
+        // A generated key column is in no event (listener/catalog.ts): the stream has no key for this
+        // table either, so it is history-only like a keyless one.
+        log(`snapshot ${table}: its primary key includes a generated column, not snapshotted (history only)`);
+        continue;
+      }
       if (keyCols.length === 0) {
         // No order to read it by in bounded chunks, and no replica to fill (history only): say so, skip it.
         log(

@@ -27,6 +27,9 @@ for (const decoder of ['pgoutput', 'wal2json'] as DecoderName[]) {
           'CREATE TABLE g (id int PRIMARY KEY, a int, twice int GENERATED ALWAYS AS (a * 2) STORED, note text)',
         );
         await sql("INSERT INTO g (id, a, note) VALUES (1, 10, 'existing')");
+        // A generated primary key: no event can carry it, so the table is history-only (no snapshot).
+        await sql('CREATE TABLE gk (a int, k int GENERATED ALWAYS AS (a + 1) STORED PRIMARY KEY)');
+        await sql('INSERT INTO gk (a) VALUES (1)');
         await sql('CREATE UNLOGGED TABLE u (id int PRIMARY KEY, v text)');
         await sql("INSERT INTO u VALUES (1, 'never in the WAL')");
       });
