@@ -1,15 +1,26 @@
-// What the decoders need from the system catalog, read once per run on an ordinary connection: every user
-// table's columns (with format_type names and primary-key flags) and the names of all types.
+// What the decoders need from the system catalog, read once per run on an ordinary connection: every
+// capturable table's columns (with format_type names and primary-key flags) and the names of all types.
 //
 // wal2json omits unchanged TOAST columns from an update, and pgoutput sends type OIDs without names; the
 // catalog fills both gaps. It reflects the catalog at the start of the run; a table created or altered
 // later in the run is described from the decoder's own data.
+//
+// Tables and columns that are never captured (README "Tables and columns that are not captured"):
+// - temporary tables (relpersistence 't'): private to the session that made them and never WAL-logged; a
+//   snapshot cannot even read another session's ("cannot access temporary tables of other sessions");
+// - unlogged tables (relpersistence 'u'): never in the WAL, so logical decoding never sees their changes
+//   and a replica would silently freeze; listed in `unlogged` so the run can say so;
+// - generated columns (attgenerated <> ''): pgoutput does not send them ("Generated columns are skipped
+//   for logical replication", https://www.postgresql.org/docs/15/ddl-generated-columns.html), wal2json 2.5
+//   does (its pg_decode_write_tuple skips only dropped and system columns). Both decoders leave them out,
+//   and so does the snapshot, so a table's events and its BigQuery schema never depend on the decoder;
+//   BigQuery can compute them in a view. Listed in `generated` so the wal2json decoder can drop them.
 
 import { Client } from 'pg';
 import { ColumnInfo } from '../contract/events';
 
 export interface Catalog {
-  /** "schema.table" → columns in attribute order. */
+  /** "schema.table" → columns in attribute order (generated columns left out). */
   tables: Map<string, ColumnInfo[]>;
   /** type OID → format_type(oid, NULL). */
   typeNames: Map<number, string>;
@@ -23,34 +34,54 @@ export interface Catalog {
   arrayElements: Map<number, number>;
   /** "oid/typmod" → format_type(oid, typmod) for every typmod a user column uses (extension types too). */
   typmodNames: Map<string, string>;
+  /** "schema.table" → its generated columns' names, for tables that have any (absent: none known). */
+  generated?: Map<string, Set<string>>;
+  /** Unlogged user tables, "schema.table": their changes never reach the WAL (absent: none known). */
+  unlogged?: string[];
 }
 
 export async function loadCatalog(client: Client): Promise<Catalog> {
   const cols = await client.query<{
     schema: string;
     table: string;
+    persistence: string;
     name: string;
     type: string;
     oid: number;
     key: boolean;
+    generated: boolean;
   }>(`
-    SELECT n.nspname AS schema, c.relname AS table, a.attname AS name,
+    SELECT n.nspname AS schema, c.relname AS table, c.relpersistence AS persistence, a.attname AS name,
            format_type(a.atttypid, a.atttypmod) AS type, a.atttypid::int AS oid,
-           coalesce(a.attnum = ANY (i.indkey), false) AS key
+           coalesce(a.attnum = ANY (i.indkey), false) AS key, a.attgenerated <> '' AS generated
     FROM pg_class c
     JOIN pg_namespace n ON n.oid = c.relnamespace
     JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
     LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
     -- Ordinary tables only: a partitioned parent has no rows of its own, and changes arrive under the
     -- partitions' names (publish_via_partition_root is off), so that is what we describe and snapshot.
-    WHERE c.relkind = 'r'
-      AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
+    -- Temporary tables (any session's, in pg_temp_N) are never captured.
+    WHERE c.relkind = 'r' AND c.relpersistence IN ('p', 'u')
+      AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+      AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp_%'
     ORDER BY n.nspname, c.relname, a.attnum`);
   const tables = new Map<string, ColumnInfo[]>();
+  const generated = new Map<string, Set<string>>();
+  const unlogged = new Set<string>();
   for (const r of cols.rows) {
     const qn = `${r.schema}.${r.table}`;
+    if (r.persistence === 'u') {
+      unlogged.add(qn);
+      continue;
+    }
     let list = tables.get(qn);
     if (!list) tables.set(qn, (list = []));
+    if (r.generated) {
+      let g = generated.get(qn);
+      if (!g) generated.set(qn, (g = new Set()));
+      g.add(r.name);
+      continue;
+    }
     list.push({ name: r.name, type: r.type, oid: r.oid, key: r.key });
   }
   const types = await client.query<{ oid: number; name: string; toastable: boolean; elem: number }>(
@@ -69,7 +100,7 @@ export async function loadCatalog(client: Client): Promise<Catalog> {
      FROM pg_attribute WHERE attnum > 0 AND atttypmod >= 0 AND attrelid >= 16384`,
   );
   const typmodNames = new Map(mods.rows.map((m) => [`${m.oid}/${m.typmod}`, m.name]));
-  return { tables, typeNames, toastableTypes, arrayElements, typmodNames };
+  return { tables, typeNames, toastableTypes, arrayElements, typmodNames, generated, unlogged: [...unlogged] };
 }
 
 /** A catalog that knows nothing (every table is described from the decoder's own data). */
@@ -80,5 +111,7 @@ export function emptyCatalog(): Catalog {
     toastableTypes: new Set(),
     arrayElements: new Map(),
     typmodNames: new Map(),
+    generated: new Map(),
+    unlogged: [],
   };
 }

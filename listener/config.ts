@@ -99,7 +99,9 @@ export function loadListenerConfig(env: NodeJS.ProcessEnv): ListenerConfig {
   const publication = env[ENV.publication] || 'pgcdc_pub';
   if (!IDENTIFIER.test(publication))
     throw new ConfigError(`${ENV.publication}=${publication} is not a valid name`);
-  const decoder = (env[ENV.decoder] || 'wal2json') as DecoderName;
+  // pgoutput by default: built into PostgreSQL, keeps NaN/Infinity, carries each change's own schema
+  // (README "Decoders"); wal2json stays fully supported.
+  const decoder = (env[ENV.decoder] || 'pgoutput') as DecoderName;
   if (decoder !== 'wal2json' && decoder !== 'pgoutput') {
     throw new ConfigError(`${ENV.decoder}=${decoder} must be "wal2json" or "pgoutput"`);
   }

@@ -52,15 +52,38 @@ const UNREACHABLE_CODES = new Set([
   'ECONNREFUSED',
   'ENOTFOUND',
   'EHOSTUNREACH',
+  'ENETUNREACH',
   'ETIMEDOUT',
   'ECONNRESET',
   'EAI_AGAIN',
 ]);
 
+/**
+ * The slot was invalidated: the server removed WAL the slot still needed (max_slot_wal_keep_size, or a
+ * slot that fell too far behind), so it can never deliver the changes in that WAL again. Only re-creating
+ * the slot and sending every row again (the snapshot) brings BigQuery back in line.
+ */
+export function lostSlotError(slot: string, detail?: string): ReplicationSetupError {
+  return new ReplicationSetupError(
+    `replication slot "${slot}" has been invalidated (wal_status = lost)${detail ? `: ${detail}` : ''}. ` +
+      'The server removed WAL the slot had not delivered yet, so changes made since the last successful run ' +
+      'cannot be read from it any more. To recover: run `pgcdc sql init --env <env>`, which recreates the slot ' +
+      'and resets the snapshot progress so every existing row is sent again. Changes made between the loss and ' +
+      'the recreation come back only through that re-snapshot (a row deleted in that window stays in the ' +
+      'BigQuery replica). To prevent it: run the listener more often, or raise max_slot_wal_keep_size.',
+  );
+}
+
+/** PostgreSQL 15 says "cannot read from logical replication slot ... This slot has been invalidated"; 16+
+ * says "can no longer get changes from replication slot". */
+const LOST_SLOT = /can no longer get changes from replication slot|slot has been invalidated/i;
+
 /** Turns a `pg` connection/query error into the listener error that says what to fix. */
 export function classifyPgError(e: unknown, ctx: { slot: string; user?: string; host?: string }): Error {
-  const err = e as Error & { code?: string; routine?: string };
+  if (e instanceof ListenerError) return e;
+  const err = e as Error & { code?: string; routine?: string; detail?: string };
   const msg = err.message ?? String(e);
+  if (LOST_SLOT.test(`${msg} ${err.detail ?? ''}`)) return lostSlotError(ctx.slot, err.detail ?? msg);
   if (err.code && UNREACHABLE_CODES.has(err.code)) {
     return new DatabaseUnreachableError(
       `cannot reach the database at ${ctx.host ?? '?'}: ${msg}. Check PGHOST/PGPORT and the network path (PSC endpoint, VPC egress).`,
@@ -69,7 +92,7 @@ export function classifyPgError(e: unknown, ctx: { slot: string; user?: string; 
   if (err.code === '42704' && /replication slot/.test(msg)) {
     return new ReplicationSetupError(
       `replication slot "${ctx.slot}" does not exist. Run the SQL init (pgcdc sql init) or create it: ` +
-        `SELECT pg_create_logical_replication_slot('${ctx.slot}', 'wal2json');`,
+        `SELECT pg_create_logical_replication_slot('${ctx.slot}', 'pgoutput');`,
     );
   }
   if (err.code === '42501' && /replication/i.test(msg)) {

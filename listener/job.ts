@@ -2,11 +2,11 @@
 // the initial snapshot of tables that never had one (PGCDC_SNAPSHOT=auto). Used by the container entry
 // point and by `pgcdc run-once --env local`, so both behave the same.
 
-import { Client } from 'pg';
 import { ListenerConfig } from './config';
 import { ListenerSummary, RunOptions, runListener } from './run';
 import { SnapshotSummary, pendingSnapshots, runSnapshot } from './snapshot';
 import { loadCatalog } from './catalog';
+import { connectWithRetry } from './retry';
 
 export interface ListenerJobSummary extends ListenerSummary {
   snapshot: SnapshotSummary | null;
@@ -22,14 +22,16 @@ export async function runListenerJob(
   if (cfg.snapshot === 'off') return { ...stream, snapshot: null };
   const left = cfg.maxRunSeconds - Math.ceil((now() - started) / 1000);
   if (left <= 0) return { ...stream, snapshot: null };
-  const client = new Client(cfg.pg);
-  await client.connect();
+  const client = await connectWithRetry(cfg.pg, { deadline: started + cfg.maxRunSeconds * 1000, now });
   let pending: string[];
   try {
-    const tables = cfg.tables.length ? cfg.tables : [...(await loadCatalog(client)).tables.keys()];
+    const catalog = await loadCatalog(client);
+    // Unlogged tables were reported by the stream run; they are never snapshotted (listener/catalog.ts).
+    const unlogged = new Set(catalog.unlogged ?? []);
+    const tables = cfg.tables.length ? cfg.tables : [...catalog.tables.keys()];
     pending = await pendingSnapshots(
       client,
-      tables.filter((t) => !t.startsWith('pgcdc.')),
+      tables.filter((t) => !t.startsWith('pgcdc.') && !unlogged.has(t)),
     );
   } finally {
     await client.end();
@@ -37,7 +39,14 @@ export async function runListenerJob(
   if (pending.length === 0) return { ...stream, snapshot: null };
   const snapshot = await runSnapshot(
     { ...cfg, maxRunSeconds: left },
-    { tables: pending, chunkRows: cfg.snapshotChunkRows, sink: opts.sink, log: opts.log, now },
+    {
+      tables: pending,
+      chunkRows: cfg.snapshotChunkRows,
+      sink: opts.sink,
+      log: opts.log,
+      alert: opts.alert,
+      now,
+    },
   );
   return { ...stream, snapshot };
 }

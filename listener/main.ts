@@ -20,6 +20,10 @@ async function main(argv: string[]): Promise<number> {
   const command = argv[0] ?? 'listen';
   const log = (line: string) =>
     process.stderr.write(JSON.stringify({ severity: 'INFO', message: line }) + '\n');
+  // Cloud Logging reads `severity` from JSON lines; the stack's alerts match WARNING/ERROR entries by their
+  // fields (e.g. jsonPayload.stuckTransaction).
+  const alert = (severity: 'WARNING' | 'ERROR', message: string, fields: Record<string, unknown> = {}) =>
+    process.stderr.write(JSON.stringify({ severity, message, ...fields }) + '\n');
   if (command === 'sql-init' || command === 'check' || command === 'sql-teardown') {
     const a = loadAdminConfig(process.env);
     const connectRetry = { budgetMs: a.connectBudgetMs, log };
@@ -77,6 +81,7 @@ async function main(argv: string[]): Promise<number> {
       restart: argv.includes('--restart'),
       chunkRows: cfg.snapshotChunkRows,
       log,
+      alert,
     });
     process.stdout.write(JSON.stringify({ command, ...summary }) + '\n');
     return EXIT.ok;
@@ -89,7 +94,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const cfg = loadListenerConfig(process.env);
   if (process.env[ENV.mode] !== 'continuous') {
-    const summary = await runListenerJob(cfg, { log });
+    const summary = await runListenerJob(cfg, { log, alert });
     process.stdout.write(JSON.stringify({ command, ...summary }) + '\n');
     return EXIT.ok;
   }
@@ -99,7 +104,7 @@ async function main(argv: string[]): Promise<number> {
   process.once('SIGTERM', () => (stopping = true));
   process.once('SIGINT', () => (stopping = true));
   while (!stopping) {
-    const summary = await runListenerJob(cfg, { log });
+    const summary = await runListenerJob(cfg, { log, alert });
     process.stdout.write(JSON.stringify({ command, ...summary }) + '\n');
     if (summary.changes === 0 && !stopping) await new Promise((r) => setTimeout(r, IDLE_PAUSE_MS));
   }

@@ -10,6 +10,9 @@ import { Client, ClientConfig } from 'pg';
 import { Lsn, formatLsn } from '../contract/lsn';
 import { withOutputSettings } from './config';
 
+/** How long `stop()` waits for the server to end the copy after our CopyDone. */
+const STOP_WAIT_MS = 10_000;
+
 // Postgres timestamps count microseconds from 2000-01-01 00:00:00 UTC.
 const PG_EPOCH_MICROS = 946_684_800_000_000n;
 
@@ -40,8 +43,33 @@ interface RawConnection {
   stream: { pause(): void; resume(): void; isPaused?(): boolean };
 }
 
+/** Status update interval when the server's wal_sender_timeout is unknown or disabled (PostgreSQL's own default
+ * wal_receiver_status_interval is 10 s). */
+const DEFAULT_STATUS_INTERVAL_MS = 10_000;
+
+/**
+ * How often to send standby status updates so a walsender with this `wal_sender_timeout` never ends the
+ * connection: the server "terminate[s] replication connections that are inactive for longer than" it
+ * (https://www.postgresql.org/docs/15/runtime-config-replication.html#GUC-WAL-SENDER-TIMEOUT), and while
+ * reading is paused for backpressure we do not read its keepalive requests, so only our own timer keeps
+ * the connection alive. A quarter of the timeout leaves room for a late timer on a busy machine.
+ */
+export function statusIntervalFor(walSenderTimeoutMs: number): number {
+  if (!(walSenderTimeoutMs > 0)) return DEFAULT_STATUS_INTERVAL_MS;
+  return Math.max(100, Math.min(DEFAULT_STATUS_INTERVAL_MS, Math.floor(walSenderTimeoutMs / 4)));
+}
+
+/** Parses a time setting as SHOW prints it ("60s", "500ms", "1min", "0") into milliseconds. */
+export function parseDurationSetting(text: string): number {
+  const m = /^\s*(-?\d+(?:\.\d+)?)\s*(us|ms|s|min|h|d)?\s*$/.exec(text);
+  if (!m) return NaN;
+  const unit = { us: 0.001, ms: 1, s: 1000, min: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] ?? 'ms'] ?? 1;
+  return Number(m[1]) * unit;
+}
+
 export class ReplicationStream {
-  private readonly client: Client;
+  private client: Client | undefined;
+  private readonly clientConfig: ClientConfig;
   private conn!: RawConnection;
   private copyDone!: Promise<unknown>;
   private flushed: Lsn = 0n;
@@ -54,16 +82,35 @@ export class ReplicationStream {
 
   constructor(pgConfig: ClientConfig) {
     // The walsender prints values (wal2json, pgoutput's text tuples) with this session's settings.
-    this.client = new Client({ ...withOutputSettings(pgConfig), replication: 'database' } as ClientConfig);
+    this.clientConfig = { ...withOutputSettings(pgConfig), replication: 'database' } as ClientConfig;
   }
 
+  /** Opens the replication connection; may be called again after a failure (a fresh client each time). */
   async connect(): Promise<void> {
-    await this.client.connect();
+    const client = new Client(this.clientConfig);
+    try {
+      await client.connect();
+    } catch (e) {
+      await client.end().catch(() => undefined);
+      throw e;
+    }
+    this.client = client;
     this.conn = (this.client as unknown as { connection: RawConnection }).connection;
   }
 
+  private connected(): Client {
+    if (!this.client) throw new Error('the replication connection is not open (call connect() first)');
+    return this.client;
+  }
+
+  /** The walsender's own wal_sender_timeout in ms (it can differ per role or connection); 0 = disabled. */
+  async walSenderTimeoutMs(): Promise<number> {
+    const r = await this.connected().query<{ wal_sender_timeout: string }>('SHOW wal_sender_timeout');
+    return parseDurationSetting(r.rows[0]?.wal_sender_timeout ?? '');
+  }
+
   /** Issues START_REPLICATION; resolves once the server is streaming (or rejects with its error). */
-  async start(opts: StartOptions, statusIntervalMs = 10_000): Promise<void> {
+  async start(opts: StartOptions, statusIntervalMs = DEFAULT_STATUS_INTERVAL_MS): Promise<void> {
     const options = Object.entries(opts.pluginOptions)
       .map(([k, v]) => `"${k.replace(/"/g, '""')}" '${v.replace(/'/g, "''")}'`)
       .join(', ');
@@ -74,16 +121,18 @@ export class ReplicationStream {
     (this.client as unknown as { connection: NodeJS.EventEmitter }).connection.once('replicationStart', () =>
       streaming(),
     );
-    this.copyDone = this.client.query(sql).then(
-      () => {
-        this.ended = true;
-      },
-      (e: Error) => {
-        this.ended = true;
-        this.failure = e;
-        throw e;
-      },
-    );
+    this.copyDone = this.connected()
+      .query(sql)
+      .then(
+        () => {
+          this.ended = true;
+        },
+        (e: Error) => {
+          this.ended = true;
+          this.failure = e;
+          throw e;
+        },
+      );
     // Whichever comes first: the server starts streaming, or refuses (slot missing, wrong plugin...).
     await Promise.race([started, this.copyDone]);
     this.statusTimer = setInterval(() => this.sendStatus(false), statusIntervalMs);
@@ -143,19 +192,27 @@ export class ReplicationStream {
    * Sends the final confirmed position, ends the copy and waits for the server to acknowledge the end, so
    * the position is in the server's memory before we disconnect.
    */
-  async stop(): Promise<void> {
+  async stop(maxWaitMs = STOP_WAIT_MS): Promise<void> {
     if (this.statusTimer) clearInterval(this.statusTimer);
     this.resume();
     if (!this.ended && this.conn) {
       this.sendStatus(false);
       this.conn.endCopyFrom();
+      // A walsender in the middle of a large transaction may keep sending it before it answers our
+      // CopyDone; the position it needs was in the status update above, so do not wait for ever.
+      let timer: NodeJS.Timeout | undefined;
       try {
-        await this.copyDone;
+        await Promise.race([
+          this.copyDone,
+          new Promise((resolve) => (timer = setTimeout(resolve, maxWaitMs))),
+        ]);
       } catch {
         /* reported through `failure` */
+      } finally {
+        clearTimeout(timer);
       }
     }
-    await this.client.end().catch(() => undefined);
+    await this.client?.end().catch(() => undefined);
     if (this.failure && !/terminat|closed/i.test(this.failure.message)) throw this.failure;
   }
 
@@ -163,7 +220,8 @@ export class ReplicationStream {
   async destroy(): Promise<void> {
     if (this.statusTimer) clearInterval(this.statusTimer);
     this.ended = true;
-    await this.client.end().catch(() => undefined);
+    // Never connected (the connection failed): nothing to close.
+    await this.client?.end().catch(() => undefined);
   }
 
   /** Rejects if the stream ended with an error; resolves when it ended cleanly. */

@@ -5,16 +5,17 @@
 import { randomUUID } from 'node:crypto';
 import { Client } from 'pg';
 import { formatLsn, parseLsn } from '../contract/lsn';
-import { loadCatalog } from './catalog';
+import { Catalog, loadCatalog } from './catalog';
 import { ListenerConfig } from './config';
 import { Decoded, Decoder } from './decoders/types';
 import { PgOutputDecoder } from './decoders/pgoutput';
 import { Wal2JsonDecoder } from './decoders/wal2json';
-import { ReplicationSetupError, classifyPgError } from './errors';
+import { PublishError, ReplicationSetupError, classifyPgError, lostSlotError } from './errors';
 import { EventPublisher, MessageSink, pubsubSink } from './publisher';
 
 export { pubsubSink };
-import { ReplicationStream } from './replication-stream';
+import { ReplicationStream, statusIntervalFor } from './replication-stream';
+import { connectWithRetry, withConnectRetry } from './retry';
 import { SourceLookup } from './toast-fill';
 
 export interface ListenerSummary {
@@ -33,6 +34,28 @@ export interface ListenerSummary {
   stoppedBy: 'wal-end' | 'time-limit';
   /** Peak resident memory of this process so far, in MiB (the memory bound of DESIGN §4.4). */
   peakRssMb: number;
+  /** pg_replication_slots.wal_status at run start ("reserved", "extended", "unreserved"; null before PG 13). */
+  slotWalStatus: string | null;
+  /**
+   * Set when the run hit its hard time limit inside a transaction it could not finish: the slot cannot
+   * advance past that transaction, and every run will read it again from its start (README
+   * "Troubleshooting: a transaction too large for one run").
+   */
+  stuckTransaction: StuckTransaction | null;
+  /** Configured (or, with no table list, existing) tables this run cannot capture, and why. */
+  skippedTables: SkippedTable[];
+}
+
+export interface StuckTransaction {
+  xid: number;
+  /** LSN of its first change this run read (null if none arrived before the limit). */
+  startLsn: string | null;
+  changesRead: number;
+}
+
+export interface SkippedTable {
+  table: string;
+  reason: 'unlogged';
 }
 
 export interface RunOptions {
@@ -41,12 +64,24 @@ export interface RunOptions {
   sink?: MessageSink;
   /** Clock for the time limit (tests make time pass deterministically). */
   now?: () => number;
+  /** Problems that need a person (WARNING/ERROR severity in Cloud Logging; alerts match on them). */
+  alert?: (severity: 'WARNING' | 'ERROR', message: string, fields?: Record<string, unknown>) => void;
 }
+
+/**
+ * After the time limit a run still finishes the transaction it is in (so one slightly long transaction
+ * does not stall the pipeline), for at most this long; a transaction still unfinished then is reported
+ * as stuck. Bounded so the run ends well before the job timeout (infra keeps it ≥ 60 s above the limit).
+ */
+export const TRANSACTION_GRACE_SECONDS = 45;
+
+/** Checks the clock every this many changes while inside a transaction (cheap, and deterministic in tests). */
+const CLOCK_CHECK_EVERY = 256;
 
 /** Prefix of the logical messages that mark the WAL end a run reads up to; they also advance idle slots. */
 export const MARKER_PREFIX = 'pgcdc.marker';
 
-async function checkSlot(client: Client, cfg: ListenerConfig): Promise<void> {
+async function checkSlot(client: Client, cfg: ListenerConfig): Promise<string | null> {
   const wal = await client.query<{ wal_level: string }>('SHOW wal_level');
   if (wal.rows[0].wal_level !== 'logical') {
     throw new ReplicationSetupError(
@@ -54,8 +89,15 @@ async function checkSlot(client: Client, cfg: ListenerConfig): Promise<void> {
         '(Cloud SQL: set the flag cloudsql.logical_decoding=on), then restart the server',
     );
   }
-  const slot = await client.query<{ plugin: string; database: string; slot_type: string }>(
-    'SELECT plugin, database, slot_type FROM pg_replication_slots WHERE slot_name = $1',
+  // wal_status exists from PostgreSQL 13 on; read through to_jsonb so older servers simply give null.
+  const slot = await client.query<{
+    plugin: string;
+    database: string;
+    slot_type: string;
+    wal_status: string | null;
+  }>(
+    `SELECT plugin, database, slot_type, to_jsonb(s) ->> 'wal_status' AS wal_status
+     FROM pg_replication_slots s WHERE slot_name = $1`,
     [cfg.slot],
   );
   const db = String(cfg.pg.database);
@@ -77,6 +119,9 @@ async function checkSlot(client: Client, cfg: ListenerConfig): Promise<void> {
       `replication slot "${cfg.slot}" belongs to database "${s.database}", not "${db}"`,
     );
   }
+  // "lost means that this slot is no longer usable"
+  // (https://www.postgresql.org/docs/15/view-pg-replication-slots.html, wal_status).
+  if (s.wal_status === 'lost') throw lostSlotError(cfg.slot);
   if (cfg.decoder === 'pgoutput') {
     const pub = await client.query('SELECT 1 FROM pg_publication WHERE pubname = $1', [cfg.publication]);
     if (pub.rowCount === 0) {
@@ -86,16 +131,21 @@ async function checkSlot(client: Client, cfg: ListenerConfig): Promise<void> {
       );
     }
   }
+  return s.wal_status;
 }
 
 export async function runListener(cfg: ListenerConfig, opts: RunOptions = {}): Promise<ListenerSummary> {
   const now = opts.now ?? Date.now;
   const started = now();
+  const deadline = started + cfg.maxRunSeconds * 1000;
+  const hardDeadline = deadline + Math.min(cfg.maxRunSeconds, TRANSACTION_GRACE_SECONDS) * 1000;
   const log = opts.log ?? (() => undefined);
+  const alert = opts.alert ?? ((_severity, message) => log(message));
   const ctx = { slot: cfg.slot, user: cfg.pg.user, host: String(cfg.pg.host) };
-  const sql = new Client({ ...cfg.pg, application_name: 'pgcdc-listener-control' });
+  const retry = { deadline, now, log };
+  let control: Client;
   try {
-    await sql.connect();
+    control = await connectWithRetry({ ...cfg.pg, application_name: 'pgcdc-listener-control' }, retry);
   } catch (e) {
     throw classifyPgError(e, ctx);
   }
@@ -104,22 +154,41 @@ export async function runListener(cfg: ListenerConfig, opts: RunOptions = {}): P
   const stream = new ReplicationStream(cfg.pg);
   const toastLookup = new SourceLookup(cfg.pg);
   try {
-    await checkSlot(sql, cfg);
-    const catalog = await loadCatalog(sql);
+    const slotWalStatus = await checkSlot(control, cfg);
+    if (slotWalStatus === 'unreserved') {
+      alert(
+        'WARNING',
+        `replication slot "${cfg.slot}" is about to lose WAL it has not delivered (wal_status = unreserved): ` +
+          'this run must catch up before the next checkpoint, or the slot is invalidated',
+        { slot: cfg.slot, slotWalStatus },
+      );
+    }
+    const catalog = await loadCatalog(control);
+    const skippedTables = notCaptured(cfg, catalog);
+    if (skippedTables.length > 0) {
+      // Once per run: unlogged tables never reach the WAL, so their replica would silently freeze.
+      alert(
+        'WARNING',
+        `not captured, because unlogged tables are never written to the WAL: ${skippedTables.map((t) => t.table).join(', ')}. ` +
+          'ALTER TABLE ... SET LOGGED to capture one (its rows are then snapshotted).',
+        { skippedTables },
+      );
+    }
     const decoder: Decoder =
       cfg.decoder === 'pgoutput'
         ? new PgOutputDecoder(catalog, cfg.publication, cfg.tables)
         : new Wal2JsonDecoder(catalog, cfg.tables);
 
     try {
-      await stream.connect();
+      await withConnectRetry(() => stream.connect(), { ...retry, what: 'replication connection' });
     } catch (e) {
       throw classifyPgError(e, ctx);
     }
+    const statusIntervalMs = statusIntervalFor(await stream.walSenderTimeoutMs());
     // The WAL end this run reads to: a transactional logical message, whose commit also flushes the WAL
     // (a non-transactional one would not be decoded until something else flushed it).
     const runId = randomUUID();
-    const marker = await sql.query<{ lsn: string }>(
+    const marker = await control.query<{ lsn: string }>(
       'SELECT pg_logical_emit_message(true, $1, $2)::text AS lsn',
       [MARKER_PREFIX, runId],
     );
@@ -127,7 +196,6 @@ export async function runListener(cfg: ListenerConfig, opts: RunOptions = {}): P
 
     // Unchanged TOAST values are looked up on the source table before publishing (toast-fill.ts).
     const publisher = new EventPublisher(sink, cfg, toastLookup);
-    const deadline = started + cfg.maxRunSeconds * 1000;
     let stoppedBy: ListenerSummary['stoppedBy'] = 'wal-end';
     let transactions = 0;
     let firstLsn: string | null = null;
@@ -135,6 +203,9 @@ export async function runListener(cfg: ListenerConfig, opts: RunOptions = {}): P
     let lastCommitTs: string | null = null;
     let sawMarker = false;
     let paused = false;
+    // The transaction being read, for the stuck-transaction report.
+    let open: StuckTransaction | null = null;
+    let stuckTransaction: StuckTransaction | null = null;
     let finish: () => void = () => undefined;
     let fail: (e: Error) => void = () => undefined;
     const finished = new Promise<void>((resolve, reject) => {
@@ -142,6 +213,15 @@ export async function runListener(cfg: ListenerConfig, opts: RunOptions = {}): P
       fail = reject;
     });
     let done = false;
+
+    /** Past the hard limit: stop now, even inside a transaction (which then is reported as stuck). */
+    const checkHardLimit = () => {
+      if (done || now() <= hardDeadline) return;
+      stoppedBy = 'time-limit';
+      stuckTransaction = open ? { ...open } : null;
+      done = true;
+      finish();
+    };
 
     publisher.onProgress = (confirmable) => {
       stream.confirm(confirmable);
@@ -156,8 +236,14 @@ export async function runListener(cfg: ListenerConfig, opts: RunOptions = {}): P
       switch (item.kind) {
         case 'begin':
           lastCommitTs = item.commitTs;
+          open = { xid: item.xid, startLsn: null, changesRead: 0 };
           return;
         case 'change':
+          if (open) {
+            open.startLsn ??= item.event.lsn;
+            if (++open.changesRead % CLOCK_CHECK_EVERY === 0) checkHardLimit();
+            if (done) return;
+          }
           // pgcdc's own bookkeeping (snapshot progress) is not user data.
           if (item.table.schema === 'pgcdc') return;
           firstLsn ??= item.event.lsn;
@@ -172,10 +258,11 @@ export async function runListener(cfg: ListenerConfig, opts: RunOptions = {}): P
           if (item.prefix === MARKER_PREFIX && item.content === runId) sawMarker = true;
           return;
         case 'commit':
+          open = null;
           transactions++;
           publisher.commit(item.endLsn);
           // Stop at a transaction boundary: at our own mark, or past the time limit (finishing the current
-          // transaction guarantees progress even when one transaction takes longer than the limit).
+          // transaction, within the grace period, guarantees progress when one runs over the limit).
           if (sawMarker || item.endLsn > targetLsn) {
             done = true;
             finish();
@@ -197,7 +284,10 @@ export async function runListener(cfg: ListenerConfig, opts: RunOptions = {}): P
       }
     };
     try {
-      await stream.start({ slot: cfg.slot, startLsn: 0n, pluginOptions: decoder.pluginOptions });
+      await stream.start(
+        { slot: cfg.slot, startLsn: 0n, pluginOptions: decoder.pluginOptions },
+        statusIntervalMs,
+      );
     } catch (e) {
       throw classifyPgError(e, ctx);
     }
@@ -205,7 +295,11 @@ export async function runListener(cfg: ListenerConfig, opts: RunOptions = {}): P
       () => fail(new Error('the server ended replication before the run reached its end mark')),
       (e: Error) => fail(classifyPgError(e, ctx)),
     );
-    const flushTimer = setInterval(() => publisher.flushAll(), 2000);
+    // Also watches the hard limit while nothing arrives (reading paused, or the server still decoding).
+    const flushTimer = setInterval(() => {
+      publisher.flushAll();
+      checkHardLimit();
+    }, 2000);
     try {
       await finished;
     } finally {
@@ -219,8 +313,18 @@ export async function runListener(cfg: ListenerConfig, opts: RunOptions = {}): P
     stream.confirm(publisher.confirmable);
     await stream.stop();
     log(`confirmed ${formatLsn(stream.confirmedLsn)}`);
+    const stuck = stuckTransaction as StuckTransaction | null;
+    if (stuck) {
+      alert(
+        'ERROR',
+        `transaction ${stuck.xid} is too large to finish within one run: ${stuck.changesRead} changes read in ` +
+          `${Math.round((now() - started) / 1000)} s, and the slot cannot advance past it, so every run starts it ` +
+          'again. Raise PGCDC_MAX_RUN_SECONDS and the job timeout (README "Troubleshooting").',
+        { stuckTransaction: stuck, slot: cfg.slot },
+      );
+    }
 
-    const lag = await sql.query<{ lag: string | null }>(
+    const lag = await control.query<{ lag: string | null }>(
       'SELECT (pg_current_wal_lsn() - confirmed_flush_lsn)::text AS lag FROM pg_replication_slots WHERE slot_name = $1',
       [cfg.slot],
     );
@@ -237,6 +341,9 @@ export async function runListener(cfg: ListenerConfig, opts: RunOptions = {}): P
       seconds: (Date.now() - started) / 1000,
       stoppedBy,
       peakRssMb: Math.round(process.resourceUsage().maxRSS / 1024),
+      slotWalStatus,
+      stuckTransaction: stuck,
+      skippedTables,
     };
   } catch (e) {
     // Whatever was acknowledged is still safe to confirm; anything else is read again next run.
@@ -248,8 +355,15 @@ export async function runListener(cfg: ListenerConfig, opts: RunOptions = {}): P
     await stream.destroy();
     throw e;
   } finally {
-    await sql.end().catch(() => undefined);
+    await control.end().catch(() => undefined);
     await toastLookup.close();
     await ownSink?.close().catch(() => undefined);
   }
+}
+
+/** Tables in scope that cannot be captured: unlogged ones (listener/catalog.ts). */
+export function notCaptured(cfg: Pick<ListenerConfig, 'tables'>, catalog: Catalog): SkippedTable[] {
+  const unlogged = catalog.unlogged ?? [];
+  const inScope = cfg.tables.length ? unlogged.filter((t) => cfg.tables.includes(t)) : unlogged;
+  return inScope.filter((t) => !t.startsWith('pgcdc.')).map((table) => ({ table, reason: 'unlogged' }));
 }

@@ -21,6 +21,7 @@ import { ListenerConfig, withOutputSettings } from './config';
 import { TableState } from './decoders/types';
 import { ReplicationSetupError, classifyPgError } from './errors';
 import { EventPublisher, MessageSink, pubsubSink } from './publisher';
+import { connectWithRetry } from './retry';
 import { formatUtcMicros } from './time';
 
 export interface SnapshotOptions {
@@ -32,6 +33,7 @@ export interface SnapshotOptions {
   chunkRows?: number;
   sink?: MessageSink;
   log?: (line: string) => void;
+  alert?: (severity: 'WARNING' | 'ERROR', message: string, fields?: Record<string, unknown>) => void;
   now?: () => number;
 }
 
@@ -49,6 +51,8 @@ export interface SnapshotSummary {
   tables: SnapshotTableProgress[];
   seconds: number;
   stoppedBy: 'done' | 'time-limit';
+  /** Requested tables not snapshotted because they cannot be captured (unlogged: never in the WAL). */
+  skippedTables: { table: string; reason: 'unlogged' }[];
 }
 
 const PROGRESS = 'pgcdc.snapshot_progress';
@@ -70,19 +74,26 @@ function qualified(table: string): string {
 }
 
 /**
- * Waits until every transaction running now has ended (commit or abort); see the header comment. Running
- * transactions are read from their xid locks, which every writing transaction holds until after it became
- * visible — unlike a snapshot's xip list, which leaves out the newest ones (xid >= xmax). Returns false when
- * the deadline passes first (a prepared transaction or an abandoned session can keep one open for long).
+ * Waits until every transaction of this database running now has ended (commit or abort); see the header
+ * comment. Running transactions are read from their xid locks, which every writing transaction holds until
+ * after it became visible — unlike a snapshot's xip list, which leaves out the newest ones (xid >= xmax).
+ * Only this database's transactions matter: no other database's can write the tables we read (a prepared
+ * transaction has no backend: its database comes from pg_prepared_xacts). Returns false when the deadline
+ * passes first (a prepared transaction or an abandoned session can keep one open for long).
  */
-async function waitForRunningTransactions(
+export async function waitForRunningTransactions(
   client: Client,
   deadline: number,
   now: () => number,
 ): Promise<boolean> {
   const running = await client.query<{ xid: string }>(
-    `SELECT DISTINCT transactionid::text AS xid FROM pg_locks
-     WHERE locktype = 'transactionid' AND mode = 'ExclusiveLock' AND granted AND pid IS DISTINCT FROM pg_backend_pid()`,
+    `SELECT DISTINCT l.transactionid::text AS xid
+     FROM pg_locks l
+     LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+     LEFT JOIN pg_prepared_xacts p ON l.pid IS NULL AND p.transaction = l.transactionid
+     WHERE l.locktype = 'transactionid' AND l.mode = 'ExclusiveLock' AND l.granted
+       AND l.pid IS DISTINCT FROM pg_backend_pid()
+       AND coalesce(a.datname, p.database) = current_database()`,
   );
   let pending = running.rows.map((r) => r.xid);
   while (pending.length > 0) {
@@ -151,9 +162,9 @@ export async function runSnapshot(cfg: ListenerConfig, opts: SnapshotOptions = {
   const deadline = started + cfg.maxRunSeconds * 1000;
   const log = opts.log ?? (() => undefined);
   const chunkRows = opts.chunkRows ?? 10_000;
-  const client = new Client(withOutputSettings(cfg.pg as ClientConfig));
+  let client: Client;
   try {
-    await client.connect();
+    client = await connectWithRetry(withOutputSettings(cfg.pg as ClientConfig), { deadline, now, log });
   } catch (e) {
     throw classifyPgError(e, { slot: cfg.slot, user: cfg.pg.user, host: String(cfg.pg.host) });
   }
@@ -166,6 +177,7 @@ export async function runSnapshot(cfg: ListenerConfig, opts: SnapshotOptions = {
     tables: [],
     seconds: 0,
     stoppedBy: 'done',
+    skippedTables: [],
   };
   try {
     const exists = await client.query("SELECT to_regclass('pgcdc.snapshot_progress') IS NOT NULL AS ok");
@@ -177,10 +189,22 @@ export async function runSnapshot(cfg: ListenerConfig, opts: SnapshotOptions = {
     const catalog = await loadCatalog(client);
     const wanted = opts.tables ?? (cfg.tables.length ? cfg.tables : [...catalog.tables.keys()]);
     const tables = wanted.filter((t) => !t.startsWith(`${OWN_SCHEMA}.`));
+    const unlogged = new Set(catalog.unlogged ?? []);
     for (const table of tables) {
+      if (unlogged.has(table)) {
+        // Its changes never reach the slot: a snapshot would be a copy that silently goes stale.
+        summary.skippedTables.push({ table, reason: 'unlogged' });
+        continue;
+      }
       const columns = catalog.tables.get(table);
       if (!columns) throw new ReplicationSetupError(`snapshot: table ${table} does not exist`);
       const keyCols = await primaryKeyOrder(client, qualified(table), columns);
+      if (keyCols.some((k) => !columns.some((c) => c.name === k))) {
+        // A generated key column is in no event (listener/catalog.ts): the stream has no key for this
+        // table either, so it is history-only like a keyless one.
+        log(`snapshot ${table}: its primary key includes a generated column, not snapshotted (history only)`);
+        continue;
+      }
       if (keyCols.length === 0) {
         // No order to read it by in bounded chunks, and no replica to fill (history only): say so, skip it.
         log(
@@ -256,6 +280,13 @@ export async function runSnapshot(cfg: ListenerConfig, opts: SnapshotOptions = {
       }
       summary.tables.push({ table, rowsDone, rowsEstimate, done });
       if (summary.stoppedBy === 'time-limit') break;
+    }
+    if (summary.skippedTables.length > 0) {
+      (opts.alert ?? ((_s, m) => log(m)))(
+        'WARNING',
+        `snapshot: not snapshotted, because unlogged tables are never written to the WAL: ${summary.skippedTables.map((t) => t.table).join(', ')}`,
+        { skippedTables: summary.skippedTables },
+      );
     }
   } finally {
     await client.end().catch(() => undefined);

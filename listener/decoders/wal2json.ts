@@ -66,12 +66,15 @@ export class Wal2JsonDecoder implements Decoder {
   readonly pluginOptions: Record<string, string>;
   private readonly txn = new TransactionContext();
   private readonly tables: TableRegistry;
+  /** Generated columns by "schema.table": wal2json sends them, pgoutput does not; we leave them out. */
+  private readonly generated: Map<string, Set<string>>;
 
   constructor(
     private readonly catalog: Catalog,
     tables: string[],
   ) {
     this.tables = new TableRegistry(catalog);
+    this.generated = catalog.generated ?? new Map();
     this.pluginOptions = {
       'format-version': '2',
       'include-xids': '1',
@@ -131,6 +134,11 @@ export class Wal2JsonDecoder implements Decoder {
 
   private change(r: W2jRecord, msg: XLogData): Decoded {
     const lsn = lsnOf(r, msg);
+    if (this.generated.size > 0) {
+      // Events carry no generated columns whichever decoder read them (listener/catalog.ts).
+      const gen = this.generated.get(`${r.schema}.${r.table}`);
+      if (gen) r.columns = r.columns?.filter((c) => !gen.has(c.name));
+    }
     const state = this.tableState(r, r.action === 'D' ? undefined : r.columns);
     const identity = toRow(r.identity);
     if (r.action === 'D') {

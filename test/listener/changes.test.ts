@@ -21,6 +21,10 @@ for (const decoder of ['wal2json', 'pgoutput'] as DecoderName[]) {
       const summary = await runListener(f.cfg);
       assert.equal(summary.changes, 7);
       assert.equal(summary.stoppedBy, 'wal-end');
+      // The slot's health at run start, and nothing stuck or skipped.
+      assert.equal(summary.slotWalStatus, 'reserved');
+      assert.equal(summary.stuckTransaction, null);
+      assert.deepEqual(summary.skippedTables, []);
       const events = eventsOf(await pullAll(topic));
       assert.deepEqual(
         events.map((e) => [e.op, e.key, e.after]),

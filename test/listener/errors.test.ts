@@ -21,6 +21,7 @@ const MAIN = path.resolve(__dirname, '../../listener/main.js');
 function runMain(env: Record<string, string>): {
   code: number | null;
   error: { error: string; message: string };
+  stderr: string;
 } {
   const res = spawnSync(process.execPath, [MAIN], {
     env: { ...process.env, ...env },
@@ -28,7 +29,11 @@ function runMain(env: Record<string, string>): {
     timeout: 60_000,
   });
   const last = res.stderr.trim().split('\n').pop() ?? '{}';
-  return { code: res.status, error: JSON.parse(last) as { error: string; message: string } };
+  return {
+    code: res.status,
+    error: JSON.parse(last) as { error: string; message: string },
+    stderr: res.stderr,
+  };
 }
 
 describe('listener: actionable errors and exit codes', function () {
@@ -62,12 +67,18 @@ describe('listener: actionable errors and exit codes', function () {
     assert.match(res.error.message, /REPLICATION/);
   });
 
-  it('an unreachable database names host and port to check (exit 3)', async () => {
+  it('an unreachable database is retried within the run, then named with host and port to check (exit 3)', async () => {
     const topic = await createTopic('err_net');
     const f = await listenerFixture(topic, 'wal2json');
-    const res = runMain({ ...listenerEnv(f.cfg), PGPORT: String(await freePort()) });
+    // A short run: the connection is retried with backoff (1 s, 2 s...) only while the run has time.
+    const res = runMain({
+      ...listenerEnv(f.cfg),
+      PGPORT: String(await freePort()),
+      [ENV.maxRunSeconds]: '3',
+    });
     assert.equal(res.code, EXIT.databaseUnreachable);
     assert.match(res.error.message, /cannot reach the database.*PGHOST\/PGPORT/);
+    assert.match(res.stderr, /database not reachable yet \(attempt 1: .*\); retrying in 1 s/);
   });
 
   it('a missing topic is reported as such; the slot stays before the unpublished change (exit 5)', async () => {

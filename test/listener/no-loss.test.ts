@@ -8,7 +8,9 @@ import { parseLsn } from '../../contract/lsn';
 import { PublishError } from '../../listener/errors';
 import { MessageSink } from '../../listener/publisher';
 import { pubsubSink, runListener } from '../../listener/run';
-import { TableEvent, createTopic, eventsOf, pullAll } from '../support/pubsub';
+import { v1 } from '@google-cloud/pubsub';
+import { credentials } from '@grpc/grpc-js';
+import { TEST_PROJECT, TableEvent, TestTopic, createTopic, eventsOf, pullAll } from '../support/pubsub';
 import { ListenerFixture, listenerEnv, listenerFixture } from '../support/listener';
 import { confirmedFlush } from '../support/slot';
 
@@ -89,23 +91,27 @@ describe('listener: no loss under failure', function () {
 
   it('a listener killed with SIGKILL mid-run loses nothing: the next run delivers every change', async () => {
     const topic = await createTopic('sigkill');
-    const f = await listenerFixture(topic, 'wal2json', { maxEventsPerMessage: 50 });
+    // A large backlog (200,000 rows) and the smallest in-flight budget: the run has to wait for Pub/Sub's
+    // acknowledgements many times over, so when its first messages are visible it is far from done.
+    const f = await listenerFixture(topic, 'wal2json', {
+      maxEventsPerMessage: 50,
+      maxInFlightBytes: 1024 * 1024,
+    });
     const total = await workload(f, 5000);
     const child = spawn(process.execPath, [path.resolve(__dirname, '../../listener/main.js')], {
       env: { ...process.env, ...listenerEnv(f.cfg) },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: ['ignore', 'ignore', 'pipe'],
     });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d));
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-    // Kill as soon as the first messages reach Pub/Sub: the run is then certainly mid-way.
-    const first: TableEvent[] = [];
-    const deadline = Date.now() + 60_000;
-    while (first.length === 0 && Date.now() < deadline) {
-      first.push(...eventsOf(await pullAll(topic)));
-    }
+    // Kill on an observed event: the first message the listener published is in the subscription.
+    await untilFirstMessage(topic, exited);
     child.kill('SIGKILL');
-    assert.equal(await exited, null, 'the listener had finished before it could be killed');
-    first.push(...eventsOf(await pullAll(topic)));
-    assert.ok(first.length < total, 'the kill came after everything was delivered');
+    assert.equal(await exited, null, `the listener had finished before it could be killed: ${stderr}`);
+    const first = eventsOf(await pullAll(topic));
+    assert.ok(first.length > 0 && first.length < total, `the kill came after ${first.length} of ${total}`);
+    console.log(`      killed after ${first.length} of ${total} changes were published`);
     const confirmed = await confirmedFlush(f.db, f.cfg.slot);
     const delivered = new Set(first.map((e) => e.seq));
 
@@ -117,3 +123,38 @@ describe('listener: no loss under failure', function () {
     assertNoLoss(total, first, rest);
   });
 });
+
+/**
+ * Resolves as soon as the subscription holds at least one message (left unacknowledged, so `pullAll` gets
+ * it again), rejects if the process exits first. One small pull per round: draining everything here would
+ * let the listener finish meanwhile.
+ */
+async function untilFirstMessage(t: TestTopic, exited: Promise<number | null>): Promise<void> {
+  const [host, port] = t.emulatorHost.split(':');
+  const client = new v1.SubscriberClient({
+    servicePath: host,
+    port: Number(port),
+    sslCreds: credentials.createInsecure(),
+  });
+  const subscription = `projects/${TEST_PROJECT}/subscriptions/${t.subscription}`;
+  let gone = false;
+  void exited.then(() => (gone = true));
+  try {
+    for (;;) {
+      if (gone) throw new Error('the listener exited before publishing anything');
+      const [res] = await client.pull({ subscription, maxMessages: 1, returnImmediately: true });
+      const msgs = res.receivedMessages ?? [];
+      if (msgs.length > 0) {
+        // Make it available again at once for the collecting pull.
+        await client.modifyAckDeadline({
+          subscription,
+          ackIds: msgs.map((m) => m.ackId!),
+          ackDeadlineSeconds: 0,
+        });
+        return;
+      }
+    }
+  } finally {
+    await client.close();
+  }
+}

@@ -67,6 +67,7 @@ export function listenerEnv(cfg: ListenerConfig): Record<string, string> {
     [ENV.maxEventsPerMessage]: String(cfg.maxEventsPerMessage),
     [ENV.maxMessageBytes]: String(cfg.maxMessageBytes),
     [ENV.maxRunSeconds]: String(cfg.maxRunSeconds),
+    [ENV.maxInFlightBytes]: String(cfg.maxInFlightBytes),
     [ENV.snapshot]: cfg.snapshot,
     [ENV.snapshotChunkRows]: String(cfg.snapshotChunkRows),
   };
