@@ -10,7 +10,7 @@ import { ListenerConfig } from './config';
 import { Decoded, Decoder } from './decoders/types';
 import { PgOutputDecoder } from './decoders/pgoutput';
 import { Wal2JsonDecoder } from './decoders/wal2json';
-import { PublishError, ReplicationSetupError, classifyPgError, lostSlotError } from './errors';
+import { ReplicationSetupError, classifyPgError, lostSlotError } from './errors';
 import { EventPublisher, MessageSink, pubsubSink } from './publisher';
 
 export { pubsubSink };

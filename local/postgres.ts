@@ -58,8 +58,9 @@ function ownByPostgres(dir: string): void {
 // tests, fsync off because the data is thrown away (it does not change what logical decoding sees).
 const DEFAULT_SETTINGS: Record<string, string | number> = {
   wal_level: 'logical',
-  max_replication_slots: 40,
-  max_wal_senders: 40,
+  // The test suite creates a slot per test (and leaves them to the throwaway cluster): room for all of them.
+  max_replication_slots: 200,
+  max_wal_senders: 100,
   max_connections: 200,
   listen_addresses: '127.0.0.1',
   fsync: 'off',
