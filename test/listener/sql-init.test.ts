@@ -211,6 +211,44 @@ describe('SQL init (sql/) in the Cloud-SQL-like role mode', () => {
     await dropSlot(db.superuser, opts.slot);
   });
 
+  it('pgoutput over both publications sends every change of a keyed table and the inserts of a keyless one', async () => {
+    const db = await freshCloudSqlLikeDatabase('init_decode');
+    await query(db.owner, 'CREATE TABLE keyed (id int PRIMARY KEY, v text)');
+    await query(db.owner, 'CREATE TABLE app_log (msg text)');
+    const opts = roleModeOptions(db);
+    await runSqlInit(db.admin, opts);
+    await query(db.owner, "INSERT INTO keyed VALUES (1, 'a')");
+    await query(db.owner, "UPDATE keyed SET v = 'b'");
+    await query(db.owner, "INSERT INTO app_log VALUES ('x')");
+    await query(db.owner, "UPDATE app_log SET msg = 'y'");
+    await query(db.owner, 'DELETE FROM app_log');
+    // What pgoutput (proto 1) sends for these publication names: change tags per table.
+    const decoded = async (publications: string) => {
+      const rows = await query<{ data: Buffer }>(
+        db.superuser,
+        `SELECT data FROM pg_logical_slot_peek_binary_changes($1, NULL, NULL, 'proto_version', '1', 'publication_names', $2)`,
+        [opts.slot, publications],
+      );
+      const names = new Map<number, string>();
+      const seen: string[] = [];
+      for (const { data } of rows) {
+        const tag = String.fromCharCode(data[0]);
+        if (tag === 'R') {
+          const nsEnd = data.indexOf(0, 5);
+          names.set(data.readUInt32BE(1), data.subarray(nsEnd + 1, data.indexOf(0, nsEnd + 1)).toString());
+        } else if ('IUD'.includes(tag)) seen.push(`${tag} ${names.get(data.readUInt32BE(1))}`);
+      }
+      return seen;
+    };
+    assert.deepEqual(await decoded(opts.publication), ['I keyed', 'U keyed']);
+    assert.deepEqual(await decoded(`${opts.publication},${opts.publication}_inserts`), [
+      'I keyed',
+      'U keyed',
+      'I app_log',
+    ]);
+    await dropSlot(db.superuser, opts.slot);
+  });
+
   it('re-running the init after the table list changed adds and removes tables in the publications and the grants', async () => {
     const db = await freshCloudSqlLikeDatabase('init_rerun');
     await query(db.owner, 'CREATE TABLE t1 (id int PRIMARY KEY)');
