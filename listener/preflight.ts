@@ -32,6 +32,8 @@ export interface PreflightOptions {
   replicaIdentityFull?: string[];
   /** The local Cloud-SQL-like mode gives the replicator REPLICATION through the bootstrap superuser. */
   bootstrapSuperuser?: boolean;
+  /** Whether the init is to set the replicator's password (PGCDC_REPLICATOR_PASSWORD given). */
+  setsPassword?: boolean;
   /** A replicator session for the wal2json probe when the admin has no REPLICATION (optional). */
   replicatorPg?: ClientConfig;
   connectRetry?: ConnectRetryOptions;
@@ -380,11 +382,20 @@ export async function runPreflight(pg: ClientConfig, opts: PreflightOptions): Pr
           message: `only a superuser can ${role ? 'give' : 'create'} role ${opts.replicationUser} ${role ? '' : 'with '}REPLICATION on this server`,
           fix: `as a superuser: ${role ? 'ALTER' : 'CREATE'} ROLE ${opts.replicationUser} LOGIN REPLICATION PASSWORD '...'; then run sql init again`,
         });
-      else if (role && role.replication && !admin.super && !cloudSql && !opts.bootstrapSuperuser)
+      else if (
+        role &&
+        role.replication &&
+        !admin.super &&
+        !cloudSql &&
+        !opts.bootstrapSuperuser &&
+        opts.setsPassword
+      )
+        // PostgreSQL 15: "must be superuser to alter replication roles or change replication attribute".
         findings.push({
-          severity: 'info',
+          severity: 'error',
           check: 'replicator',
-          message: `role ${opts.replicationUser} exists with REPLICATION; its password can only be changed by a superuser on this server`,
+          message: `role ${opts.replicationUser} has REPLICATION: only a superuser can change its password on this server`,
+          fix: `leave ${'PGCDC_REPLICATOR_PASSWORD'} unset (the role keeps its password), or as a superuser: ALTER ROLE ${opts.replicationUser} PASSWORD '...';`,
         });
     }
 

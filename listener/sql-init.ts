@@ -233,6 +233,7 @@ export async function runSqlInit(pgConfig: ClientConfig, opts: SqlInitOptions): 
       tables: opts.tables,
       replicaIdentityFull: opts.replicaIdentityFull,
       bootstrapSuperuser: opts.bootstrapSuperuser !== undefined,
+      setsPassword: !!opts.replicatorPassword,
       replicatorPg,
       connectRetry: opts.connectRetry,
     });
