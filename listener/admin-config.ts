@@ -29,28 +29,33 @@ function tableList(env: NodeJS.ProcessEnv, name: string): string[] {
     .map((t) => t.trim())
     .filter(Boolean);
   for (const t of list)
-    if (!TABLE_NAME.test(t)) throw new ConfigError(`${name}: "${t}" must be schema.table (e.g. public.customers)`);
+    if (!TABLE_NAME.test(t))
+      throw new ConfigError(`${name}: "${t}" must be schema.table (e.g. public.customers)`);
   return list;
 }
 
 export function loadAdminConfig(env: NodeJS.ProcessEnv): AdminConfig {
   const base = pgConfigFromEnv(env);
   const adminUser = env[ENV.adminUser] || env.PGUSER;
-  if (!adminUser) throw new ConfigError(`${ENV.adminUser} is required: the admin login (Cloud SQL: postgres)`);
+  if (!adminUser)
+    throw new ConfigError(`${ENV.adminUser} is required: the admin login (Cloud SQL: postgres)`);
   const replicationUser = env[ENV.replicationUser] || '';
   if (!IDENTIFIER.test(replicationUser))
     throw new ConfigError(
       `${ENV.replicationUser}=${JSON.stringify(replicationUser)} must name the replicator role (lower-case letters, digits, _)`,
     );
   if (replicationUser === adminUser)
-    throw new ConfigError(`${ENV.replicationUser} must differ from the admin login ${adminUser}: the listener runs with least privilege`);
+    throw new ConfigError(
+      `${ENV.replicationUser} must differ from the admin login ${adminUser}: the listener runs with least privilege`,
+    );
   const slot = env[ENV.slot] || 'pgcdc_slot';
   const publication = env[ENV.publication] || 'pgcdc_pub';
   for (const [name, v] of [
     [ENV.slot, slot],
     [ENV.publication, publication],
   ])
-    if (!IDENTIFIER.test(v)) throw new ConfigError(`${name}=${v}: lower-case letters, digits and _ (at most 63)`);
+    if (!IDENTIFIER.test(v))
+      throw new ConfigError(`${name}=${v}: lower-case letters, digits and _ (at most 63)`);
   const decoder = env[ENV.decoder] || 'pgoutput';
   if (decoder !== 'pgoutput' && decoder !== 'wal2json')
     throw new ConfigError(`${ENV.decoder}=${decoder} must be "pgoutput" or "wal2json"`);

@@ -32,6 +32,8 @@ export interface PreflightOptions {
   replicaIdentityFull?: string[];
   /** The local Cloud-SQL-like mode gives the replicator REPLICATION through the bootstrap superuser. */
   bootstrapSuperuser?: boolean;
+  /** Whether the init is to set the replicator's password (PGCDC_REPLICATOR_PASSWORD given). */
+  setsPassword?: boolean;
   /** A replicator session for the wal2json probe when the admin has no REPLICATION (optional). */
   replicatorPg?: ClientConfig;
   connectRetry?: ConnectRetryOptions;
@@ -52,7 +54,8 @@ export function formatFindings(findings: Finding[]): string[] {
   return [...findings]
     .sort((a, b) => order[a.severity] - order[b.severity])
     .map(
-      (f) => `${f.severity.toUpperCase().padEnd(7)} ${f.check}: ${f.message}${f.fix ? `\n        fix: ${f.fix}` : ''}`,
+      (f) =>
+        `${f.severity.toUpperCase().padEnd(7)} ${f.check}: ${f.message}${f.fix ? `\n        fix: ${f.fix}` : ''}`,
     );
 }
 
@@ -72,7 +75,7 @@ export class PreflightError extends Error {
 // changes." (also https://cloud.google.com/sql/docs/postgres/replication/configure-logical-replication).
 const CLOUDSQL_FLAG_FIX =
   'gcloud sql instances patch INSTANCE --database-flags=cloudsql.logical_decoding=on ' +
-  '(this RESTARTS the instance; --database-flags replaces the instance\'s whole flag list, so repeat the flags it ' +
+  "(this RESTARTS the instance; --database-flags replaces the instance's whole flag list, so repeat the flags it " +
   'already has). pgcdc never changes it for you.';
 
 interface TableRow {
@@ -247,7 +250,12 @@ export async function runPreflight(pg: ClientConfig, opts: PreflightOptions): Pr
         message: `PostgreSQL ${serverVersion}: pgcdc needs 13 or later (slot wal_status, partition trees)`,
         fix: 'upgrade the server',
       });
-    else findings.push({ severity: 'info', check: 'server version', message: `PostgreSQL ${serverVersion}${cloudSql ? ' (Cloud SQL)' : ''}` });
+    else
+      findings.push({
+        severity: 'info',
+        check: 'server version',
+        message: `PostgreSQL ${serverVersion}${cloudSql ? ' (Cloud SQL)' : ''}`,
+      });
 
     const walLevel = s.get('wal_level');
     if (cloudSql && s.get('cloudsql.logical_decoding') !== 'on')
@@ -265,9 +273,12 @@ export async function runPreflight(pg: ClientConfig, opts: PreflightOptions): Pr
         fix: "ALTER SYSTEM SET wal_level = 'logical'; then restart PostgreSQL (or set it in postgresql.conf)",
       });
 
-    const slots = await client.query<{ slot_name: string; plugin: string | null; database: string | null; wal_status: string | null }>(
-      'SELECT slot_name, plugin, database, wal_status FROM pg_replication_slots',
-    );
+    const slots = await client.query<{
+      slot_name: string;
+      plugin: string | null;
+      database: string | null;
+      wal_status: string | null;
+    }>('SELECT slot_name, plugin, database, wal_status FROM pg_replication_slots');
     const ours = slots.rows.find((r) => r.slot_name === opts.slot);
     const maxSlots = Number(s.get('max_replication_slots') ?? 0);
     if (!ours && slots.rowCount! >= maxSlots)
@@ -301,7 +312,12 @@ export async function runPreflight(pg: ClientConfig, opts: PreflightOptions): Pr
           message: `slot ${opts.slot} is lost (the server removed WAL it still needed): changes since the loss cannot be read from it`,
           fix: 'run pgcdc sql init: it recreates the slot and resets the snapshot progress, so existing rows are sent again',
         });
-      else findings.push({ severity: 'info', check: 'replication slot', message: `slot ${opts.slot} exists (${ours.plugin}, ${ours.wal_status})` });
+      else
+        findings.push({
+          severity: 'info',
+          check: 'replication slot',
+          message: `slot ${opts.slot} exists (${ours.plugin}, ${ours.wal_status})`,
+        });
     }
 
     const senders = await client.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_stat_replication');
@@ -314,7 +330,13 @@ export async function runPreflight(pg: ClientConfig, opts: PreflightOptions): Pr
         fix: 'raise max_wal_senders (restart needed)',
       });
 
-    const me = await client.query<{ name: string; super: boolean; createrole: boolean; replication: boolean; dbcreate: boolean }>(
+    const me = await client.query<{
+      name: string;
+      super: boolean;
+      createrole: boolean;
+      replication: boolean;
+      dbcreate: boolean;
+    }>(
       `SELECT rolname AS name, rolsuper AS super, rolcreaterole AS createrole, rolreplication AS replication,
               has_database_privilege(current_database(), 'CREATE') AS dbcreate
          FROM pg_roles WHERE rolname = current_user`,
@@ -360,11 +382,20 @@ export async function runPreflight(pg: ClientConfig, opts: PreflightOptions): Pr
           message: `only a superuser can ${role ? 'give' : 'create'} role ${opts.replicationUser} ${role ? '' : 'with '}REPLICATION on this server`,
           fix: `as a superuser: ${role ? 'ALTER' : 'CREATE'} ROLE ${opts.replicationUser} LOGIN REPLICATION PASSWORD '...'; then run sql init again`,
         });
-      else if (role && role.replication && !admin.super && !cloudSql && !opts.bootstrapSuperuser)
+      else if (
+        role &&
+        role.replication &&
+        !admin.super &&
+        !cloudSql &&
+        !opts.bootstrapSuperuser &&
+        opts.setsPassword
+      )
+        // PostgreSQL 15: "must be superuser to alter replication roles or change replication attribute".
         findings.push({
-          severity: 'info',
+          severity: 'error',
           check: 'replicator',
-          message: `role ${opts.replicationUser} exists with REPLICATION; its password can only be changed by a superuser on this server`,
+          message: `role ${opts.replicationUser} has REPLICATION: only a superuser can change its password on this server`,
+          fix: `leave ${'PGCDC_REPLICATOR_PASSWORD'} unset (the role keeps its password), or as a superuser: ALTER ROLE ${opts.replicationUser} PASSWORD '...';`,
         });
     }
 
@@ -375,7 +406,10 @@ export async function runPreflight(pg: ClientConfig, opts: PreflightOptions): Pr
     const owners = new Map<string, boolean>();
     for (const t of captured) owners.set(t.owner, t.owner_super);
     for (const [owner, ownerSuper] of owners) {
-      const rights = await client.query<{ ok: boolean }>("SELECT pg_has_role(current_user, $1, 'USAGE') AS ok", [owner]);
+      const rights = await client.query<{ ok: boolean }>(
+        "SELECT pg_has_role(current_user, $1, 'USAGE') AS ok",
+        [owner],
+      );
       if (rights.rows[0].ok) continue;
       if (ownerSuper || !admin.createrole)
         findings.push({
@@ -404,8 +438,7 @@ export async function runPreflight(pg: ClientConfig, opts: PreflightOptions): Pr
           message: `publication ${p.pubname} exists and belongs to ${p.owner}: ${admin.name} can neither update nor drop it${p.puballtables ? ' (it is FOR ALL TABLES: application UPDATE/DELETE on keyless tables fails while it exists)' : ''}`,
           fix: `as ${p.owner}: DROP PUBLICATION ${p.pubname}; (sql init creates its own), or choose another PGCDC_PUBLICATION`,
         });
-      else
-      if (p.puballtables)
+      else if (p.puballtables)
         findings.push({
           severity: 'warning',
           check: 'publication',
@@ -423,7 +456,11 @@ export async function runPreflight(pg: ClientConfig, opts: PreflightOptions): Pr
     // The output plugin. pgoutput ships with PostgreSQL (10 and later).
     if (opts.decoder === 'wal2json') {
       if (ours && ours.plugin === 'wal2json') {
-        findings.push({ severity: 'info', check: 'plugin', message: 'wal2json: in use by the existing slot' });
+        findings.push({
+          severity: 'info',
+          check: 'plugin',
+          message: 'wal2json: in use by the existing slot',
+        });
       } else if (cloudSql) {
         // https://cloud.google.com/sql/docs/postgres/replication/configure-logical-replication: Cloud SQL
         // supports the wal2json output plugin for logical decoding.
@@ -443,7 +480,8 @@ export async function runPreflight(pg: ClientConfig, opts: PreflightOptions): Pr
           findings.push({
             severity: 'warning',
             check: 'plugin',
-            message: 'could not verify that wal2json is installed (no session with REPLICATION yet); sql init will tell',
+            message:
+              'could not verify that wal2json is installed (no session with REPLICATION yet); sql init will tell',
           });
         else findings.push({ severity: 'info', check: 'plugin', message: 'wal2json is installed' });
       }
@@ -461,7 +499,7 @@ export async function runPreflight(pg: ClientConfig, opts: PreflightOptions): Pr
 }
 
 async function probeRoleExists(client: Client, config: ClientConfig): Promise<boolean> {
-  const r = await client.query("SELECT 1 FROM pg_roles WHERE rolname = $1 AND (rolreplication OR rolsuper)", [
+  const r = await client.query('SELECT 1 FROM pg_roles WHERE rolname = $1 AND (rolreplication OR rolsuper)', [
     String(config.user ?? ''),
   ]);
   return (r.rowCount ?? 0) > 0;

@@ -150,7 +150,8 @@ async function withSession<T>(
 
 /** Runs one sql/ file statement by statement with the given session settings; returns how many ran. */
 async function runScript(client: Client, file: string, settings: Record<string, string>): Promise<number> {
-  for (const [k, v] of Object.entries(settings)) await client.query('SELECT set_config($1, $2, false)', [k, v]);
+  for (const [k, v] of Object.entries(settings))
+    await client.query('SELECT set_config($1, $2, false)', [k, v]);
   let n = 0;
   for (const statement of splitStatements(readFileSync(file, 'utf8'))) {
     try {
@@ -193,10 +194,14 @@ export async function giveReplicatorReplicationAsBootstrapSuperuser(
     );
     if (r.rowCount === 0) {
       await client.query(`CREATE ROLE ${ident} LOGIN REPLICATION`);
-      notices.push(`bootstrap superuser (as Cloud SQL lets cloudsqlsuperuser): created role ${role} (LOGIN REPLICATION)`);
+      notices.push(
+        `bootstrap superuser (as Cloud SQL lets cloudsqlsuperuser): created role ${role} (LOGIN REPLICATION)`,
+      );
     } else if (!r.rows[0].rolreplication || !r.rows[0].rolcanlogin) {
       await client.query(`ALTER ROLE ${ident} LOGIN REPLICATION`);
-      notices.push(`bootstrap superuser (as Cloud SQL lets cloudsqlsuperuser): gave role ${role} LOGIN REPLICATION`);
+      notices.push(
+        `bootstrap superuser (as Cloud SQL lets cloudsqlsuperuser): gave role ${role} LOGIN REPLICATION`,
+      );
     }
     if (password !== undefined && password !== '')
       await client.query(`ALTER ROLE ${ident} PASSWORD ${client.escapeLiteral(password)}`);
@@ -211,7 +216,9 @@ export async function runSqlInit(pgConfig: ClientConfig, opts: SqlInitOptions): 
   let statements = 0;
   if (opts.sample) {
     const samplePg = opts.sample === true ? pgConfig : opts.sample;
-    statements += await withSession(samplePg, opts, notices, (c) => runScript(c, path.join(dir, SAMPLE_FILE), {}));
+    statements += await withSession(samplePg, opts, notices, (c) =>
+      runScript(c, path.join(dir, SAMPLE_FILE), {}),
+    );
   }
   const replicatorPg: ClientConfig | undefined = opts.replicationUser
     ? { ...pgConfig, user: opts.replicationUser, password: opts.replicatorPassword }
@@ -227,6 +234,7 @@ export async function runSqlInit(pgConfig: ClientConfig, opts: SqlInitOptions): 
       tables: opts.tables,
       replicaIdentityFull: opts.replicaIdentityFull,
       bootstrapSuperuser: opts.bootstrapSuperuser !== undefined,
+      setsPassword: !!opts.replicatorPassword,
       replicatorPg,
       connectRetry: opts.connectRetry,
     });
@@ -243,7 +251,9 @@ export async function runSqlInit(pgConfig: ClientConfig, opts: SqlInitOptions): 
       notices,
     );
   const settings = scriptSettings(opts, byBootstrap);
-  statements += await withSession(pgConfig, opts, notices, (c) => runScript(c, path.join(dir, ADMIN_FILE), settings));
+  statements += await withSession(pgConfig, opts, notices, (c) =>
+    runScript(c, path.join(dir, ADMIN_FILE), settings),
+  );
   // The slot over the replicator's own session: it has REPLICATION, the Cloud SQL admin does not.
   statements += await withSession(replicatorPg ?? pgConfig, opts, notices, (c) =>
     runScript(c, path.join(dir, SLOT_FILE), { ...settings, 'pgcdc.replicator_password': '' }),

@@ -38,7 +38,12 @@ async function one<T>(client: Client, text: string, params: unknown[] = []): Pro
   return (await client.query(text, params)).rows[0] as T | undefined;
 }
 
-async function dropSlot(admin: Client, pg: ClientConfig, opts: SqlTeardownOptions, report: SqlTeardownReport) {
+async function dropSlot(
+  admin: Client,
+  pg: ClientConfig,
+  opts: SqlTeardownOptions,
+  report: SqlTeardownReport,
+) {
   const slot = await one<{ active_pid: number | null; database: string }>(
     admin,
     'SELECT active_pid, database FROM pg_replication_slots WHERE slot_name = $1',

@@ -160,7 +160,9 @@ export async function prepareCloudSqlLikeDatabase(
     try {
       if (!(await exists(group))) await su.query(`CREATE ROLE ${group} NOLOGIN CREATEROLE CREATEDB`);
       if (!(await exists(admin)))
-        await su.query(`CREATE ROLE ${admin} LOGIN NOSUPERUSER NOREPLICATION CREATEROLE CREATEDB IN ROLE ${group}`);
+        await su.query(
+          `CREATE ROLE ${admin} LOGIN NOSUPERUSER NOREPLICATION CREATEROLE CREATEDB IN ROLE ${group}`,
+        );
       if (!(await exists(owner))) await su.query(`CREATE ROLE ${owner} LOGIN NOSUPERUSER NOREPLICATION`);
     } finally {
       await su.query('SELECT pg_advisory_unlock(7263)');

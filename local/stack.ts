@@ -326,7 +326,11 @@ export async function localUp(
 
     const e: LocalEndpoints = {
       pg: cluster.connection(LOCAL.database),
-      roles: { admin: CLOUDSQL_LIKE_ROLES.admin, owner: CLOUDSQL_LIKE_ROLES.owner, replicator: LOCAL.replicator },
+      roles: {
+        admin: CLOUDSQL_LIKE_ROLES.admin,
+        owner: CLOUDSQL_LIKE_ROLES.owner,
+        replicator: LOCAL.replicator,
+      },
       pubsubEmulatorHost: pubsub.host,
       bigQueryEmulatorHost: withScheme(bq.restHost),
       bigQueryStorageEmulatorHost: withoutScheme(bq.grpcHost),

@@ -22,7 +22,11 @@ export async function ensureLocalUp(
   const e = await deps.output.task(
     'Starting the local stack (PostgreSQL, Pub/Sub emulator, BigQuery emulator)',
     () =>
-      deps.local.up({ dir: deps.localDir, decoder: opts.decoder, log: (line) => deps.output.error(`  ${line}`) }),
+      deps.local.up({
+        dir: deps.localDir,
+        decoder: opts.decoder,
+        log: (line) => deps.output.error(`  ${line}`),
+      }),
   );
   deps.output.log(e.alreadyUp ? 'The local stack was already up:' : 'The local stack is up:');
   printEndpoints(deps, e);
@@ -31,7 +35,8 @@ export async function ensureLocalUp(
 }
 
 function parseDecoder(value: string): 'wal2json' | 'pgoutput' {
-  if (value !== 'pgoutput' && value !== 'wal2json') throw new InvalidArgumentError('use pgoutput or wal2json');
+  if (value !== 'pgoutput' && value !== 'wal2json')
+    throw new InvalidArgumentError('use pgoutput or wal2json');
   return value;
 }
 
@@ -43,7 +48,12 @@ export function localCommand(deps: CliDeps): Command {
     .command('up')
     .description('start the local stack in the background and print its endpoints')
     .option('--json', 'print the endpoints as JSON')
-    .option('--decoder <name>', 'output plugin of the local slot: pgoutput or wal2json', parseDecoder, 'pgoutput')
+    .option(
+      '--decoder <name>',
+      'output plugin of the local slot: pgoutput or wal2json',
+      parseDecoder,
+      'pgoutput',
+    )
     .action(async (opts: { json?: boolean; decoder: 'wal2json' | 'pgoutput' }) => {
       if (opts.json) {
         const e = await deps.output.task('Starting the local stack', () =>

@@ -105,7 +105,10 @@ function teardownQuestion(flags: TeardownFlags): string {
 async function confirmTeardown(deps: CliDeps, flags: TeardownFlags): Promise<boolean> {
   if (flags.yes) return true;
   if (!deps.output.isTTY)
-    throw new UsageError('refusing to tear down without confirmation', 'Run it at a terminal, or pass --yes.');
+    throw new UsageError(
+      'refusing to tear down without confirmation',
+      'Run it at a terminal, or pass --yes.',
+    );
   return deps.confirm(teardownQuestion(flags));
 }
 
@@ -165,7 +168,9 @@ export function sqlCommand(deps: CliDeps): Command {
     });
   sql
     .command('teardown')
-    .description('drop the replication slot and the publications (asks first); optionally the role and schema')
+    .description(
+      'drop the replication slot and the publications (asks first); optionally the role and schema',
+    )
     .addOption(envOption())
     .option('-y, --yes', 'do not ask for confirmation (needed when not at a terminal)')
     .option('--drop-role', 'also drop the replicator role (and its grants)')

@@ -21,7 +21,11 @@ import { freshCloudSqlLikeDatabase, uniqueName } from '../support/stack';
 
 type Conn = CloudSqlLikeDatabase['admin'];
 
-async function query<T = Record<string, unknown>>(conn: Conn, text: string, params?: unknown[]): Promise<T[]> {
+async function query<T = Record<string, unknown>>(
+  conn: Conn,
+  text: string,
+  params?: unknown[],
+): Promise<T[]> {
   const c = new Client(conn);
   await c.connect();
   try {
@@ -66,7 +70,9 @@ describe('preflight: every problem reported at once with its fix, nothing change
     const libs = path.join(root, 'libs');
     mkdirSync(libs);
     chmodSync(libs, 0o755);
-    const pkglib = execFileSync(path.join(postgresBinDir(), 'pg_config'), ['--pkglibdir'], { encoding: 'utf8' }).trim();
+    const pkglib = execFileSync(path.join(postgresBinDir(), 'pg_config'), ['--pkglibdir'], {
+      encoding: 'utf8',
+    }).trim();
     symlinkSync(path.join(pkglib, 'pgoutput.so'), path.join(libs, 'pgoutput.so'));
     [replicaCluster, tightCluster] = await Promise.all([
       startPostgres({ dir: path.join(root, 'replica'), settings: { wal_level: 'replica' } }),
@@ -96,13 +102,19 @@ describe('preflight: every problem reported at once with its fix, nothing change
     assert.match(f.fix!, /wal_level = 'logical'.*restart/);
     assert.equal(errors(report.findings).length, 1, formatFindings(report.findings).join('\n'));
     await assert.rejects(runSqlInit(db.admin, { ...opts, bootstrapSuperuser: db.superuser }), PreflightError);
-    assert.deepEqual(await query(db.superuser, 'SELECT 1 FROM pg_roles WHERE rolname = $1', [opts.replicationUser]), []);
+    assert.deepEqual(
+      await query(db.superuser, 'SELECT 1 FROM pg_roles WHERE rolname = $1', [opts.replicationUser]),
+      [],
+    );
     assert.deepEqual(await query(db.superuser, "SELECT to_regnamespace('pgcdc') AS s"), [{ s: null }]);
   });
 
   it('no free replication slot: reported with the slots in use and what to do', async () => {
     const db = await databaseOn(tightCluster, 'noslot');
-    await query(db.superuser, "SELECT pg_create_physical_replication_slot('other_a'), pg_create_physical_replication_slot('other_b')");
+    await query(
+      db.superuser,
+      "SELECT pg_create_physical_replication_slot('other_a'), pg_create_physical_replication_slot('other_b')",
+    );
     try {
       const report = await runPreflight(db.admin, options());
       const slotErrors = errors(report.findings).filter((f) => f.check === 'replication slots');
@@ -113,7 +125,10 @@ describe('preflight: every problem reported at once with its fix, nothing change
       );
       assert.match(slotErrors[0].fix!, /pg_drop_replication_slot|max_replication_slots/);
     } finally {
-      await query(db.superuser, "SELECT pg_drop_replication_slot('other_a'), pg_drop_replication_slot('other_b')");
+      await query(
+        db.superuser,
+        "SELECT pg_drop_replication_slot('other_a'), pg_drop_replication_slot('other_b')",
+      );
     }
     assert.ok((await runPreflight(db.admin, options())).ok);
   });
@@ -121,7 +136,10 @@ describe('preflight: every problem reported at once with its fix, nothing change
   it('wal2json not installed: found by a temporary slot that leaves nothing behind; pgoutput needs no library', async () => {
     const db = await databaseOn(tightCluster, 'noplugin');
     // A superuser admin (self-managed server) can try the plugin.
-    const report = await runPreflight(db.superuser, options({ decoder: 'wal2json', bootstrapSuperuser: false }));
+    const report = await runPreflight(
+      db.superuser,
+      options({ decoder: 'wal2json', bootstrapSuperuser: false }),
+    );
     const plugin = errors(report.findings).filter((f) => f.check === 'plugin');
     assert.equal(plugin.length, 1, formatFindings(report.findings).join('\n'));
     assert.match(plugin[0].message, /the wal2json output plugin is not installed on the server/);
@@ -133,12 +151,18 @@ describe('preflight: every problem reported at once with its fix, nothing change
 
   it('wal2json installed: verified the same way, nothing left behind', async () => {
     const db = await freshCloudSqlLikeDatabase('plugin_ok');
-    const report = await runPreflight(db.superuser, options({ decoder: 'wal2json', bootstrapSuperuser: false }));
+    const report = await runPreflight(
+      db.superuser,
+      options({ decoder: 'wal2json', bootstrapSuperuser: false }),
+    );
     assert.ok(
       report.findings.some((f) => f.check === 'plugin' && f.message === 'wal2json is installed'),
       formatFindings(report.findings).join('\n'),
     );
-    const left = await query(db.superuser, "SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE 'pgcdc_probe%'");
+    const left = await query(
+      db.superuser,
+      "SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE 'pgcdc_probe%'",
+    );
     assert.deepEqual(left, []);
   });
 
@@ -153,28 +177,57 @@ describe('preflight: every problem reported at once with its fix, nothing change
     await temp.connect();
     try {
       await temp.query('CREATE TEMP TABLE tmp (id int PRIMARY KEY)');
-      const tables = ['public.ok', 'public.nokey', 'public.missing', 'public.scratch', 'public.tmp', 'public.v', 'public.su_owned'];
+      const tables = [
+        'public.ok',
+        'public.nokey',
+        'public.missing',
+        'public.scratch',
+        'public.tmp',
+        'public.v',
+        'public.su_owned',
+      ];
       const opts = options({ tables });
       const report = await runPreflight(db.admin, opts);
-      const byCheck = new Map(report.findings.filter((f) => f.severity !== 'info').map((f) => [`${f.severity} ${f.check}`, f]));
+      const byCheck = new Map(
+        report.findings.filter((f) => f.severity !== 'info').map((f) => [`${f.severity} ${f.check}`, f]),
+      );
       assert.match(byCheck.get('error table public.missing')!.message, /^does not exist$/);
-      assert.match(byCheck.get('error table public.scratch')!.message, /unlogged: its changes are never written to the WAL/);
+      assert.match(
+        byCheck.get('error table public.scratch')!.message,
+        /unlogged: its changes are never written to the WAL/,
+      );
       assert.match(byCheck.get('error table public.scratch')!.fix!, /SET LOGGED/);
       assert.match(byCheck.get('error table public.tmp')!.message, /temporary tables are never captured/);
       assert.match(byCheck.get('error table public.v')!.message, /is not a table/);
       assert.match(byCheck.get('warning table public.nokey')!.message, /history only/);
-      assert.match(byCheck.get('warning table public.nokey')!.fix!, /PGCDC_REPLICA_IDENTITY_FULL=public\.nokey/);
-      assert.match(byCheck.get('error admin rights')!.message, /cannot act for postgres, owner of public\.su_owned/);
+      assert.match(
+        byCheck.get('warning table public.nokey')!.fix!,
+        /PGCDC_REPLICA_IDENTITY_FULL=public\.nokey/,
+      );
+      assert.match(
+        byCheck.get('error admin rights')!.message,
+        /cannot act for postgres, owner of public\.su_owned/,
+      );
       assert.deepEqual(report.historyOnly, ['public.nokey']);
       // sql init stops before changing anything and lists every error in one message.
-      await assert.rejects(runSqlInit(db.admin, { ...opts, bootstrapSuperuser: db.superuser }), (e: Error) => {
-        for (const t of ['public.missing', 'public.scratch', 'public.tmp', 'public.v', 'public.su_owned'])
-          assert.ok(e.message.includes(t), `${t} in: ${e.message}`);
-        return /5 problems\); nothing was changed/.test(e.message);
-      });
-      assert.deepEqual(await query(db.superuser, 'SELECT 1 FROM pg_roles WHERE rolname = $1', [opts.replicationUser]), []);
+      await assert.rejects(
+        runSqlInit(db.admin, { ...opts, bootstrapSuperuser: db.superuser }),
+        (e: Error) => {
+          for (const t of ['public.missing', 'public.scratch', 'public.tmp', 'public.v', 'public.su_owned'])
+            assert.ok(e.message.includes(t), `${t} in: ${e.message}`);
+          return /5 problems\); nothing was changed/.test(e.message);
+        },
+      );
+      assert.deepEqual(
+        await query(db.superuser, 'SELECT 1 FROM pg_roles WHERE rolname = $1', [opts.replicationUser]),
+        [],
+      );
       // With the list fixed, only the keyless table's warning remains and the init succeeds.
-      const fixed = await runSqlInit(db.admin, { ...opts, tables: ['public.ok', 'public.nokey'], bootstrapSuperuser: db.superuser });
+      const fixed = await runSqlInit(db.admin, {
+        ...opts,
+        tables: ['public.ok', 'public.nokey'],
+        bootstrapSuperuser: db.superuser,
+      });
       assert.deepEqual(fixed.historyOnly, ['public.nokey']);
       await query(db.superuser, 'SELECT pg_drop_replication_slot($1)', [opts.slot]);
     } finally {
@@ -188,14 +241,25 @@ describe('preflight: every problem reported at once with its fix, nothing change
     await query(db.owner, "INSERT INTO t SELECT g, 'v' FROM generate_series(1, 10) g");
     const opts = { ...options(), bootstrapSuperuser: db.superuser };
     await runSqlInit(db.admin, opts);
-    await query(db.superuser, "INSERT INTO pgcdc.snapshot_progress (table_name, rows_done, done) VALUES ('public.t', 10, true)");
+    await query(
+      db.superuser,
+      "INSERT INTO pgcdc.snapshot_progress (table_name, rows_done, done) VALUES ('public.t', 10, true)",
+    );
     // max_slot_wal_keep_size = 1MB on this cluster: a few WAL segments later a checkpoint invalidates the slot.
     for (let i = 0; i < 4; i++) {
-      await query(db.owner, "INSERT INTO t SELECT g, 'w' FROM generate_series(1000 * $1::int + 1, 1000 * $1::int + 100) g", [i + 1]);
+      await query(
+        db.owner,
+        "INSERT INTO t SELECT g, 'w' FROM generate_series(1000 * $1::int + 1, 1000 * $1::int + 100) g",
+        [i + 1],
+      );
       await query(db.superuser, 'SELECT pg_switch_wal()');
     }
     await query(db.superuser, 'CHECKPOINT');
-    const [before] = await query(db.superuser, 'SELECT wal_status FROM pg_replication_slots WHERE slot_name = $1', [opts.slot]);
+    const [before] = await query(
+      db.superuser,
+      'SELECT wal_status FROM pg_replication_slots WHERE slot_name = $1',
+      [opts.slot],
+    );
     assert.equal(before.wal_status, 'lost');
     const check = await runPreflight(db.admin, { ...options(), slot: opts.slot });
     assert.ok(check.findings.some((f) => f.severity === 'warning' && /is lost/.test(f.message)));
@@ -205,7 +269,11 @@ describe('preflight: every problem reported at once with its fix, nothing change
     assert.match(notices, new RegExp(`WARNING: replication slot ${opts.slot} was lost`));
     assert.match(notices, /WARNING: slot .* recreated: snapshot progress reset \(1 tables\)/);
     assert.match(notices, /recovered only through that re-snapshot/);
-    const [after] = await query(db.superuser, 'SELECT wal_status FROM pg_replication_slots WHERE slot_name = $1', [opts.slot]);
+    const [after] = await query(
+      db.superuser,
+      'SELECT wal_status FROM pg_replication_slots WHERE slot_name = $1',
+      [opts.slot],
+    );
     assert.equal(after.wal_status, 'reserved');
     assert.deepEqual(await query(db.superuser, 'SELECT * FROM pgcdc.snapshot_progress'), []);
     await query(db.superuser, 'SELECT pg_drop_replication_slot($1)', [opts.slot]);

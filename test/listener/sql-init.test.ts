@@ -6,7 +6,11 @@ import { freshCloudSqlLikeDatabase, freshDatabase, uniqueName } from '../support
 
 type Conn = CloudSqlLikeDatabase['admin'];
 
-async function query<T = Record<string, unknown>>(conn: Conn, text: string, params?: unknown[]): Promise<T[]> {
+async function query<T = Record<string, unknown>>(
+  conn: Conn,
+  text: string,
+  params?: unknown[],
+): Promise<T[]> {
   const c = new Client(conn);
   await c.connect();
   try {
@@ -28,7 +32,10 @@ async function publicationTables(conn: Conn, pub: string): Promise<string[]> {
 async function readable(conn: Conn, role: string, tables: string[]): Promise<Record<string, boolean>> {
   const out: Record<string, boolean> = {};
   for (const t of tables) {
-    const [r] = await query<{ ok: boolean }>(conn, "SELECT has_table_privilege($1, $2, 'SELECT') AS ok", [role, t]);
+    const [r] = await query<{ ok: boolean }>(conn, "SELECT has_table_privilege($1, $2, 'SELECT') AS ok", [
+      role,
+      t,
+    ]);
     out[t] = r.ok;
   }
   return out;
@@ -48,7 +55,11 @@ function roleModeOptions(db: CloudSqlLikeDatabase, extra: Partial<SqlInitOptions
 }
 
 async function dropSlot(conn: Conn, slot: string): Promise<void> {
-  await query(conn, 'SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1', [slot]);
+  await query(
+    conn,
+    'SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1',
+    [slot],
+  );
 }
 
 describe('SQL init (sql/) in the Cloud-SQL-like role mode', () => {
@@ -90,7 +101,10 @@ describe('SQL init (sql/) in the Cloud-SQL-like role mode', () => {
       'public.secret': false,
     });
     // The admin borrowed the owner's rights for the init's transaction only.
-    const [member] = await query<{ m: boolean }>(db.admin, "SELECT pg_has_role(current_user, 'app_owner', 'MEMBER') AS m");
+    const [member] = await query<{ m: boolean }>(
+      db.admin,
+      "SELECT pg_has_role(current_user, 'app_owner', 'MEMBER') AS m",
+    );
     assert.equal(member.m, false);
     assert.deepEqual(await publicationTables(db.admin, opts.publication), ['public.a', 'sales.orders']);
     assert.deepEqual(await publicationTables(db.admin, `${opts.publication}_inserts`), []);
@@ -144,11 +158,16 @@ describe('SQL init (sql/) in the Cloud-SQL-like role mode', () => {
       'public.app_log',
       'public.events_2026',
     ]);
-    const [pubIns] = await query(db.admin, 'SELECT pubinsert, pubupdate, pubdelete, pubtruncate FROM pg_publication WHERE pubname = $1', [
-      `${opts.publication}_inserts`,
-    ]);
+    const [pubIns] = await query(
+      db.admin,
+      'SELECT pubinsert, pubupdate, pubdelete, pubtruncate FROM pg_publication WHERE pubname = $1',
+      [`${opts.publication}_inserts`],
+    );
     assert.deepEqual(pubIns, { pubinsert: true, pubupdate: false, pubdelete: false, pubtruncate: true });
-    const [ident] = await query(db.admin, "SELECT relreplident::text AS r FROM pg_class WHERE oid = 'public.audit'::regclass");
+    const [ident] = await query(
+      db.admin,
+      "SELECT relreplident::text AS r FROM pg_class WHERE oid = 'public.audit'::regclass",
+    );
     assert.equal(ident.r, 'f');
 
     // Every application statement still succeeds, on the tables of the init and on one created later.
@@ -185,8 +204,48 @@ describe('SQL init (sql/) in the Cloud-SQL-like role mode', () => {
     await query(db.owner, "INSERT INTO later_log VALUES ('x')");
     await query(db.owner, "UPDATE later_log SET msg = 'z'");
     await query(db.owner, 'DELETE FROM later_log');
-    assert.ok((await publicationTables(db.admin, `${opts.publication}_inserts`)).includes('public.later_log'));
+    assert.ok(
+      (await publicationTables(db.admin, `${opts.publication}_inserts`)).includes('public.later_log'),
+    );
     await tempSession.end();
+    await dropSlot(db.superuser, opts.slot);
+  });
+
+  it('pgoutput over both publications sends every change of a keyed table and the inserts of a keyless one', async () => {
+    const db = await freshCloudSqlLikeDatabase('init_decode');
+    await query(db.owner, 'CREATE TABLE keyed (id int PRIMARY KEY, v text)');
+    await query(db.owner, 'CREATE TABLE app_log (msg text)');
+    const opts = roleModeOptions(db);
+    await runSqlInit(db.admin, opts);
+    await query(db.owner, "INSERT INTO keyed VALUES (1, 'a')");
+    await query(db.owner, "UPDATE keyed SET v = 'b'");
+    await query(db.owner, "INSERT INTO app_log VALUES ('x')");
+    await query(db.owner, "UPDATE app_log SET msg = 'y'");
+    await query(db.owner, 'DELETE FROM app_log');
+    // What pgoutput (proto 1) sends for these publication names: change tags per table.
+    const decoded = async (publications: string) => {
+      const rows = await query<{ data: Buffer }>(
+        db.superuser,
+        `SELECT data FROM pg_logical_slot_peek_binary_changes($1, NULL, NULL, 'proto_version', '1', 'publication_names', $2)`,
+        [opts.slot, publications],
+      );
+      const names = new Map<number, string>();
+      const seen: string[] = [];
+      for (const { data } of rows) {
+        const tag = String.fromCharCode(data[0]);
+        if (tag === 'R') {
+          const nsEnd = data.indexOf(0, 5);
+          names.set(data.readUInt32BE(1), data.subarray(nsEnd + 1, data.indexOf(0, nsEnd + 1)).toString());
+        } else if ('IUD'.includes(tag)) seen.push(`${tag} ${names.get(data.readUInt32BE(1))}`);
+      }
+      return seen;
+    };
+    assert.deepEqual(await decoded(opts.publication), ['I keyed', 'U keyed']);
+    assert.deepEqual(await decoded(`${opts.publication},${opts.publication}_inserts`), [
+      'I keyed',
+      'U keyed',
+      'I app_log',
+    ]);
     await dropSlot(db.superuser, opts.slot);
   });
 
@@ -206,11 +265,14 @@ describe('SQL init (sql/) in the Cloud-SQL-like role mode', () => {
     assert.match(notices, /revoked SELECT on public\.nokey/);
     assert.deepEqual(await publicationTables(db.admin, opts.publication), ['public.t2']);
     assert.deepEqual(await publicationTables(db.admin, `${opts.publication}_inserts`), []);
-    assert.deepEqual(await readable(db.superuser, opts.replicationUser!, ['public.t1', 'public.t2', 'public.nokey']), {
-      'public.t1': false,
-      'public.t2': true,
-      'public.nokey': false,
-    });
+    assert.deepEqual(
+      await readable(db.superuser, opts.replicationUser!, ['public.t1', 'public.t2', 'public.nokey']),
+      {
+        'public.t1': false,
+        'public.t2': true,
+        'public.nokey': false,
+      },
+    );
     await dropSlot(db.superuser, opts.slot);
   });
 
@@ -235,10 +297,15 @@ describe('SQL init (sql/) in the Cloud-SQL-like role mode', () => {
         e.message.includes(`as postgres: DROP PUBLICATION ${p.publication};`) &&
         /FOR ALL TABLES: application UPDATE\/DELETE on keyless tables fails/.test(e.message),
     );
-    assert.deepEqual(await query(db.admin, 'SELECT 1 FROM pg_roles WHERE rolname = $1', [p.replicationUser]), []);
+    assert.deepEqual(
+      await query(db.admin, 'SELECT 1 FROM pg_roles WHERE rolname = $1', [p.replicationUser]),
+      [],
+    );
     await query(db.superuser, `DROP PUBLICATION ${p.publication}`);
     await runSqlInit(db.admin, p);
-    const [pub] = await query(db.admin, 'SELECT puballtables FROM pg_publication WHERE pubname = $1', [p.publication]);
+    const [pub] = await query(db.admin, 'SELECT puballtables FROM pg_publication WHERE pubname = $1', [
+      p.publication,
+    ]);
     assert.equal(pub.puballtables, false);
     await query(db.owner, "UPDATE nokey SET v = 'y'");
     await query(db.owner, 'DELETE FROM nokey');
@@ -253,9 +320,14 @@ describe('SQL init (sql/) in the Cloud-SQL-like role mode', () => {
     assert.deepEqual(await query(db.admin, "SELECT to_regclass('public.customers') AS t"), [{ t: null }]);
     const withSample = await runSqlInit(db.admin, { ...opts, sample: db.owner });
     assert.ok(withSample.notices.includes('customers: 30 sample rows inserted, 0 already there'));
-    const [owner] = await query(db.admin, "SELECT relowner::regrole::text AS o FROM pg_class WHERE oid = 'public.customers'::regclass");
+    const [owner] = await query(
+      db.admin,
+      "SELECT relowner::regrole::text AS o FROM pg_class WHERE oid = 'public.customers'::regclass",
+    );
     assert.equal(owner.o, 'app_owner');
-    assert.deepEqual(await readable(db.superuser, opts.replicationUser!, ['public.customers']), { 'public.customers': true });
+    assert.deepEqual(await readable(db.superuser, opts.replicationUser!, ['public.customers']), {
+      'public.customers': true,
+    });
     await dropSlot(db.superuser, opts.slot);
   });
 
@@ -263,8 +335,14 @@ describe('SQL init (sql/) in the Cloud-SQL-like role mode', () => {
     const db = await freshCloudSqlLikeDatabase('init_member');
     const opts = roleModeOptions(db);
     await query(db.superuser, `CREATE ROLE ${opts.replicationUser} LOGIN IN ROLE cloudsqlsuperuser`);
-    await assert.rejects(runSqlInit(db.admin, opts), /is a member of cloudsqlsuperuser: the replicator must hold only pgcdc's grants/);
-    assert.deepEqual(await query(db.admin, 'SELECT slot_name FROM pg_replication_slots WHERE slot_name = $1', [opts.slot]), []);
+    await assert.rejects(
+      runSqlInit(db.admin, opts),
+      /is a member of cloudsqlsuperuser: the replicator must hold only pgcdc's grants/,
+    );
+    assert.deepEqual(
+      await query(db.admin, 'SELECT slot_name FROM pg_replication_slots WHERE slot_name = $1', [opts.slot]),
+      [],
+    );
   });
 });
 
