@@ -49,8 +49,12 @@ export function loadStore(files: DataFiles): Store {
   if (!fs.existsSync(files.journal)) return store;
   const text = fs.readFileSync(files.journal, 'utf8');
   const lines = text.split('\n');
-  // Everything after the last newline is a write that never completed (so was never acknowledged).
-  lines.pop();
+  // Everything after the last newline is a write that never completed (so was never acknowledged): cut it off,
+  // or the next record appended would follow it on the same line.
+  const torn = lines.pop() ?? '';
+  if (torn.length > 0) {
+    fs.truncateSync(files.journal, Buffer.byteLength(text, 'utf8') - Buffer.byteLength(torn, 'utf8'));
+  }
   lines.forEach((line, index) => {
     let record: JournalRecord;
     try {
