@@ -64,7 +64,14 @@ export function loadStore(files: DataFiles): Store {
         `${files.journal}: line ${index + 1} is not a journal record; the data files are damaged`,
       );
     }
-    store.replay(record);
+    try {
+      store.replay(record);
+    } catch (err) {
+      throw new Error(
+        `${files.journal}: record ${record.seq} (${String(record.op)}) cannot be applied again: ${(err as Error).message}. ` +
+          'The data files were written by an emulator with other rules; start with an empty data directory.',
+      );
+    }
   });
   return store;
 }
@@ -96,11 +103,21 @@ export class Journal {
   private append(record: JournalRecord): void {
     const started = performance.now();
     const line = Buffer.from(`${JSON.stringify(record)}\n`, 'utf8');
-    let written = 0;
-    while (written < line.length) written += fs.writeSync(this.fd, line, written);
-    fs.fdatasyncSync(this.fd);
-    this.bytes += line.length;
-    if (this.bytes > COMPACT_AFTER_BYTES) this.compact();
+    try {
+      let written = 0;
+      while (written < line.length) written += fs.writeSync(this.fd, line, written);
+      fs.fdatasyncSync(this.fd);
+      this.bytes += line.length;
+      if (this.bytes > COMPACT_AFTER_BYTES) this.compact();
+    } catch (err) {
+      // The change is in memory but maybe not on disk: answering anything now could confirm a write a restart
+      // would lose. Stop instead (fail-stop, as PostgreSQL does when fsync fails); the client sees the
+      // connection drop and retries against the restarted emulator.
+      process.stderr.write(
+        `bigquery-emulator: cannot write the journal ${this.files.journal}: ${String(err)}\n`,
+      );
+      process.exit(70);
+    }
     this.stats.records++;
     this.stats.bytes += line.length;
     this.stats.ms += performance.now() - started;

@@ -492,6 +492,19 @@ describe('BigQuery emulator: rules BigQuery enforces', () => {
   });
 
   describe('insertAll limits (quotas#streaming_inserts)', () => {
+    it('refuses a request over 10 MB', async () => {
+      const table = name('big');
+      await create(table, { schema: 'a:string' });
+      const r = await refusal(
+        bigquery
+          .dataset('rules')
+          .table(table)
+          .insert([{ a: 'x'.repeat(10 * 1024 * 1024 + 1) }]),
+      );
+      assert.equal(r.code, 400);
+      assert.match(r.message, /Request payload size exceeds the limit: 10485760 bytes/);
+    });
+
     it('refuses a request of more than 50,000 rows', async () => {
       const table = name('many');
       await create(table, { schema: 'a:integer' });
