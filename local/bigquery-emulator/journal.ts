@@ -49,8 +49,12 @@ export function loadStore(files: DataFiles): Store {
   if (!fs.existsSync(files.journal)) return store;
   const text = fs.readFileSync(files.journal, 'utf8');
   const lines = text.split('\n');
-  // Everything after the last newline is a write that never completed (so was never acknowledged).
-  lines.pop();
+  // Everything after the last newline is a write that never completed (so was never acknowledged): cut it off,
+  // or the next record appended would follow it on the same line.
+  const torn = lines.pop() ?? '';
+  if (torn.length > 0) {
+    fs.truncateSync(files.journal, Buffer.byteLength(text, 'utf8') - Buffer.byteLength(torn, 'utf8'));
+  }
   lines.forEach((line, index) => {
     let record: JournalRecord;
     try {
@@ -60,7 +64,14 @@ export function loadStore(files: DataFiles): Store {
         `${files.journal}: line ${index + 1} is not a journal record; the data files are damaged`,
       );
     }
-    store.replay(record);
+    try {
+      store.replay(record);
+    } catch (err) {
+      throw new Error(
+        `${files.journal}: record ${record.seq} (${String(record.op)}) cannot be applied again: ${(err as Error).message}. ` +
+          'The data files were written by an emulator with other rules; start with an empty data directory.',
+      );
+    }
   });
   return store;
 }
@@ -92,11 +103,21 @@ export class Journal {
   private append(record: JournalRecord): void {
     const started = performance.now();
     const line = Buffer.from(`${JSON.stringify(record)}\n`, 'utf8');
-    let written = 0;
-    while (written < line.length) written += fs.writeSync(this.fd, line, written);
-    fs.fdatasyncSync(this.fd);
-    this.bytes += line.length;
-    if (this.bytes > COMPACT_AFTER_BYTES) this.compact();
+    try {
+      let written = 0;
+      while (written < line.length) written += fs.writeSync(this.fd, line, written);
+      fs.fdatasyncSync(this.fd);
+      this.bytes += line.length;
+      if (this.bytes > COMPACT_AFTER_BYTES) this.compact();
+    } catch (err) {
+      // The change is in memory but maybe not on disk: answering anything now could confirm a write a restart
+      // would lose. Stop instead (fail-stop, as PostgreSQL does when fsync fails); the client sees the
+      // connection drop and retries against the restarted emulator.
+      process.stderr.write(
+        `bigquery-emulator: cannot write the journal ${this.files.journal}: ${String(err)}\n`,
+      );
+      process.exit(70);
+    }
     this.stats.records++;
     this.stats.bytes += line.length;
     this.stats.ms += performance.now() - started;

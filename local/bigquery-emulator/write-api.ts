@@ -108,7 +108,7 @@ interface AppendRowsRequest {
 
 interface AppendRowsResponse {
   appendResult?: { offset?: { value: string } };
-  error?: RpcStatus & { details?: Array<{ typeUrl: string; value: Buffer }> };
+  error?: RpcStatus & { details?: Array<{ type_url: string; value: Buffer }> };
   rowErrors?: RowError[];
   updatedSchema?: object;
   writeStream: string;
@@ -132,19 +132,53 @@ function loadService(): grpc.ServiceDefinition {
     'protos',
   );
   const commonProtos = path.join(path.dirname(require.resolve('google-gax')), '..', 'protos');
-  const definition = protoLoader.loadSync('google/cloud/bigquery/storage/v1/storage.proto', {
-    includeDirs: [storageProtos, commonProtos],
-    longs: String,
-    enums: String,
-    defaults: false,
-    oneofs: true,
-  });
+  // annotations.proto declares the `column_name` field option writers use for flexible column names.
+  const definition = protoLoader.loadSync(
+    ['google/cloud/bigquery/storage/v1/storage.proto', 'google/cloud/bigquery/storage/v1/annotations.proto'],
+    {
+      includeDirs: [storageProtos, commonProtos],
+      longs: String,
+      enums: String,
+      defaults: false,
+      oneofs: true,
+    },
+  );
   const loaded = grpc.loadPackageDefinition(definition) as unknown as {
     google: {
       cloud: { bigquery: { storage: { v1: { BigQueryWrite: { service: grpc.ServiceDefinition } } } } };
     };
   };
   return loaded.google.cloud.bigquery.storage.v1.BigQueryWrite.service;
+}
+
+/**
+ * Flexible column names: "To use the expanded list of Unicode characters with the BigQuery Storage Write API, you
+ * must provide the schema with column_name notation" (https://cloud.google.com/bigquery/docs/schemas#flexible-column-names),
+ * the field option `google.cloud.bigquery.storage.v1.column_name` (annotations.proto), which "always take[s]
+ * precedence over placeholder names". Compiled fields are mapped to the column they name here.
+ */
+const COLUMN_NAME_OPTION = '.google.cloud.bigquery.storage.v1.columnName';
+const columnNames = new WeakMap<protobuf.Field, string>();
+
+/** The table column a writer-schema field writes: its column_name option, else its own name. */
+const columnOf = (field: protobuf.Field): string => columnNames.get(field) ?? field.name;
+
+interface RawDescriptor {
+  name?: string;
+  field?: Array<{ name?: string; options?: Record<string, unknown> }>;
+  nestedType?: RawDescriptor[];
+}
+
+function mapColumnNames(raw: RawDescriptor, type: protobuf.Type): void {
+  for (const f of raw.field ?? []) {
+    const column = f.options?.[COLUMN_NAME_OPTION];
+    const compiled = f.name ? type.fields[f.name] : undefined;
+    if (compiled && typeof column === 'string' && column) columnNames.set(compiled, column);
+  }
+  for (const nested of raw.nestedType ?? []) {
+    const compiled = nested.name ? type.nested?.[nested.name] : undefined;
+    if (compiled instanceof protobuf.Type) mapColumnNames(nested, compiled);
+  }
 }
 
 /** Builds a protobufjs Type from a writer schema's DescriptorProto (as decoded by proto-loader). */
@@ -155,6 +189,7 @@ export function compileDescriptor(descriptor: object): protobuf.Type {
   const type = fromDescriptor(message);
   new protobuf.Root().add(type);
   type.resolveAll();
+  mapColumnNames(descriptor as RawDescriptor, type);
   return type;
 }
 
@@ -177,7 +212,7 @@ export function checkWriterSchema(
       if (field.type !== 'string' || field.repeated) return `${field.name} must be a string field.`;
       continue;
     }
-    const column = findField(columns, field.name);
+    const column = findField(columns, columnOf(field));
     if (!column)
       return `Input schema has more fields than BigQuery schema, extra fields: '${prefix}.${field.name}'`;
     const protoType = protoTypeOf(field);
@@ -199,7 +234,7 @@ export function checkWriterSchema(
   for (const column of columns) {
     if (
       column.mode === 'REQUIRED' &&
-      !type.fieldsArray.some((f) => f.name.toLowerCase() === column.name.toLowerCase())
+      !type.fieldsArray.some((f) => columnOf(f).toLowerCase() === column.name.toLowerCase())
     ) {
       return `The required BigQuery field ${prefix}.${column.name} is missing in the proto schema.`;
     }
@@ -216,7 +251,7 @@ function convertMessage(
 ): StoredRecord {
   const out: StoredRecord = {};
   for (const field of type.fieldsArray) {
-    const column = findField(columns, field.name);
+    const column = findField(columns, columnOf(field));
     const raw = object[field.name];
     if (!column || raw === undefined || raw === null) continue;
     const convert = (v: unknown): StoredValue => {
@@ -675,10 +710,10 @@ function storageErrorDetail(
   code: number,
   entity: string,
   message: string,
-): { typeUrl: string; value: Buffer } {
+): { type_url: string; value: Buffer } {
   const type = storageErrorType();
   const value = Buffer.from(type.encode(type.fromObject({ code, entity, errorMessage: message })).finish());
-  return { typeUrl: 'type.googleapis.com/google.cloud.bigquery.storage.v1.StorageError', value };
+  return { type_url: 'type.googleapis.com/google.cloud.bigquery.storage.v1.StorageError', value };
 }
 
 let storageError: protobuf.Type | undefined;

@@ -217,6 +217,31 @@ describe('BigQuery emulator: rules BigQuery enforces', () => {
       });
     });
 
+    it('a flexible column is written through the Storage Write API by its column_name annotation (as adapt sets it)', async () => {
+      const table = name('flexible_write');
+      const fields: TableField[] = [
+        { name: 'id', type: 'INTEGER' },
+        { name: 'first name-ü', type: 'STRING' },
+      ];
+      await create(table, { schema: { fields } });
+      const connection = await writer.createStreamConnection({
+        streamId: managedwriter.DefaultStream,
+        destinationTable: tablePath('rules', table),
+      });
+      const protoDescriptor = adapt.convertStorageSchemaToProto2Descriptor(
+        adapt.convertBigQuerySchemaToStorageTableSchema({ fields }),
+        'root',
+      );
+      const placeholder = protoDescriptor.field![1].name!;
+      assert.notEqual(placeholder, 'first name-ü', 'the proto field has a placeholder name');
+      const w = new managedwriter.JSONWriter({ connection, protoDescriptor });
+      const res = await w.appendRows([{ id: 1, [placeholder]: 'Zoë' }] as never).getResult();
+      assert.ok(!res.error, JSON.stringify(res.error));
+      const [rows] = await bigquery.dataset('rules').table(table).getRows();
+      assert.deepEqual(rows, [{ id: 1, 'first name-ü': 'Zoë' }]);
+      w.close();
+    });
+
     it('refuses names with . ! $ ( ) * , / ; ? @ [ \\ ] ^ ` { } ~ " and names over 300 characters', async () => {
       for (const bad of [
         'a.b',
@@ -492,6 +517,19 @@ describe('BigQuery emulator: rules BigQuery enforces', () => {
   });
 
   describe('insertAll limits (quotas#streaming_inserts)', () => {
+    it('refuses a request over 10 MB', async () => {
+      const table = name('big');
+      await create(table, { schema: 'a:string' });
+      const r = await refusal(
+        bigquery
+          .dataset('rules')
+          .table(table)
+          .insert([{ a: 'x'.repeat(10 * 1024 * 1024 + 1) }]),
+      );
+      assert.equal(r.code, 400);
+      assert.match(r.message, /Request payload size exceeds the limit: 10485760 bytes/);
+    });
+
     it('refuses a request of more than 50,000 rows', async () => {
       const table = name('many');
       await create(table, { schema: 'a:integer' });
@@ -573,6 +611,11 @@ describe('BigQuery emulator: time-dependent rules on the emulator clock', () => 
       assert.match(
         String(refused.error?.message),
         /Input schema has more fields than BigQuery schema, extra fields: 'root.added'/,
+      );
+      assert.deepEqual(
+        (refused.error?.details as Array<{ type_url?: string }> | undefined)?.map((d) => d.type_url),
+        ['type.googleapis.com/google.cloud.bigquery.storage.v1.StorageError'],
+        'the StorageError (SCHEMA_MISMATCH_EXTRA_FIELDS) rides in the status details',
       );
       // Rows in the old shape still go through meanwhile.
       assert.ok(!(await old.appendRows([{ id: 3 }] as never).getResult()).error);
