@@ -63,6 +63,23 @@ describe('change-event contract', () => {
     assert.deepEqual(b.attributes, a.attributes);
   });
 
+  it('fromSource and superseded survive encoding; older payloads without them read as none', async () => {
+    const resolved: EventBatch = {
+      ...batch,
+      events: [
+        { ...batch.events[0], op: 'u', after: { id: '1', doc: 'v' }, fromSource: ['doc'] },
+        { ...batch.events[0], op: 'u', after: { id: '2' }, unchanged: ['doc'], superseded: true },
+      ],
+    };
+    const { data, attributes } = await encodeBatch(resolved, 'json+gzip');
+    assert.deepEqual(decodeBatch(data, attributes), resolved);
+    const { fromSource, ...legacy } = batch.events[0];
+    assert.deepEqual(fromSource, []);
+    const old = decodeBatch(Buffer.from(JSON.stringify({ ...batch, events: [legacy] })), {});
+    assert.deepEqual(old.events[0].fromSource, []);
+    assert.equal(old.events[0].superseded, undefined);
+  });
+
   it('poison payloads are rejected with a reason that says what is wrong', () => {
     const bad =
       (data: string, attrs: Record<string, string> = {}) =>
@@ -78,5 +95,9 @@ describe('change-event contract', () => {
     assert.throws(bad('\u001f\u008b garbage', { encoding: 'json+gzip' }), /not valid gzip/);
     const noAfter = { ...batch, events: [{ ...batch.events[0], after: null }] };
     assert.throws(bad(JSON.stringify(noAfter)), /needs "after"/);
+    const ghost = { ...batch, events: [{ ...batch.events[0], fromSource: ['doc'] }] };
+    assert.throws(bad(JSON.stringify(ghost)), /"fromSource" names "doc", which "after" does not hold/);
+    const notTrue = { ...batch, events: [{ ...batch.events[0], superseded: false }] };
+    assert.throws(bad(JSON.stringify(notTrue)), /"superseded" must be true/);
   });
 });

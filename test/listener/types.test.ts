@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
+import { Client } from 'pg';
+import { loadCatalog } from '../../listener/catalog';
 import { DecoderName } from '../../listener/config';
+import { formatType } from '../../listener/decoders/format-type';
 import { runListener } from '../../listener/run';
 import { createTopic, eventsOf, pullAll } from '../support/pubsub';
 import { listenerFixture } from '../support/listener';
@@ -81,3 +84,59 @@ for (const decoder of ['wal2json', 'pgoutput'] as DecoderName[]) {
     });
   });
 }
+
+// Columns whose type name carries a typmod (and the -1 special cases bpchar and bit), plain and as arrays.
+const TYPMODS = `
+  n numeric(10,2), n0 numeric(5), nneg numeric(5,-2), nn numeric, vc varchar(20), v varchar, c char(3), bp bpchar,
+  b bit(4), bb "bit", vb varbit(9), vbb varbit, t time(3), tz timetz(0), ts timestamp(2), tstz timestamptz(6),
+  tsn timestamptz, i interval, iy interval year, iym interval year to month, ids interval day to second(3),
+  ih interval hour, ims interval minute to second, i4 interval(4), na numeric(10,2)[], vca varchar(7)[],
+  ca char(2)[], bpa bpchar[], ba bit(3)[], bba "bit"[], tsa timestamp(1)[], ia interval day to hour[],
+  dom money_d, e mood_t, ea mood_t[]`;
+
+describe('pgoutput type names', () => {
+  it('print every typmod the way format_type does, as the catalog and wal2json give them', async () => {
+    const topic = await createTopic('typmods');
+    const f = await listenerFixture(topic, 'pgoutput');
+    await f.sql("CREATE TYPE mood_t AS ENUM ('a')");
+    await f.sql('CREATE DOMAIN money_d AS numeric(12,2)');
+    await f.sql(`CREATE TABLE tm (id int PRIMARY KEY, ${TYPMODS})`);
+    const c = new Client(f.db);
+    await c.connect();
+    try {
+      const catalog = await loadCatalog(c);
+      const attrs = await c.query<{ name: string; oid: number; typmod: number; expected: string }>(
+        `SELECT attname AS name, atttypid::int AS oid, atttypmod AS typmod,
+                format_type(atttypid, atttypmod) AS expected
+         FROM pg_attribute WHERE attrelid = 'tm'::regclass AND attnum > 0`,
+      );
+      assert.ok(attrs.rows.length > 30);
+      for (const a of attrs.rows) {
+        assert.equal(formatType(catalog, a.oid, a.typmod), a.expected, `column ${a.name}`);
+      }
+      // A typmod the catalog never saw (column added after it was read) still prints from the rules.
+      const bare = { ...catalog, typmodNames: new Map<string, string>() };
+      for (const a of attrs.rows)
+        assert.equal(formatType(bare, a.oid, a.typmod), a.expected, `bare ${a.name}`);
+    } finally {
+      await c.end();
+    }
+  });
+
+  it('describe a change with the typmod it had: numeric(10,2), then numeric(12,2) after ALTER TYPE', async () => {
+    const topic = await createTopic('typmod_alter');
+    const f = await listenerFixture(topic, 'pgoutput');
+    await f.sql('CREATE TABLE p (id int PRIMARY KEY, amount numeric(10,2))');
+    await f.sql('INSERT INTO p VALUES (1, 1.5)');
+    await f.sql('ALTER TABLE p ALTER COLUMN amount TYPE numeric(12,2)');
+    await f.sql('INSERT INTO p VALUES (2, 2.5)');
+    await runListener(f.cfg);
+    const batches = await pullAll(topic);
+    const typeOf = (id: string) =>
+      batches
+        .find((b) => b.batch.events.some((e) => e.key?.id === id))!
+        .batch.columns.find((col) => col.name === 'amount')!.type;
+    assert.equal(typeOf('1'), 'numeric(10,2)');
+    assert.equal(typeOf('2'), 'numeric(12,2)');
+  });
+});
