@@ -330,7 +330,7 @@ export function validateConfig(raw: RawConfig): Config {
   const databaseVersion = r.string('databaseVersion', 'POSTGRES_16', (v) => {
     const m = /^POSTGRES_(\d+)$/.exec(v);
     if (!m) return `"${v}" is not a Cloud SQL PostgreSQL version (POSTGRES_13 ... POSTGRES_18)`;
-    // 13 is the oldest major version Cloud SQL still offers for new instances with standard support.
+    // PostgreSQL 12 and older are past their community end of life (https://www.postgresql.org/support/versioning/).
     if (Number(m[1]) < 13) return `"${v}" is too old: use POSTGRES_13 or later`;
   });
   const edition = r.oneOf('databaseEdition', ['ENTERPRISE', 'ENTERPRISE_PLUS'] as const, 'ENTERPRISE');
