@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import type * as gcp from '@pulumi/gcp';
 import { validateConfig, type SourceConfig } from '../../infra/config';
 import { caBundle } from '../../infra/database';
-import { cloudSqlWarnings } from '../../infra/source';
+import { cloudSqlEndpoint, cloudSqlWarnings } from '../../infra/source';
+import { existingInstance } from './harness';
 
 const source = validateConfig({
   'gcp:project': 'my-project-123',
@@ -35,6 +36,18 @@ describe('an existing Cloud SQL instance', () => {
         'gcloud sql instances patch prod-db --project=their-project --database-flags=max_connections=200,cloudsql.logical_decoding=on',
       ),
       warning,
+    );
+  });
+  it('a PSC consumer list may name our project by its number', () => {
+    const instance = existingInstance() as unknown as gcp.sql.GetDatabaseInstanceResult;
+    instance.settings[0]!.ipConfigurations[0]!.pscConfigs = [
+      { pscEnabled: true, allowedConsumerProjects: ['987654321'] } as never,
+    ];
+    const endpoint = cloudSqlEndpoint(instance, source, 'my-project-123', '987654321');
+    assert.equal(endpoint.path.kind, 'psc');
+    assert.throws(
+      () => cloudSqlEndpoint(instance, source, 'my-project-123', '111'),
+      /does not allow project my-project-123/,
     );
   });
   it('every server CA certificate is trusted, as one PEM bundle (current and upcoming during a rotation)', () => {
