@@ -27,9 +27,11 @@ export = async () => {
 
   const apis = new ProjectApis(`${prefix}-apis`, { project });
   const waitFor = apis.services;
-  // The project number names Google's service agents (Pub/Sub's) and is a valid PSC consumer id.
-  const projectInfo = await gcp.organizations.getProject({ projectId: project });
-  const projectNumber = projectInfo.number ?? '';
+  // The project number names Google's service agents (Pub/Sub's). Read after the APIs are enabled: on a
+  // fresh project the Resource Manager API may not be on when the program starts.
+  const projectNumber = gcp.organizations
+    .getProjectOutput({ projectId: project }, { dependsOn: waitFor })
+    .apply((p) => p.number ?? '');
 
   const credentials = new Credentials(
     `${prefix}-secrets`,
@@ -67,13 +69,18 @@ export = async () => {
       connectionName: database.connectionName,
     };
   } else if (source.mode === 'cloudsql') {
-    // A data source, not a resource: the user's instance is read, never created, changed or deleted.
+    // Data sources, not resources: the user's instance is read, never created, changed or deleted. The
+    // network path depends on what is read, so both are read before anything is declared; the deploying
+    // credentials' project must have the Cloud SQL Admin and Resource Manager APIs on (the provider's error
+    // says so, with the link to enable them).
     const instance = await gcp.sql.getDatabaseInstance({
       project: source.instanceProject,
       name: source.instanceName,
     });
+    // A PSC consumer list may name our project by id or by number.
+    const number = (await gcp.organizations.getProject({ projectId: project })).number ?? '';
     try {
-      endpoint = cloudSqlEndpoint(instance, source, project, projectNumber);
+      endpoint = cloudSqlEndpoint(instance, source, project, number);
     } catch (e) {
       // The same form as every other configuration error, so `pulumi up` says which key to fix and how.
       if (e instanceof ConfigError) throw new Error(e.message);

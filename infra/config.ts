@@ -330,7 +330,7 @@ export function validateConfig(raw: RawConfig): Config {
   const databaseVersion = r.string('databaseVersion', 'POSTGRES_16', (v) => {
     const m = /^POSTGRES_(\d+)$/.exec(v);
     if (!m) return `"${v}" is not a Cloud SQL PostgreSQL version (POSTGRES_13 ... POSTGRES_18)`;
-    // 13 is the oldest major version Cloud SQL still offers for new instances with standard support.
+    // PostgreSQL 12 and older are past their community end of life (https://www.postgresql.org/support/versioning/).
     if (Number(m[1]) < 13) return `"${v}" is too old: use POSTGRES_13 or later`;
   });
   const edition = r.oneOf('databaseEdition', ['ENTERPRISE', 'ENTERPRISE_PLUS'] as const, 'ENTERPRISE');
@@ -492,6 +492,14 @@ function sourceSettings(r: Reader, project: string, region: string): SourceConfi
     mode === 'cloudsql' ? 'verify-ca' : 'verify-full',
   );
 
+  const sameSecret = (admin?: SecretRef, replicator?: SecretRef) => {
+    if (admin && replicator && admin.id !== '' && admin.id === replicator.id)
+      r.problem(
+        'replicatorPasswordSecret',
+        `is the admin's secret (${admin.id}): the replicator needs a password of its own`,
+      );
+  };
+
   if (mode === 'cloudsql') {
     const connectionName = r.string(
       'sourceInstance',
@@ -513,6 +521,9 @@ function sourceSettings(r: Reader, project: string, region: string): SourceConfi
           '(the PSC endpoint and the jobs must be in the instance region), or reach its private IP with pgcdc:sourceSubnet',
       );
     }
+    const adminPasswordSecret = secret('adminPasswordSecret', true) ?? placeholderSecret();
+    const replicatorPasswordSecret = secret('replicatorPasswordSecret', false);
+    sameSecret(adminPasswordSecret, replicatorPasswordSecret);
     return {
       mode,
       connectionName,
@@ -520,8 +531,8 @@ function sourceSettings(r: Reader, project: string, region: string): SourceConfi
       instanceRegion: m?.[2] ?? '',
       instanceName: m?.[3] ?? '',
       subnet: s,
-      adminPasswordSecret: secret('adminPasswordSecret', true) ?? placeholderSecret(),
-      replicatorPasswordSecret: secret('replicatorPasswordSecret', false),
+      adminPasswordSecret,
+      replicatorPasswordSecret,
       sslMode,
     };
   }
@@ -543,14 +554,17 @@ function sourceSettings(r: Reader, project: string, region: string): SourceConfi
     'is required with sourceMode host: the PEM of the CA that signed the server certificate ' +
       '(pgcdc verifies the server; it never connects unverified)',
   );
+  const adminPasswordSecret = secret('adminPasswordSecret', true) ?? placeholderSecret();
+  const replicatorPasswordSecret = secret('replicatorPasswordSecret', true) ?? placeholderSecret();
+  sameSecret(adminPasswordSecret, replicatorPasswordSecret);
   return {
     mode,
     host,
     port: r.integer('sourcePort', 5432, 1, 65535),
     caCert,
     subnet: subnet(true) ?? placeholderSubnet(),
-    adminPasswordSecret: secret('adminPasswordSecret', true) ?? placeholderSecret(),
-    replicatorPasswordSecret: secret('replicatorPasswordSecret', true) ?? placeholderSecret(),
+    adminPasswordSecret,
+    replicatorPasswordSecret,
     sslMode,
   };
 }

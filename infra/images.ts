@@ -42,14 +42,15 @@ export class Images extends pulumi.ComponentResource {
         // Every build pushes a new version; without a policy they accumulate (and bill) forever. Untagged
         // versions older than 30 days are deleted, the 5 newest versions of each image are always kept (KEEP
         // wins over DELETE), and the version the jobs run is the one tagged `latest`, which an UNTAGGED
-        // condition never matches. Policies apply only when cleanupPolicyDryRun is false
-        // (https://cloud.google.com/artifact-registry/docs/repositories/cleanup-policy).
+        // condition never matches. Policies apply only when cleanupPolicyDryRun is false ("If true, the cleanup
+        // pipeline is prevented from deleting versions in this repository", provider docs); durations are
+        // written as in the provider's own example (olderThan: "30d").
         cleanupPolicyDryRun: false,
         cleanupPolicies: [
           {
             id: 'delete-old-untagged',
             action: 'DELETE',
-            condition: { tagState: 'UNTAGGED', olderThan: `${30 * 24 * 3600}s` },
+            condition: { tagState: 'UNTAGGED', olderThan: '30d' },
           },
           { id: 'keep-newest', action: 'KEEP', mostRecentVersions: { keepCount: 5 } },
         ],

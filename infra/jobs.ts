@@ -29,7 +29,10 @@ export interface SecretEnv {
 
 /** Direct VPC egress of the database-facing jobs. */
 export interface JobVpc {
-  /** Omitted for a user's subnet: Cloud Run derives the network from the subnet (Shared VPC included). */
+  /**
+   * Omitted for a user's subnet: "If network is not specified, it will be looked up from the subnetwork"
+   * (provider docs, vpcAccess.networkInterfaces.network).
+   */
   network?: pulumi.Input<string>;
   subnetwork: pulumi.Input<string>;
   tags: string[];

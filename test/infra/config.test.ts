@@ -422,6 +422,11 @@ describe('source modes (sourceMode new | cloudsql | host)', () => {
     rejects({ ...host, sourceHost: 'db host' }, 'sourceHost', /is not a host name or IPv4 address/);
     rejects({ ...host, sourcePort: '70000' }, 'sourcePort', /out of range 1-65535/);
     rejects({ ...host, sourceSslMode: 'require' }, 'sourceSslMode', /must be one of verify-full, verify-ca/);
+    rejects(
+      { ...host, replicatorPasswordSecret: 'projects/my-project-123/secrets/db-admin' },
+      'replicatorPasswordSecret',
+      /is the admin's secret \(projects\/my-project-123\/secrets\/db-admin\): the replicator needs a password of its own/,
+    );
   });
   it('host: a complete configuration, TLS verify-full by default, secrets in the stack project when unqualified', () => {
     const c = validateConfig({ ...minimal, ...host });

@@ -122,6 +122,16 @@ export function devStackConfig(): Record<string, string> {
       else config[k] = v;
     }
   }
+  // As Pulumi does before the program runs (mergeConfig, sdk/go/common/workspace): every project key the
+  // stack does not set gets its Pulumi.yaml default, primitives as text, structured values as JSON.
+  const project = safeLoad(readFileSync(path.join(REPO_ROOT, 'Pulumi.yaml'), 'utf8')) as {
+    config: Record<string, { default?: unknown }>;
+  };
+  for (const [key, decl] of Object.entries(project.config)) {
+    const full = `pgcdc:${key}`;
+    if (full in config || decl.default === undefined) continue;
+    config[full] = typeof decl.default === 'object' ? JSON.stringify(decl.default) : String(decl.default);
+  }
   return config;
 }
 

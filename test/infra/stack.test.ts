@@ -320,7 +320,7 @@ describe('the pgcdc stack (dev config, mocked cloud)', function () {
         {
           id: 'delete-old-untagged',
           action: 'DELETE',
-          condition: { tagState: 'UNTAGGED', olderThan: '2592000s' },
+          condition: { tagState: 'UNTAGGED', olderThan: '30d' },
         },
         { id: 'keep-newest', action: 'KEEP', mostRecentVersions: { keepCount: 5 } },
       ]);
