@@ -47,6 +47,7 @@ export interface ListenerSummary {
 }
 
 export interface StuckTransaction {
+  /** 0 when the server was still decoding up to its commit and had sent nothing of it yet. */
   xid: number;
   /** LSN of its first change this run read (null if none arrived before the limit). */
   startLsn: string | null;
@@ -69,11 +70,15 @@ export interface RunOptions {
 }
 
 /**
- * After the time limit a run still finishes the transaction it is in (so one slightly long transaction
- * does not stall the pipeline), for at most this long; a transaction still unfinished then is reported
- * as stuck. Bounded so the run ends well before the job timeout (infra keeps it ≥ 60 s above the limit).
+ * After the time limit a run still finishes the transaction it is in (so a long transaction does not stall
+ * the pipeline), for at most as long again; a transaction still unfinished at twice the limit is reported
+ * as stuck (`stuckTransaction`) rather than left to the job timeout, which would kill the run unnoticed.
+ * So the job timeout must exceed 2 × PGCDC_MAX_RUN_SECONDS plus the time to drain and confirm (the
+ * defaults: 300 s and 900 s).
  */
-export const TRANSACTION_GRACE_SECONDS = 45;
+export function hardLimitSeconds(maxRunSeconds: number): number {
+  return 2 * maxRunSeconds;
+}
 
 /** Checks the clock every this many changes while inside a transaction (cheap, and deterministic in tests). */
 const CLOCK_CHECK_EVERY = 256;
@@ -138,7 +143,7 @@ export async function runListener(cfg: ListenerConfig, opts: RunOptions = {}): P
   const now = opts.now ?? Date.now;
   const started = now();
   const deadline = started + cfg.maxRunSeconds * 1000;
-  const hardDeadline = deadline + Math.min(cfg.maxRunSeconds, TRANSACTION_GRACE_SECONDS) * 1000;
+  const hardDeadline = started + hardLimitSeconds(cfg.maxRunSeconds) * 1000;
   const log = opts.log ?? (() => undefined);
   const alert = opts.alert ?? ((_severity, message) => log(message));
   const ctx = { slot: cfg.slot, user: cfg.pg.user, host: String(cfg.pg.host) };
@@ -218,7 +223,14 @@ export async function runListener(cfg: ListenerConfig, opts: RunOptions = {}): P
     const checkHardLimit = () => {
       if (done || now() <= hardDeadline) return;
       stoppedBy = 'time-limit';
-      stuckTransaction = open ? { ...open } : null;
+      // Inside a transaction: that one. Nothing at all received yet: the server is still decoding WAL up to
+      // a large transaction's commit (it sends a transaction only once it reached its commit record), whose
+      // xid we cannot know yet (0).
+      stuckTransaction = open
+        ? { ...open }
+        : transactions === 0
+          ? { xid: 0, startLsn: null, changesRead: 0 }
+          : null;
       done = true;
       finish();
     };
@@ -317,7 +329,8 @@ export async function runListener(cfg: ListenerConfig, opts: RunOptions = {}): P
     if (stuck) {
       alert(
         'ERROR',
-        `transaction ${stuck.xid} is too large to finish within one run: ${stuck.changesRead} changes read in ` +
+        `${stuck.xid ? `transaction ${stuck.xid}` : 'a transaction the server was still decoding'} is too large ` +
+          `to finish within one run: ${stuck.changesRead} changes read in ` +
           `${Math.round((now() - started) / 1000)} s, and the slot cannot advance past it, so every run starts it ` +
           'again. Raise PGCDC_MAX_RUN_SECONDS and the job timeout (README "Troubleshooting").',
         { stuckTransaction: stuck, slot: cfg.slot },

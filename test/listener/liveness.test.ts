@@ -99,7 +99,7 @@ describe('listener: liveness', function () {
       await c.end();
     }
     const alerts: { severity: string; message: string; fields?: Record<string, unknown> }[] = [];
-    // A clock that moves one second each time the listener looks: the hard limit (2 s + 2 s grace)
+    // A clock that moves one second each time the listener looks: the hard limit (2 × 2 s)
     // falls inside the 50,000-row transaction whatever the machine's speed.
     let t = 0;
     const first = await runListener(f.cfg, {
