@@ -614,7 +614,8 @@ function jobSettings(
   scheduleKey: string,
 ): JobSettings {
   const timeoutKey = `${job}TimeoutSeconds` as ConfigKey;
-  const timeoutSeconds = r.integer(timeoutKey, 600, 60, 24 * 3600);
+  // The listener's default leaves room for 2 × its 300 s reading window plus a minute (below).
+  const timeoutSeconds = r.integer(timeoutKey, job === 'listener' ? 660 : 600, 60, 24 * 3600);
   // Two executions of one job overlap when a run may last longer than the gap to the next start: for the
   // listener the second fails on the slot ("replication slot ... is active for PID ..."), for the sink it
   // doubles the work. So the task timeout must stay below the schedule's shortest interval.
@@ -626,12 +627,16 @@ function jobSettings(
         `runs would overlap; use at most ${gap * 60 - 60} or a sparser schedule`,
     );
   }
-  // A run needs time after its reading window to publish/write what it read and to shut down cleanly.
+  // A run needs time after its reading window to publish/write what it read and to shut down cleanly. The
+  // listener also gives a transaction it is inside at the time limit as long again before it reports it
+  // stuck (listener/run.ts), so its whole run may take 2 × maxRunSeconds: the timeout must cover that plus a
+  // minute, or Cloud Run kills the run before it can confirm what it published or say what is stuck.
+  const maxRunLimit = Math.max(10, job === 'listener' ? Math.floor((timeoutSeconds - 60) / 2) : timeoutSeconds - 60);
   const maxRunSeconds = r.integer(
     `${job}MaxRunSeconds` as ConfigKey,
-    300,
+    Math.min(300, maxRunLimit),
     10,
-    Math.max(10, timeoutSeconds - 60),
+    maxRunLimit,
   );
   return {
     timeoutSeconds,

@@ -101,8 +101,15 @@ describe('stack configuration', () => {
       rejects(
         { listenerTimeoutSeconds: '300', listenerMaxRunSeconds: '300' },
         'listenerMaxRunSeconds',
-        /out of range 10-240/,
+        /out of range 10-120/,
       );
+      // The listener may spend 2 × its window inside one long transaction, plus a minute to confirm.
+      rejects(
+        { listenerTimeoutSeconds: '600', listenerMaxRunSeconds: '300' },
+        'listenerMaxRunSeconds',
+        /out of range 10-270/,
+      );
+      rejects({ sinkTimeoutSeconds: '300', sinkMaxRunSeconds: '300' }, 'sinkMaxRunSeconds', /out of range 10-240/);
     });
     it('a job timeout at or above the interval of its schedule (overlapping runs: "slot busy")', () => {
       // The old defaults: every 12 minutes with a 15-minute timeout.

@@ -124,7 +124,7 @@ export function devStackConfig(): Record<string, string> {
   }
   // As Pulumi does before the program runs (mergeConfig, sdk/go/common/workspace): every project key the
   // stack does not set gets its Pulumi.yaml default, primitives as text, structured values as JSON.
-  const project = safeLoad(readFileSync(path.join(REPO_ROOT, 'Pulumi.yaml'), 'utf8')) as {
+  const project = loadYaml(readFileSync(path.join(REPO_ROOT, 'Pulumi.yaml'), 'utf8')) as {
     config: Record<string, { default?: unknown }>;
   };
   for (const [key, decl] of Object.entries(project.config)) {
