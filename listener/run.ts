@@ -12,10 +12,11 @@ import { PgOutputDecoder } from './decoders/pgoutput';
 import { Wal2JsonDecoder } from './decoders/wal2json';
 import { ReplicationSetupError, classifyPgError } from './errors';
 import { EventPublisher, MessageSink, pubsubSink } from './publisher';
-
-export { pubsubSink };
 import { ReplicationStream } from './replication-stream';
 import { SourceLookup } from './toast-fill';
+
+// The Pub/Sub sink lives with the publisher; re-exported for the callers that import it from here.
+export { pubsubSink };
 
 export interface ListenerSummary {
   changes: number;
