@@ -12,11 +12,12 @@ import { PgOutputDecoder } from './decoders/pgoutput';
 import { Wal2JsonDecoder } from './decoders/wal2json';
 import { ReplicationSetupError, classifyPgError, lostSlotError } from './errors';
 import { EventPublisher, MessageSink, pubsubSink } from './publisher';
-
-export { pubsubSink };
 import { ReplicationStream, statusIntervalFor } from './replication-stream';
 import { connectWithRetry, withConnectRetry } from './retry';
 import { SourceLookup } from './toast-fill';
+
+// The Pub/Sub sink lives with the publisher; re-exported for the callers that import it from here.
+export { pubsubSink };
 
 export interface ListenerSummary {
   changes: number;
