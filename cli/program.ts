@@ -4,6 +4,7 @@ import { Command } from 'commander';
 import { demoCommand } from './commands/demo';
 import { deployCommand } from './commands/deploy';
 import { destroyCommand } from './commands/destroy';
+import { failedCommand } from './commands/failed';
 import { localCommand } from './commands/local';
 import { outputsCommand } from './commands/outputs';
 import { previewCommand } from './commands/preview';
@@ -43,6 +44,7 @@ export function buildProgram(deps: CliDeps): Command {
     .addCommand(runOnceCommand(deps))
     .addCommand(snapshotCommand(deps))
     .addCommand(statusCommand(deps))
+    .addCommand(failedCommand(deps))
     .addCommand(deployCommand(deps))
     .addCommand(previewCommand(deps))
     .addCommand(refreshCommand(deps))

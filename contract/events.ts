@@ -31,8 +31,18 @@ export interface ChangeEvent {
   before: Row | null;
   /** The new row (c, u, r), else null. Columns listed in `unchanged` are absent from it. */
   after: Row | null;
-  /** Columns the decoder did not send because their value was an unchanged TOASTed value. */
+  /**
+   * Columns the decoder did not send because their value was an unchanged TOASTed value, and the listener
+   * could not resolve (an event from an older listener; see `fromSource`).
+   */
   unchanged: string[];
+  /** Columns whose value in `after` the listener read from the source table at publish time (TOAST). */
+  fromSource?: string[];
+  /**
+   * The row no longer existed at the source when the listener looked it up: a later change of the table
+   * (delete, key change, truncate) follows, so this event belongs in the history only, not the replica.
+   */
+  superseded?: true;
   /** LSN of the change record itself. */
   lsn: string;
   /** LSN of the transaction's commit record (for snapshot reads: the snapshot's consistent point). */
