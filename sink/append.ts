@@ -26,6 +26,7 @@ const GRPC_NOT_FOUND = 5;
 const GRPC_UNAVAILABLE = 14;
 const UNAVAILABLE_BACKOFF_MS = [500, 1000, 2000];
 const MAX_ROUNDS = 5;
+const YIELD_EVERY = 500;
 
 function isPropagating(e: StorageWriteError): boolean {
   return (
@@ -81,7 +82,10 @@ export async function appendItems<T extends Failable>(
   for (let round = 0; round < MAX_ROUNDS; round++) {
     const encoded: Uint8Array[] = [];
     const owner: T[] = [];
-    for (const w of pending) {
+    for (const [n, w] of pending.entries()) {
+      // Encoding is synchronous: let pulls, lease renewals and other tables run between chunks, so a big
+      // batch never holds the event loop past a pull's deadline.
+      if (n > 0 && n % YIELD_EVERY === 0) await new Promise((r) => setImmediate(r));
       try {
         for (const r of toRows(w)) {
           encoded.push(appender.encode(r));

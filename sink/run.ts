@@ -14,7 +14,7 @@
 // including acknowledged messages", https://cloud.google.com/pubsub/docs/ordering).
 //
 // When is a bounded run done: when a pull that started with no message in hand waited the full pull wait
-// and returned nothing. With ordering keys Pub/Sub (and its emulator) holds back a key's next messages
+// and the server answered with nothing (a pull our own deadline cut short does not count). With ordering keys Pub/Sub (and its emulator) holds back a key's next messages
 // while earlier ones are outstanding, and any pull may return fewer messages than are available, so an
 // empty pull while we hold messages proves nothing; one with nothing outstanding anywhere does (up to
 // messages published meanwhile, which are the next run's). Otherwise the run ends at its time budget.
@@ -277,22 +277,23 @@ export async function runSink(
       }
       const idleBefore = inHand.size === 0;
       const pulling = reader.pull(Math.min(cfg.batchMessages, maxInHand - inHand.size), waitMs);
-      const batch: Inbound[] | null = await Promise.race([
-        pulling,
-        aborted.then(() => null),
-        fatalHappened.then(() => null),
-      ]);
-      if (batch === null) {
+      const pulled = await Promise.race([pulling, aborted.then(() => null), fatalHappened.then(() => null)]);
+      if (pulled === null) {
         // Whatever the pull still brings is given back at once, not left leased.
-        void pulling.then((late) => reader.nack(late)).catch(() => undefined);
+        void pulling.then((late) => reader.nack(late.messages)).catch(() => undefined);
         break;
       }
+      const batch = pulled.messages;
       if (fatal || (cfg.mode === 'once' && Date.now() >= deadline && batch.length > 0)) {
         await reader.nack(batch);
         summary.givenBack += batch.length;
         break;
       }
       if (batch.length === 0) {
+        if (!pulled.complete) {
+          log('a pull ended by its deadline before the answer was read: not counted as empty');
+          continue;
+        }
         if (idleBefore && inHand.size === 0) {
           if (cfg.mode === 'once') {
             drained = true;
@@ -354,10 +355,13 @@ async function recordDeadLetters(
 ): Promise<number> {
   const reader = new SubscriptionReader(subscriberClient(), cfg.deadLetterSubscription!);
   let n = 0;
+  let cutShort = 0;
   try {
     for (;;) {
-      const batch = await reader.pull(cfg.batchMessages, cfg.pullWaitSeconds * 1000);
-      if (batch.length === 0) break;
+      const { messages: batch, complete } = await reader.pull(cfg.batchMessages, cfg.pullWaitSeconds * 1000);
+      // An incomplete pull may have stranded messages; they come back to a later run.
+      if (batch.length === 0 && (complete || ++cutShort >= 3)) break;
+      if (batch.length === 0) continue;
       await writeFailed(
         batch.map((m) =>
           rawMessageFailure(

@@ -19,6 +19,12 @@ export interface Inbound {
   orderingKey: string;
 }
 
+export interface PullResult {
+  messages: Inbound[];
+  /** False when the pull ended by our deadline rather than the server's answer. */
+  complete: boolean;
+}
+
 /** A Pub/Sub call failed (exit code 5 territory). */
 export class PubSubError extends Error {
   override name = 'PubSubError';
@@ -55,7 +61,7 @@ export class SubscriptionReader {
    * cancelled by a short client deadline can leave messages leased to nobody until their ack deadline, and
    * each such stranding counts as a delivery attempt towards the dead-letter limit).
    */
-  async pull(maxMessages: number, waitMs: number): Promise<Inbound[]> {
+  async pull(maxMessages: number, waitMs: number): Promise<PullResult> {
     let received;
     try {
       [{ receivedMessages: received }] = await this.client.pull(
@@ -63,8 +69,10 @@ export class SubscriptionReader {
         { timeout: waitMs, retry: null },
       );
     } catch (e) {
-      // DEADLINE_EXCEEDED: nothing arrived while we waited.
-      if ((e as { code?: number }).code === 4) return [];
+      // DEADLINE_EXCEEDED: our deadline fired before the server's answer was read (normally the server
+      // answers first). Messages it was handing us may now be leased to nobody until their ack deadline:
+      // so this is not an empty pull, and proves nothing about the backlog.
+      if ((e as { code?: number }).code === 4) return { messages: [], complete: false };
       throw new PubSubError(`Pub/Sub pull from ${this.subscription} failed: ${(e as Error).message}`);
     }
     const out: Inbound[] = [];
@@ -83,7 +91,7 @@ export class SubscriptionReader {
         orderingKey: r.message.orderingKey ?? '',
       });
     }
-    return out;
+    return { messages: out, complete: true };
   }
 
   private async chunked(ackIds: string[], f: (ids: string[]) => Promise<unknown>): Promise<void> {
