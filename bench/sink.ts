@@ -104,6 +104,7 @@ async function main(): Promise<void> {
         maxRunSeconds: 600,
         mode: 'once',
         batchMessages: 10,
+        pullWaitSeconds: 3,
         bigQueryStorageEmulatorHost: bq.grpcHost,
       },
       { log: () => undefined },

@@ -5,6 +5,7 @@ import { checkCommand } from './commands/check';
 import { demoCommand } from './commands/demo';
 import { deployCommand } from './commands/deploy';
 import { destroyCommand } from './commands/destroy';
+import { failedCommand } from './commands/failed';
 import { localCommand } from './commands/local';
 import { outputsCommand } from './commands/outputs';
 import { previewCommand } from './commands/preview';
@@ -45,6 +46,7 @@ export function buildProgram(deps: CliDeps): Command {
     .addCommand(runOnceCommand(deps))
     .addCommand(snapshotCommand(deps))
     .addCommand(statusCommand(deps))
+    .addCommand(failedCommand(deps))
     .addCommand(deployCommand(deps))
     .addCommand(previewCommand(deps))
     .addCommand(refreshCommand(deps))

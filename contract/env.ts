@@ -79,6 +79,8 @@ export const ENV = {
   maxStalenessMinutes: 'PGCDC_MAX_STALENESS_MINUTES',
   /** Most Pub/Sub messages the sink pulls and writes as one batch (default 50). */
   sinkBatchMessages: 'PGCDC_SINK_BATCH_MESSAGES',
+  /** How long one sink pull waits for messages; a run ends after an empty one with nothing in hand (default 20). */
+  sinkPullWaitSeconds: 'PGCDC_SINK_PULL_WAIT_SECONDS',
   /** host:port of a Storage Write API endpoint without TLS (the local emulator); unset in the cloud. */
   bigQueryStorageEmulatorHost: 'PGCDC_BQ_STORAGE_EMULATOR_HOST',
   /** host:port of the BigQuery REST endpoint without TLS; read by @google-cloud/bigquery itself. */

@@ -18,6 +18,11 @@ export interface SinkConfig {
   mode: 'once' | 'continuous';
   /** Most messages pulled and written as one batch. */
   batchMessages: number;
+  /**
+   * How long one pull may wait for messages. A bounded run ends when a pull that started with nothing in
+   * hand waited this long and got nothing (sink/README.md, "When is the subscription drained").
+   */
+  pullWaitSeconds: number;
   /** Full path of the dead-letter subscription: its messages are recorded in `_failed`, then acked. */
   deadLetterSubscription?: string;
   /** host:port of a Storage Write API endpoint without TLS (local emulator only). */
@@ -93,6 +98,7 @@ export function loadSinkConfig(env: NodeJS.ProcessEnv): SinkConfig {
     maxRunSeconds: positiveInt(env, ENV.maxRunSeconds, 300),
     mode: modeRaw,
     batchMessages: positiveInt(env, ENV.sinkBatchMessages, 50, 1000),
+    pullWaitSeconds: positiveInt(env, ENV.sinkPullWaitSeconds, 20, 600),
     bigQueryStorageEmulatorHost: storageHost || undefined,
   };
 }

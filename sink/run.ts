@@ -1,17 +1,35 @@
-// One sink run: pull a batch, write BigQuery (failed table, history, replica), ack what was written, repeat
-// until the subscription is drained (two empty pulls) or the time limit (once mode), or until stopped
-// (continuous mode). Nothing is acked before BigQuery accepted it; a BigQuery failure ends the run with
-// the batch un-acked, and Pub/Sub redelivers it to the next run.
+// One sink run. A puller pulls messages and queues them per source table (one Pub/Sub ordering key per
+// table, decision 5 in the design); up to MAX_TABLE_WORKERS tables are written at once, each table's
+// messages strictly in delivery order, a batch at a time: BigQuery first (tables.ts order: history,
+// truncates, replica), then `_failed` records, then the ack. So pulling, decoding, writing and acking
+// overlap across tables, in-flight messages are bounded, and one table never waits for another:
+//   - a table whose new schema the Write API does not see yet is retried later (backoff), the others go on;
+//   - a table BigQuery refuses permanently (HTTP 400) has its messages recorded in `_failed`, raw and
+//     republishable, then acked — never a reason to hold back other tables;
+//   - anything else (BigQuery or Pub/Sub unreachable) ends the run; nothing unwritten is acked, and
+//     everything in hand is given back (nack) for the next run.
+// Acks and nacks respect ordering: within a table only a prefix of the delivered messages is ever acked,
+// and a give-back returns every message in hand ("When the Pub/Sub service redelivers a message with an
+// ordering key, the Pub/Sub service also redelivers every subsequent message with the same ordering key,
+// including acknowledged messages", https://cloud.google.com/pubsub/docs/ordering).
+//
+// When is a bounded run done: when a pull that started with no message in hand waited the full pull wait
+// and the server answered with nothing (a pull our own deadline cut short does not count). With ordering keys Pub/Sub (and its emulator) holds back a key's next messages
+// while earlier ones are outstanding, and any pull may return fewer messages than are available, so an
+// empty pull while we hold messages proves nothing; one with nothing outstanding anywhere does (up to
+// messages published meanwhile, which are the next run's). Otherwise the run ends at its time budget.
 
 import { ContractError, decodeBatch } from '../contract/codec';
 import { qualifiedName } from '../contract/events';
+import { SchemaPropagatingError } from './append';
 import { BigQueryApiError, BigQueryRest } from './bigquery-rest';
 import { bigQueryClient, storageWriteClient, subscriberClient } from './clients';
 import type { SinkConfig } from './config';
-import { FailedRecord, FailedTable } from './failed';
+import { FailedRecord, FailedTable, rawMessageFailure } from './failed';
 import { StorageWriteError } from './storage-writer';
 import { Inbound, PubSubError, SubscriptionReader } from './subscription';
 import { TableMessage, TableSink } from './table-sink';
+import { WriterPool } from './writer-pool';
 
 export interface SinkSummary {
   messages: number;
@@ -20,8 +38,11 @@ export interface SinkSummary {
   events: number;
   replicaRows: number;
   changelogRows: number;
+  /** `_failed` records written (errors and warnings). */
   failed: number;
   tables: string[];
+  /** Messages given back un-acked at the end (time budget, signal, or a table still retrying). */
+  givenBack: number;
   seconds: number;
 }
 
@@ -32,8 +53,28 @@ export class BigQueryError extends Error {
 
 export { PubSubError };
 
-// Empty pulls in a row after which a bounded run counts the subscription as drained.
-const EMPTY_PULLS_TO_STOP = 2;
+/** Tables written at the same time. */
+export const MAX_TABLE_WORKERS = 4;
+// Bounded memory: at most this many pulled, un-acked messages (and bytes) in hand.
+const MAX_IN_HAND_BYTES = 256 * 1024 * 1024;
+// A table whose schema change the Write API does not see yet is retried after these delays (the last one
+// repeats): BigQuery speaks of minutes.
+const PROPAGATION_BACKOFF_MS = [1000, 2000, 5000, 10_000, 20_000, 30_000];
+
+interface Queued {
+  inbound: Inbound;
+  message: TableMessage;
+}
+
+interface TableQueue {
+  name: string;
+  sink: TableSink;
+  pending: Queued[];
+  running: boolean;
+  notBefore: number;
+  retries: number;
+  timer?: NodeJS.Timeout;
+}
 
 export async function runSink(
   cfg: SinkConfig,
@@ -42,6 +83,8 @@ export async function runSink(
   const log = opts.log ?? ((line: string) => process.stderr.write(line + '\n'));
   const started = Date.now();
   const deadline = started + cfg.maxRunSeconds * 1000;
+  const waitMs = cfg.pullWaitSeconds * 1000;
+  const maxInHand = Math.max(cfg.batchMessages * MAX_TABLE_WORKERS * 2, 100);
   const summary: SinkSummary = {
     messages: 0,
     deadLetters: 0,
@@ -50,75 +93,173 @@ export async function runSink(
     changelogRows: 0,
     failed: 0,
     tables: [],
+    givenBack: 0,
     seconds: 0,
   };
   const tablesSeen = new Set<string>();
 
   const rest = new BigQueryRest(bigQueryClient(cfg), cfg.bigQueryProject, cfg.dataset, cfg.location);
   const writer = storageWriteClient(cfg);
+  const pool = new WriterPool(writer);
   const reader = new SubscriptionReader(subscriberClient(), cfg.subscription);
   const failedTable = new FailedTable(rest, writer, cfg.subscription);
-  const sinks = new Map<string, TableSink>();
-  const ctx = { rest, writer, maxStalenessMinutes: cfg.maxStalenessMinutes, log };
-  // Messages leased by us and not yet acked: their leases are renewed until we ack or give them back.
-  let inFlight: Inbound[] = [];
-  let held: Inbound[] = [];
-  const lease = reader.keepLeased(() => [...inFlight, ...held]);
+  const ctx = { rest, pool, maxStalenessMinutes: cfg.maxStalenessMinutes, log };
+  const queues = new Map<string, TableQueue>();
 
-  const processBatch = async (batch: Inbound[], final: boolean): Promise<Inbound[]> => {
-    const failed: FailedRecord[] = [];
-    const byTable = new Map<string, TableMessage[]>();
-    batch.forEach((m, index) => {
-      try {
-        const decoded = decodeBatch(m.data, m.attributes);
-        const name = qualifiedName(decoded.schema, decoded.table);
-        const list = byTable.get(name) ?? [];
-        list.push({
-          index,
-          messageId: m.messageId,
-          attributes: m.attributes,
-          attempts: m.attempts,
-          batch: decoded,
-        });
-        byTable.set(name, list);
-      } catch (e) {
-        if (!(e instanceof ContractError)) throw e;
-        failed.push(rawMessageFailure(m, `poison message: ${e.message}`));
+  // Every message pulled and not acked: leases renewed until we ack or give it back.
+  const inHand = new Set<Inbound>();
+  let inHandBytes = 0;
+  const lease = reader.keepLeased(() => [...inHand]);
+  let fatal: Error | null = null;
+  let stopping = false;
+  let running = 0;
+  const waitingForWorker: TableQueue[] = [];
+  let wakers: (() => void)[] = [];
+  const changed = () => {
+    const w = wakers;
+    wakers = [];
+    w.forEach((f) => f());
+  };
+  const nextChange = () => new Promise<void>((resolve) => wakers.push(resolve));
+  const release = (messages: Inbound[]) => {
+    for (const m of messages) if (inHand.delete(m)) inHandBytes -= m.data.length;
+    changed();
+  };
+  let onFatal: () => void = () => undefined;
+  const fatalHappened = new Promise<void>((resolve) => (onFatal = resolve));
+  const fail = (e: unknown) => {
+    fatal ??= classify(e);
+    onFatal();
+    changed();
+  };
+  // One `_failed` write at a time: it is one table, one connection.
+  let failedChain: Promise<void> = Promise.resolve();
+  const writeFailed = (records: FailedRecord[]): Promise<void> => {
+    const p = failedChain.then(() => failedTable.write(records));
+    failedChain = p.catch(() => undefined);
+    summary.failed += records.length;
+    return p;
+  };
+
+  const kick = (q: TableQueue): void => {
+    if (q.running || stopping || fatal || q.pending.length === 0) return;
+    const wait = q.notBefore - Date.now();
+    if (wait > 0) {
+      if (!q.timer) {
+        q.timer = setTimeout(() => {
+          q.timer = undefined;
+          kick(q);
+        }, wait);
       }
+      return;
+    }
+    if (running >= MAX_TABLE_WORKERS) {
+      if (!waitingForWorker.includes(q)) waitingForWorker.push(q);
+      return;
+    }
+    running += 1;
+    q.running = true;
+    void work(q).finally(() => {
+      running -= 1;
+      q.running = false;
+      kick(q);
+      while (running < MAX_TABLE_WORKERS && waitingForWorker.length > 0) kick(waitingForWorker.shift()!);
+      changed();
     });
-    const heldIdx = new Set<number>();
-    for (const [name, messages] of byTable) {
-      let sink = sinks.get(name);
-      if (!sink) {
-        sink = new TableSink(ctx, messages[0].batch.schema, messages[0].batch.table);
-        sinks.set(name, sink);
-      }
-      const r = await sink.apply(messages, final);
-      tablesSeen.add(name);
-      failed.push(...r.failed);
-      r.held.forEach((i) => heldIdx.add(i));
+  };
+
+  /** Writes, records and acks the next batch of one table's messages (a prefix, in delivery order). */
+  const work = async (q: TableQueue): Promise<void> => {
+    const take = q.pending.slice(0, cfg.batchMessages);
+    const inbound = take.map((t) => t.inbound);
+    try {
+      const r = await q.sink.apply(take.map((t) => t.message));
+      await writeFailed(r.failed);
+      await reader.ack(inbound);
       summary.events += r.events;
       summary.replicaRows += r.replicaRows;
       summary.changelogRows += r.changelogRows;
+      q.retries = 0;
+    } catch (e) {
+      if (e instanceof SchemaPropagatingError) {
+        // Kept in hand (leases renewed), retried later; other tables go on meanwhile.
+        q.sink.dropConnections();
+        const delay = PROPAGATION_BACKOFF_MS[Math.min(q.retries, PROPAGATION_BACKOFF_MS.length - 1)];
+        if (q.retries === 0) log(`${q.name}: BigQuery's Write API does not see the new schema yet; retrying`);
+        q.retries += 1;
+        q.notBefore = Date.now() + delay;
+        return;
+      }
+      if (e instanceof BigQueryApiError && e.status === 400) {
+        q.sink.dropConnections();
+        try {
+          await writeFailed(
+            inbound.map((m) =>
+              rawMessageFailure(m, `BigQuery refused the tables of ${q.name}: ${e.message}`),
+            ),
+          );
+          await reader.ack(inbound);
+        } catch (e2) {
+          fail(e2);
+          return;
+        }
+      } else {
+        fail(e);
+        return;
+      }
     }
-    await failedTable.write(failed);
-    summary.failed += failed.length;
-    const done = batch.filter((_, i) => !heldIdx.has(i));
-    await reader.ack(done);
-    summary.messages += done.length;
-    if (heldIdx.size > 0) log(`holding ${heldIdx.size} message(s) until earlier rows of their keys arrive`);
-    return batch.filter((_, i) => heldIdx.has(i));
+    q.pending.splice(0, take.length);
+    summary.messages += take.length;
+    release(inbound);
   };
 
-  const guarded = async (batch: Inbound[], final: boolean): Promise<Inbound[]> => {
-    try {
-      return await processBatch(batch, final);
-    } catch (e) {
-      // Give the batch back at once; it was not (fully) written, so it must come again.
-      await reader.nack(batch);
-      throw classify(e);
+  const route = async (batch: Inbound[]): Promise<void> => {
+    const poison: Inbound[] = [];
+    const touched = new Set<TableQueue>();
+    for (const m of batch) {
+      inHand.add(m);
+      inHandBytes += m.data.length;
+      let decoded;
+      try {
+        decoded = decodeBatch(m.data, m.attributes);
+      } catch (e) {
+        if (!(e instanceof ContractError)) throw e;
+        poison.push(m);
+        continue;
+      }
+      const name = qualifiedName(decoded.schema, decoded.table);
+      let q = queues.get(name);
+      if (!q) {
+        q = {
+          name,
+          sink: new TableSink(ctx, decoded.schema, decoded.table),
+          pending: [],
+          running: false,
+          notBefore: 0,
+          retries: 0,
+        };
+        queues.set(name, q);
+      }
+      tablesSeen.add(name);
+      q.pending.push({
+        inbound: m,
+        message: { messageId: m.messageId, attributes: m.attributes, attempts: m.attempts, batch: decoded },
+      });
+      touched.add(q);
+    }
+    touched.forEach(kick);
+    if (poison.length > 0) {
+      await writeFailed(poison.map((m) => rawMessageFailure(m, `poison message: ${whyPoison(m)}`)));
+      await reader.ack(poison);
+      summary.messages += poison.length;
+      release(poison);
     }
   };
+
+  const aborted = new Promise<void>((resolve) => {
+    if (opts.signal?.aborted) resolve();
+    opts.signal?.addEventListener('abort', () => resolve(), { once: true });
+  });
 
   try {
     try {
@@ -127,55 +268,64 @@ export async function runSink(
     } catch (e) {
       throw classify(e);
     }
-    let empty = 0;
     let drained = false;
-    while (!opts.signal?.aborted) {
+    while (!fatal && !opts.signal?.aborted) {
       if (cfg.mode === 'once' && Date.now() >= deadline) break;
-      const batch = await reader.pull(cfg.batchMessages);
+      if (inHand.size >= maxInHand || inHandBytes >= MAX_IN_HAND_BYTES) {
+        await Promise.race([nextChange(), aborted]);
+        continue;
+      }
+      const idleBefore = inHand.size === 0;
+      const pulling = reader.pull(Math.min(cfg.batchMessages, maxInHand - inHand.size), waitMs);
+      const pulled = await Promise.race([pulling, aborted.then(() => null), fatalHappened.then(() => null)]);
+      if (pulled === null) {
+        // Whatever the pull still brings is given back at once, not left leased.
+        void pulling.then((late) => reader.nack(late.messages)).catch(() => undefined);
+        break;
+      }
+      const batch = pulled.messages;
+      if (fatal || (cfg.mode === 'once' && Date.now() >= deadline && batch.length > 0)) {
+        await reader.nack(batch);
+        summary.givenBack += batch.length;
+        break;
+      }
       if (batch.length === 0) {
-        empty += 1;
-        if (held.length > 0 && cfg.mode === 'continuous') {
-          // inFlight keeps their leases renewed while they are retried.
-          inFlight = held;
-          held = [];
-          held = await guarded(inFlight, true);
-          inFlight = [];
+        if (!pulled.complete) {
+          log('a pull ended by its deadline before the answer was read: not counted as empty');
+          continue;
         }
-        // Continuous mode never reaches the end of the run: record dead letters whenever it is idle.
-        if (cfg.mode === 'continuous' && cfg.deadLetterSubscription) {
-          summary.deadLetters += await recordDeadLetters(cfg, failedTable, log).catch((e: unknown) => {
-            throw classify(e);
-          });
-        }
-        if (cfg.mode === 'once' && empty >= EMPTY_PULLS_TO_STOP) {
-          drained = true;
-          break;
+        if (idleBefore && inHand.size === 0) {
+          if (cfg.mode === 'once') {
+            drained = true;
+            break;
+          }
+          // Continuous mode never reaches the end of the run: record dead letters whenever it is idle.
+          if (cfg.deadLetterSubscription)
+            summary.deadLetters += await recordDeadLetters(cfg, writeFailed, log);
         }
         continue;
       }
-      empty = 0;
-      inFlight = batch;
-      const stillHeld = await guarded(batch, false);
-      inFlight = [];
-      held.push(...stillHeld);
+      await route(batch);
     }
-    if (held.length > 0 && drained) {
-      // Last chance for held messages: the subscription is drained and everything else landed. (Stopped by
-      // the time limit or a signal, they are given back instead: the next run may bring what they lack.)
-      inFlight = held;
-      held = [];
-      await guarded(inFlight, true);
-      inFlight = [];
+    // Let the batches being written finish (and be acked); start no new ones.
+    stopping = true;
+    while (running > 0) await nextChange();
+    if (fatal) throw fatal;
+    if (cfg.mode === 'once' && drained && cfg.deadLetterSubscription) {
+      summary.deadLetters += await recordDeadLetters(cfg, writeFailed, log);
     }
-    if (cfg.mode === 'once' && cfg.deadLetterSubscription && !opts.signal?.aborted) {
-      summary.deadLetters += await recordDeadLetters(cfg, failedTable, log).catch((e: unknown) => {
-        throw classify(e);
-      });
-    }
+  } catch (e) {
+    throw classify(e);
   } finally {
+    stopping = true;
     lease.stop();
-    if (held.length > 0 || inFlight.length > 0) await reader.nack([...held, ...inFlight]);
-    for (const s of sinks.values()) s.close();
+    for (const q of queues.values()) if (q.timer) clearTimeout(q.timer);
+    if (inHand.size > 0) {
+      summary.givenBack += inHand.size;
+      log(`giving back ${inHand.size} message(s) not written in this run; Pub/Sub redelivers them`);
+      await reader.nack([...inHand]);
+    }
+    pool.close();
     failedTable.close();
     writer.close();
     await reader.close().catch(() => undefined);
@@ -185,22 +335,34 @@ export async function runSink(
   return summary;
 }
 
+function whyPoison(m: Inbound): string {
+  try {
+    decodeBatch(m.data, m.attributes);
+    return 'unreadable';
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
 /**
  * Messages Pub/Sub forwarded to the dead-letter topic after too many failed deliveries: recorded in `_failed`
  * with the reason and the raw payload (so they can be fixed and republished), then acked — never dropped.
  */
 async function recordDeadLetters(
   cfg: SinkConfig,
-  failedTable: FailedTable,
+  writeFailed: (records: FailedRecord[]) => Promise<void>,
   log: (line: string) => void,
 ): Promise<number> {
   const reader = new SubscriptionReader(subscriberClient(), cfg.deadLetterSubscription!);
   let n = 0;
+  let cutShort = 0;
   try {
     for (;;) {
-      const batch = await reader.pull(cfg.batchMessages);
-      if (batch.length === 0) break;
-      await failedTable.write(
+      const { messages: batch, complete } = await reader.pull(cfg.batchMessages, cfg.pullWaitSeconds * 1000);
+      // An incomplete pull may have stranded messages; they come back to a later run.
+      if (batch.length === 0 && (complete || ++cutShort >= 3)) break;
+      if (batch.length === 0) continue;
+      await writeFailed(
         batch.map((m) =>
           rawMessageFailure(
             m,
@@ -212,6 +374,8 @@ async function recordDeadLetters(
       await reader.ack(batch);
       n += batch.length;
     }
+  } catch (e) {
+    throw classify(e);
   } finally {
     await reader.close().catch(() => undefined);
   }
@@ -219,21 +383,9 @@ async function recordDeadLetters(
   return n;
 }
 
-/** A whole message for `_failed`: its raw payload and attributes, and the table its attributes name. */
-function rawMessageFailure(m: Inbound, reason: string): FailedRecord {
-  const { schema, table } = m.attributes;
-  return {
-    reason,
-    messageId: m.messageId,
-    attempts: m.attempts,
-    attributes: m.attributes,
-    payload: m.data,
-    table: schema && table ? `${schema}.${table}` : undefined,
-  };
-}
-
 function classify(e: unknown): Error {
   if (e instanceof PubSubError || e instanceof BigQueryError) return e;
-  if (e instanceof StorageWriteError || e instanceof BigQueryApiError) return new BigQueryError(e.message);
+  if (e instanceof StorageWriteError || e instanceof BigQueryApiError || e instanceof SchemaPropagatingError)
+    return new BigQueryError(e.message);
   return e as Error;
 }

@@ -1,5 +1,10 @@
 // Synchronous pull from the subscription: we decide when a message is acked (after BigQuery accepted
 // it), keep leases alive while a batch is written, and hand back what we could not finish.
+//
+// Why synchronous pull and not the streaming `Subscription` of @google-cloud/pubsub: a bounded run must
+// know when it has drained the subscription, and must never let the library ack or nack on its own (its
+// lease manager stops extending after maxExtension and then lets messages go). With pull we hold every
+// message we have until BigQuery accepted it, and the drain rule is ours (run.ts).
 
 import { v1 } from '@google-cloud/pubsub';
 
@@ -10,6 +15,14 @@ export interface Inbound {
   attributes: Record<string, string>;
   /** Set by Pub/Sub only when the subscription has a dead-letter policy. */
   attempts?: number;
+  /** The publisher's ordering key (the listener uses `schema.table`), '' when none. */
+  orderingKey: string;
+}
+
+export interface PullResult {
+  messages: Inbound[];
+  /** False when the pull ended by our deadline rather than the server's answer. */
+  complete: boolean;
 }
 
 /** A Pub/Sub call failed (exit code 5 territory). */
@@ -21,8 +34,6 @@ export class PubSubError extends Error {
 // lease is the subscription's ack deadline: a crashed sink's messages come back after it, not later.
 const LEASE_SECONDS = 60;
 const RENEW_MS = 10_000;
-// One pull waits at most this long for messages before it counts as empty.
-const PULL_WAIT_MS = 2_500;
 // acknowledge / modifyAckDeadline take a bounded list of ack ids per call.
 const ACK_CHUNK = 500;
 
@@ -40,16 +51,28 @@ export class SubscriptionReader {
     }
   }
 
-  async pull(maxMessages: number): Promise<Inbound[]> {
+  /**
+   * One pull of up to `maxMessages`, waiting up to `waitMs` for the first one. `returnImmediately` is left
+   * false (its default): "the system may wait (for a bounded amount of time) until at least one message is
+   * available, rather than returning no messages", and a pull "may return fewer than the number specified"
+   * (https://cloud.google.com/pubsub/docs/reference/rpc/google.pubsub.v1#pullrequest). The wait is the
+   * RPC's deadline, which the server sees (grpc-timeout) and answers before: a long deadline costs nothing
+   * when messages are there, and a pull is not cut off while the server hands us messages (a pull
+   * cancelled by a short client deadline can leave messages leased to nobody until their ack deadline, and
+   * each such stranding counts as a delivery attempt towards the dead-letter limit).
+   */
+  async pull(maxMessages: number, waitMs: number): Promise<PullResult> {
     let received;
     try {
       [{ receivedMessages: received }] = await this.client.pull(
         { subscription: this.subscription, maxMessages },
-        { timeout: PULL_WAIT_MS, retry: null },
+        { timeout: waitMs, retry: null },
       );
     } catch (e) {
-      // DEADLINE_EXCEEDED: nothing arrived while we waited.
-      if ((e as { code?: number }).code === 4) return [];
+      // DEADLINE_EXCEEDED: our deadline fired before the server's answer was read (normally the server
+      // answers first). Messages it was handing us may now be leased to nobody until their ack deadline:
+      // so this is not an empty pull, and proves nothing about the backlog.
+      if ((e as { code?: number }).code === 4) return { messages: [], complete: false };
       throw new PubSubError(`Pub/Sub pull from ${this.subscription} failed: ${(e as Error).message}`);
     }
     const out: Inbound[] = [];
@@ -65,9 +88,10 @@ export class SubscriptionReader {
           data === null || data === undefined ? Buffer.alloc(0) : Buffer.from(data as Uint8Array | string),
         attributes: attrs,
         attempts: r.deliveryAttempt || undefined,
+        orderingKey: r.message.orderingKey ?? '',
       });
     }
-    return out;
+    return { messages: out, complete: true };
   }
 
   private async chunked(ackIds: string[], f: (ids: string[]) => Promise<unknown>): Promise<void> {

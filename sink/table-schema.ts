@@ -4,7 +4,7 @@
 
 import type { ColumnInfo } from '../contract/events';
 import type { TableField } from './bigquery-rest';
-import { fieldName, retypedFieldName } from './names';
+import { companionFieldName, fieldName, retypedFieldName } from './names';
 import { BqType, ColumnMapping, mapColumn } from './type-map';
 
 /** Metadata columns of `<table>_changes`; they start with "_" to stay clear of source column names. */
@@ -41,7 +41,21 @@ export const CHANGES_META_FIELDS: TableField[] = [
     type: 'STRING',
     mode: 'REPEATED',
     description:
-      'columns whose unchanged TOAST value the decoder did not send (filled from the previous row)',
+      'columns whose unchanged TOAST value the decoder did not send and the listener did not resolve (NULL here)',
+  },
+  {
+    name: '_from_source',
+    type: 'STRING',
+    mode: 'REPEATED',
+    description:
+      'unchanged TOAST columns whose value the listener read from the source table at publish time',
+  },
+  {
+    name: '_superseded',
+    type: 'BOOL',
+    mode: 'NULLABLE',
+    description:
+      'the row was gone at the source when the listener looked it up: history only, no replica row',
   },
   {
     name: '_before',
@@ -70,6 +84,23 @@ export interface ColumnField {
   column: ColumnInfo;
   field: string;
   mapping: ColumnMapping;
+  /** The STRING column holding the Postgres text of values `field` cannot hold, once it exists. */
+  companion?: string;
+}
+
+// BigQuery: "The maximum length of a column description is 1,024 characters"
+// (https://cloud.google.com/bigquery/docs/schemas#column_descriptions).
+const MAX_DESCRIPTION = 1024;
+
+function fit(description: string): string {
+  return description.length <= MAX_DESCRIPTION
+    ? description
+    : description.slice(0, MAX_DESCRIPTION - 1) + '…';
+}
+
+/** Description of a column created for a source column: its Postgres type and exact source name. */
+function sourceDescription(column: ColumnInfo): string {
+  return fit(`${SOURCE_PREFIX}${column.type}; source column ${JSON.stringify(column.name)}`);
 }
 
 function fieldMode(m: { repeated: boolean }): 'REPEATED' | 'NULLABLE' {
@@ -88,13 +119,24 @@ function sameType(f: TableField, bqType: BqType, repeated: boolean): boolean {
  */
 export function planColumns(
   existing: TableField[],
+  meta: TableField[],
   columns: ColumnInfo[],
   seq: string,
   markDropped: boolean,
+  /** Fields that need their companion column (a value they cannot hold arrived). */
+  needCompanion: ReadonlySet<string> = new Set(),
 ): { mapping: ColumnField[]; fields: TableField[]; changed: boolean } {
   const fields = existing.map((f) => ({ ...f }));
   const byName = new Map(fields.map((f) => [f.name.toLowerCase(), f]));
   let changed = false;
+  // Meta columns a newer sink added (e.g. _from_source) join older tables too.
+  for (const m of meta) {
+    if (byName.has(m.name.toLowerCase())) continue;
+    const f = { ...m, mode: m.mode === 'REQUIRED' ? ('NULLABLE' as const) : m.mode };
+    fields.push(f);
+    byName.set(f.name.toLowerCase(), f);
+    changed = true;
+  }
   const mapping: ColumnField[] = [];
   const used = new Set<string>();
   for (const column of columns) {
@@ -106,23 +148,40 @@ export function planColumns(
       name = retypedFieldName(column.name, m.bqType, m.repeated);
       const note = `source type changed to ${column.type} at ${seq}: newer values are in ${name}`;
       if (!current.description?.includes(`changed to ${column.type}`)) {
-        current.description = `${current.description ?? ''}; ${note}`.replace(/^; /, '');
+        current.description = fit(`${current.description ?? ''}; ${note}`.replace(/^; /, ''));
         changed = true;
       }
     }
     let f = byName.get(name.toLowerCase());
     if (!f) {
-      f = { name, type: m.bqType, mode: fieldMode(m), description: `${SOURCE_PREFIX}${column.type}` };
+      f = { name, type: m.bqType, mode: fieldMode(m), description: sourceDescription(column) };
       fields.push(f);
       byName.set(name.toLowerCase(), f);
       changed = true;
     } else if (f.description?.startsWith(DROPPED_PREFIX)) {
-      f.description = `${SOURCE_PREFIX}${column.type}`;
+      f.description = sourceDescription(column);
       changed = true;
     }
     used.add(f.name.toLowerCase());
     if (name !== primary) used.add(primary.toLowerCase());
-    mapping.push({ column, field: f.name, mapping: m });
+    const companionName = companionFieldName(f.name);
+    let companion = byName.get(companionName.toLowerCase());
+    if (!companion && needCompanion.has(f.name)) {
+      companion = {
+        name: companionName,
+        type: 'STRING',
+        mode: 'NULLABLE',
+        description: fit(
+          `Postgres text of values of ${f.name} that BigQuery ${m.bqType} cannot hold (${f.name} is NULL ` +
+            `then); source column ${JSON.stringify(column.name)}`,
+        ),
+      };
+      fields.push(companion);
+      byName.set(companionName.toLowerCase(), companion);
+      changed = true;
+    }
+    if (companion) used.add(companion.name.toLowerCase());
+    mapping.push({ column, field: f.name, mapping: m, companion: companion?.name });
   }
   if (markDropped) {
     for (const f of fields) {

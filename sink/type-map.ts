@@ -80,6 +80,49 @@ function intValue(text: string): string {
 
 const identity = (text: string): string => text;
 
+const INT64_MIN = -(2n ** 63n);
+const UINT64_MAX = 2n ** 64n - 1n;
+
+/** A decimal literal as (digits without leading/trailing zeros, power of ten of the last digit), signed. */
+function decimalValue(lit: string): string {
+  const m = /^(-?)(\d+)(?:\.(\d+))?(?:[eE]([+-]?\d+))?$/.exec(lit);
+  if (!m) return lit;
+  let digits = m[2] + (m[3] ?? '');
+  let exp = Number(m[4] ?? 0) - (m[3]?.length ?? 0);
+  digits = digits.replace(/^0+/, '');
+  if (digits === '') return '0';
+  const trailing = /0*$/.exec(digits)![0].length;
+  digits = digits.slice(0, digits.length - trailing);
+  exp += trailing;
+  return `${m[1]}${digits}e${exp}`;
+}
+
+/**
+ * JSON text, checked the way BigQuery parses JSON by default: "exact", where a number that cannot be stored
+ * as INT64, UINT64 or FLOAT64 without loss is an error ("wide_number_mode ... exact (default): only accept
+ * numbers that can be stored without loss of precision", https://cloud.google.com/bigquery/docs/reference/standard-sql/json_functions#parse_json).
+ * Such a value goes to the column's Postgres-text companion instead of being refused or rounded.
+ */
+function exactJson(text: string): string {
+  // Numbers outside string literals: skip strings, then test each number token.
+  const re = /"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/g;
+  for (let m = re.exec(text); m; m = re.exec(text)) {
+    const tok = m[0];
+    if (tok.startsWith('"')) continue;
+    if (/^-?\d+$/.test(tok)) {
+      const n = BigInt(tok);
+      if (n >= INT64_MIN && n <= UINT64_MAX) continue;
+    }
+    const f = Number(tok);
+    if (Number.isFinite(f) && decimalValue(String(f)) === decimalValue(tok)) continue;
+    throw new ValueError(
+      `JSON number ${tok.length > 40 ? tok.slice(0, 40) + '…' : tok} cannot be held exactly by BigQuery JSON ` +
+        '(INT64, UINT64 or FLOAT64)',
+    );
+  }
+  return text;
+}
+
 /** The format_type base name without typmod and array brackets, lower case. */
 function baseName(type: string): { name: string; typmod: string | null; array: boolean } {
   let t = type.trim();
@@ -183,14 +226,41 @@ function scalarFor(name: string, typmod: string | null): Scalar | null {
       return { bqType: 'TIMESTAMP', convert: parseTimestamptz };
     case 'json':
     case 'jsonb':
-      return { bqType: 'JSON', convert: identity };
+      return { bqType: 'JSON', convert: exactJson };
     default:
       return null;
   }
 }
 
-/** How a source column is stored in BigQuery. Unknown types (enums, domains, inet, money, …) are STRING. */
-export function mapColumn(col: Pick<ColumnInfo, 'type' | 'oid'>): ColumnMapping {
+// BigQuery primary key columns may only be of these types ("BIGNUMERIC, BOOL, DATE, DATETIME, INT64,
+// NUMERIC, STRING, TIMESTAMP"; https://cloud.google.com/bigquery/docs/primary-foreign-keys); a key column
+// of any other type (bytea, real, double precision, time, json, arrays, …) is kept as STRING holding its
+// Postgres text, so the table still gets a replica. (Equal values print equal text in Postgres for
+// these types, so the text is as good a key as the value.)
+const KEY_TYPES: ReadonlySet<BqType> = new Set([
+  'BIGNUMERIC',
+  'BOOL',
+  'DATE',
+  'DATETIME',
+  'INT64',
+  'NUMERIC',
+  'STRING',
+  'TIMESTAMP',
+]);
+
+/**
+ * How a source column is stored in BigQuery. Unknown types (enums, domains, inet, money, …) are STRING; a key
+ * column whose type BigQuery does not allow in a primary key is STRING too.
+ */
+export function mapColumn(col: Pick<ColumnInfo, 'type' | 'oid'> & { key?: boolean }): ColumnMapping {
+  const m = mapValueColumn(col);
+  if (col.key && (m.repeated || !KEY_TYPES.has(m.bqType))) {
+    return { bqType: 'STRING', repeated: false, convert: identity };
+  }
+  return m;
+}
+
+function mapValueColumn(col: Pick<ColumnInfo, 'type' | 'oid'>): ColumnMapping {
   const b = baseName(col.type);
   let scalar = scalarFor(b.name, b.typmod);
   let array = b.array;

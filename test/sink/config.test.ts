@@ -19,6 +19,7 @@ describe('sink: configuration', function () {
       maxRunSeconds: 300,
       mode: 'once',
       batchMessages: 50,
+      pullWaitSeconds: 20,
       bigQueryStorageEmulatorHost: undefined,
     });
   });
@@ -33,6 +34,7 @@ describe('sink: configuration', function () {
       PGCDC_MAX_RUN_SECONDS: '30',
       PGCDC_MODE: 'continuous',
       PGCDC_SINK_BATCH_MESSAGES: '5',
+      PGCDC_SINK_PULL_WAIT_SECONDS: '7',
       PGCDC_BQ_STORAGE_EMULATOR_HOST: '127.0.0.1:9060',
       PGCDC_DEAD_LETTER_SUBSCRIPTION: 'dl',
     });
@@ -44,6 +46,7 @@ describe('sink: configuration', function () {
     assert.equal(cfg.maxRunSeconds, 30);
     assert.equal(cfg.mode, 'continuous');
     assert.equal(cfg.batchMessages, 5);
+    assert.equal(cfg.pullWaitSeconds, 7);
     assert.equal(cfg.bigQueryStorageEmulatorHost, '127.0.0.1:9060');
   });
 

@@ -49,6 +49,7 @@ function childEnv(ch: Channel): NodeJS.ProcessEnv {
     [ENV.subscription]: ch.config.subscription,
     [ENV.dataset]: ch.dataset,
     [ENV.sinkBatchMessages]: String(ch.config.batchMessages),
+    [ENV.sinkPullWaitSeconds]: String(ch.config.pullWaitSeconds),
     [ENV.bigQueryStorageEmulatorHost]: ch.config.bigQueryStorageEmulatorHost,
   };
 }
@@ -122,7 +123,7 @@ describe('sink: poison messages and failures', function () {
     assert.equal(again.messages, 0);
   });
 
-  it('a value BigQuery cannot hold sends its event to _failed with the reason; the rest of the batch lands', async function () {
+  it('a value BigQuery cannot hold stays in the replica as Postgres text in a companion column, with a warning', async function () {
     const ch = await channel(stack);
     const c = nextCommit();
     await ch.publish(
@@ -131,50 +132,68 @@ describe('sink: poison messages and failures', function () {
         event('c', c, 1, { key: { id: '2' }, after: { id: '2', amount: 'NaN', tags: '{}' } }),
         event('c', c, 2, { key: { id: '3' }, after: { id: '3', amount: '2', tags: '{a,NULL}' } }),
         event('c', c, 3, { key: { id: '4' }, after: { id: '4', amount: '3', tags: null } }),
+        event('c', c, 4, { key: { id: '5' }, after: { id: '5', amount: '4', tags: '{{a,b},{c,d}}' } }),
       ]),
     );
     const s = await runSink(ch.config, { log: () => undefined });
-    assert.equal(s.failed, 2);
+    assert.equal(s.failed, 3, 'one warning per event with a value kept as text');
     const replica = await rowsBy(ch.rest, 'vals', 'id');
-    assert.deepEqual([...replica.keys()].sort(), ['1', '4']);
+    assert.deepEqual([...replica.keys()].sort(), ['1', '2', '3', '4', '5'], 'every row is in the replica');
     assert.deepEqual(replica.get('4')?.tags, []);
+    assert.equal(replica.get('2')?.amount, null);
+    assert.equal(replica.get('2')?.amount__pg, 'NaN');
+    assert.deepEqual(replica.get('3')?.tags, []);
+    assert.equal(replica.get('3')?.tags__pg, '{a,NULL}');
+    assert.equal(replica.get('5')?.tags__pg, '{{a,b},{c,d}}');
+    assert.equal(replica.get('1')?.amount__pg, null);
+    const history = await rowsBy(ch.rest, 'vals_changes', 'id');
+    assert.equal(history.get('2')?.amount__pg, 'NaN', 'the history keeps it too');
+    const meta = await ch.rest.getTable('vals');
+    const companion = meta?.schema?.fields?.find((f) => f.name === 'amount__pg');
+    assert.match(String(companion?.description), /source column "amount"/);
     const failed = await ch.rest.listRows('_failed');
     const text = failed.map((r) => String(r.reason)).join('\n');
     assert.match(
       text,
-      /column amount \(numeric\): numeric value "NaN" cannot be held by BigQuery BIGNUMERIC/,
+      /warning: .*column amount \(numeric\): numeric value "NaN" cannot be held by BigQuery BIGNUMERIC/,
     );
     assert.match(text, /column tags \(text\[\]\): array has a NULL element/);
     const payload = JSON.parse(Buffer.from(String(failed[0].payload), 'base64').toString());
-    assert.equal(payload.events.length, 1, 'the failed event is kept as a one-event contract batch');
+    assert.equal(payload.events.length, 1, 'the event is kept as a one-event contract batch');
     assert.equal(failed[0].table_name, 'public.vals');
   });
 
-  it('a key change whose new row cannot be written still deletes the old key; the event goes to _failed', async function () {
+  it('a key change whose new key cannot be held still deletes the old key; the event goes to _failed', async function () {
+    const cols: ColumnInfo[] = [
+      { name: 'day', type: 'date', oid: 1082, key: true },
+      { name: 'note', type: 'text', oid: 25, key: false },
+    ];
     const ch = await channel(stack);
     const c1 = nextCommit();
     const c2 = nextCommit();
     await ch.publish(
-      batchOf('moved', COLUMNS, [
-        event('c', c1, 0, { key: { id: '1' }, after: { id: '1', amount: '1', tags: '{a}' } }),
+      batchOf('moved', cols, [
+        event('c', c1, 0, { key: { day: '2024-01-02' }, after: { day: '2024-01-02', note: 'a' } }),
       ]),
     );
     await runSink(ch.config, { log: () => undefined });
     await ch.publish(
-      batchOf('moved', COLUMNS, [
+      batchOf('moved', cols, [
         event('u', c2, 0, {
-          key: { id: '2' },
-          before: { id: '1' },
-          after: { id: '2', amount: '1', tags: '{a,NULL}' },
+          key: { day: '0044-03-15 BC' },
+          before: { day: '2024-01-02' },
+          after: { day: '0044-03-15 BC', note: 'a' },
         }),
       ]),
     );
     const s = await runSink(ch.config, { log: () => undefined });
     assert.equal(s.failed, 1);
-    // The source has no row 1 any more, and row 2 cannot be held: the replica must not keep row 1.
-    assert.deepEqual([...(await rowsBy(ch.rest, 'moved', 'id')).keys()], []);
+    // The source has no row 2024-01-02 any more, and the BC key cannot be a BigQuery DATE.
+    assert.deepEqual([...(await rowsBy(ch.rest, 'moved', 'day')).keys()], []);
     const [failed] = await ch.rest.listRows('_failed');
-    assert.match(String(failed.reason), /NULL element/);
+    assert.match(String(failed.reason), /^error: .*key column day/);
+    const history = await ch.rest.listRows('moved_changes');
+    assert.equal(history.find((r) => r._op === 'u')?.day__pg, '0044-03-15 BC');
   });
 
   it('dead-lettered messages are recorded in _failed with the reason and payload, then acked', async function () {
@@ -191,7 +210,7 @@ describe('sink: poison messages and failures', function () {
     const s = await runSink(cfg, { log: () => undefined });
     assert.equal(s.deadLetters, 1);
     const [row] = await ch.rest.listRows('_failed');
-    assert.match(String(row.reason), /^dead letter: Pub\/Sub stopped redelivering/);
+    assert.match(String(row.reason), /^error: dead letter: Pub\/Sub stopped redelivering/);
     assert.equal(Buffer.from(String(row.payload), 'base64').toString(), 'payload the sink kept failing on');
     assert.equal(row.table_name, 'public.t');
     assert.equal((await runSink(cfg, { log: () => undefined })).deadLetters, 0, 'acked: not recorded twice');
@@ -213,11 +232,20 @@ describe('sink: poison messages and failures', function () {
     assert.equal(s.messages, 1, 'acked: the subscription is not blocked');
     assert.equal(s.failed, 1);
     assert.deepEqual([...(await rowsBy(ch.rest, 'big', 'id')).keys()].sort(), ['1', '3']);
-    const [failed] = await ch.rest.listRows('_failed');
-    assert.match(String(failed.reason), /request too large/);
-    const attributes = JSON.parse(String(failed.attributes)) as Record<string, string>;
-    assert.equal(attributes.pgcdc_payload_encoding, 'json+gzip');
-    const payload = JSON.parse(gunzipSync(Buffer.from(String(failed.payload), 'base64')).toString());
+    // About 6 MB gzipped: kept whole, in parts of at most 4 MB (one AppendRows request each).
+    const parts = (await ch.rest.listRows('_failed')).sort((x, y) =>
+      String(JSON.parse(String(x.attributes)).pgcdc_part).localeCompare(
+        String(JSON.parse(String(y.attributes)).pgcdc_part),
+      ),
+    );
+    assert.equal(parts.length, 2);
+    assert.match(String(parts[0].reason), /request too large/);
+    const attributes = JSON.parse(String(parts[0].attributes)) as Record<string, string>;
+    assert.equal(attributes.encoding, 'json+gzip', 'republishable: the attributes say how it is encoded');
+    assert.equal(attributes.count, '1');
+    assert.equal(attributes.pgcdc_part, '1/2');
+    const joined = Buffer.concat(parts.map((p) => Buffer.from(String(p.payload), 'base64')));
+    const payload = JSON.parse(gunzipSync(joined).toString());
     assert.equal(payload.events[0].key.id, '2');
   });
 

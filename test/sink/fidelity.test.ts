@@ -54,9 +54,9 @@ function scenario(seed: number) {
       } else {
         const row: Row = { ...current, v: `v${tx}.${i}`, amount: pick(4) === 0 ? null : `-${pick(1000)}.5` };
         state.set(id, row);
-        // `big` only changes on insert, so an update never needs a value it could miss.
-        const after: Row = { id, v: row.v, amount: row.amount };
-        ev = event('u', commit, i, { key: { id }, after, unchanged: ['big'] });
+        // `big` only changes on insert; the listener read its unchanged TOAST value from the source.
+        const after: Row = { id, v: row.v, amount: row.amount, big: row.big };
+        ev = event('u', commit, i, { key: { id }, after, fromSource: ['big'] });
       }
       pending.push(ev);
       if (pending.length >= 1 + pick(4)) {

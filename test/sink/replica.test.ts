@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import type { ColumnInfo } from '../../contract/events';
+import { replicaTableName } from '../../sink/names';
 import { runSink } from '../../sink/run';
 import { batchOf, channel, event, nextCommit, rowsBy, sinkStack, SinkStack } from './support';
 
@@ -54,80 +55,101 @@ describe('sink: replica and history', function () {
     assert.equal(meta?.maxStaleness, '0-0 0 0:15:0');
   });
 
-  it('an update with unchanged TOAST columns keeps their value, from the same batch or from an earlier run', async function () {
+  it('an update whose TOAST value the listener read from the source lands whole; the history flags it', async function () {
     const ch = await channel(stack);
     const big = 'x'.repeat(5000);
-    const c1 = nextCommit();
-    const c2 = nextCommit();
-    const c3 = nextCommit();
+    const [c1, c2] = [nextCommit(), nextCommit()];
     await ch.publish(
       batchOf('docs', COLUMNS, [
         event('c', c1, 0, { key: { id: '1' }, after: { id: '1', name: 'a', doc: JSON.stringify({ big }) } }),
-        event('u', c2, 0, { key: { id: '1' }, after: { id: '1', name: 'b' }, unchanged: ['doc'] }),
-      ]),
-    );
-    await runSink(ch.config, { log });
-    let row = (await rowsBy(ch.rest, 'docs', 'id')).get('1');
-    assert.equal(row?.name, 'b');
-    assert.deepEqual(JSON.parse(String(row?.doc)), { big });
-    // A new run has no memory of the row: the value comes from the history table.
-    await ch.publish(
-      batchOf('docs', COLUMNS, [
-        event('u', c3, 0, { key: { id: '1' }, after: { id: '1', name: 'c' }, unchanged: ['doc'] }),
+        event('u', c2, 0, {
+          key: { id: '1' },
+          after: { id: '1', name: 'b', doc: JSON.stringify({ big }) },
+          fromSource: ['doc'],
+        }),
       ]),
     );
     const s = await runSink(ch.config, { log });
     assert.equal(s.failed, 0);
-    row = (await rowsBy(ch.rest, 'docs', 'id')).get('1');
-    assert.equal(row?.name, 'c');
+    const row = (await rowsBy(ch.rest, 'docs', 'id')).get('1');
+    assert.equal(row?.name, 'b');
     assert.deepEqual(JSON.parse(String(row?.doc)), { big });
     const history = await ch.rest.listRows('docs_changes');
-    const last = history.find((r) => r._op === 'u' && r.name === 'c');
-    assert.deepEqual(last?._unchanged, [{ v: 'doc' }]);
-    assert.deepEqual(JSON.parse(String(last?.doc)), { big });
+    const upd = history.find((r) => r._op === 'u');
+    assert.deepEqual(upd?._from_source, [{ v: 'doc' }]);
+    assert.deepEqual(upd?._unchanged, []);
+    assert.equal(upd?._superseded, null);
   });
 
-  it('a column an update left out is treated as unchanged, never as NULL', async function () {
+  it('a superseded update is history only: the replica keeps the row until the delete that follows', async function () {
     const ch = await channel(stack);
-    const c1 = nextCommit();
-    const c2 = nextCommit();
+    const [c1, c2, c3] = [nextCommit(), nextCommit(), nextCommit()];
     await ch.publish(
-      batchOf('absent', COLUMNS, [
+      batchOf('sup', COLUMNS, [
+        event('c', c1, 0, { key: { id: '1' }, after: { id: '1', name: 'a', doc: '[1]' } }),
+        event('c', c1, 1, { key: { id: '2' }, after: { id: '2', name: 'k', doc: '[2]' } }),
+        // The listener found key 1 gone when it looked up doc: no value for it, a delete follows.
+        event('u', c2, 0, {
+          key: { id: '1' },
+          after: { id: '1', name: 'b' },
+          unchanged: ['doc'],
+          superseded: true,
+        }),
+      ]),
+    );
+    let s = await runSink(ch.config, { log });
+    assert.equal(s.failed, 0, 'a superseded event is no failure');
+    let replica = await rowsBy(ch.rest, 'sup', 'id');
+    assert.equal(replica.get('1')?.name, 'a', 'never an UPSERT with a NULLed doc');
+    assert.deepEqual(JSON.parse(String(replica.get('1')?.doc)), [1]);
+    await ch.publish(batchOf('sup', COLUMNS, [event('d', c3, 0, { key: { id: '1' }, before: { id: '1' } })]));
+    s = await runSink(ch.config, { log });
+    replica = await rowsBy(ch.rest, 'sup', 'id');
+    assert.deepEqual([...replica.keys()], ['2']);
+    const history = await ch.rest.listRows('sup_changes');
+    const upd = history.find((r) => r._op === 'u');
+    assert.equal(upd?._superseded, 'true');
+    assert.deepEqual(upd?._unchanged, [{ v: 'doc' }]);
+    assert.equal(upd?.doc, null, 'the history keeps the WAL truth: doc was not sent');
+  });
+
+  it('an update with unresolved unchanged columns (an older listener) never nulls them: history only, a warning', async function () {
+    const ch = await channel(stack);
+    const [c1, c2, c3] = [nextCommit(), nextCommit(), nextCommit()];
+    await ch.publish(
+      batchOf('old', COLUMNS, [
         event('c', c1, 0, { key: { id: '1' }, after: { id: '1', name: 'a', doc: '[1]' } }),
       ]),
     );
     await runSink(ch.config, { log });
     await ch.publish(
-      batchOf('absent', COLUMNS, [event('u', c2, 0, { key: { id: '1' }, after: { id: '1', name: 'b' } })]),
-    );
-    await runSink(ch.config, { log });
-    const row = (await rowsBy(ch.rest, 'absent', 'id')).get('1');
-    assert.equal(row?.name, 'b');
-    assert.deepEqual(JSON.parse(String(row?.doc)), [1]);
-  });
-
-  it('an unchanged TOAST value nobody knows goes to _failed instead of nulling the column', async function () {
-    const ch = await channel(stack);
-    await ch.publish(
-      batchOf('orphans', COLUMNS, [
-        event('u', nextCommit(), 0, { key: { id: '7' }, after: { id: '7', name: 'n' }, unchanged: ['doc'] }),
+      batchOf('old', COLUMNS, [
+        event('u', c2, 0, { key: { id: '1' }, after: { id: '1', name: 'b' }, unchanged: ['doc'] }),
+        // wal2json leaves unchanged TOAST values out of `columns`: absent means not sent, never NULL.
+        event('u', c3, 0, { key: { id: '1' }, after: { id: '1', name: 'c' } }),
       ]),
     );
     const s = await runSink(ch.config, { log });
-    assert.equal(s.failed, 1);
-    assert.equal(s.messages, 1);
+    assert.equal(s.failed, 2);
+    const row = (await rowsBy(ch.rest, 'old', 'id')).get('1');
+    assert.equal(row?.name, 'a');
+    assert.deepEqual(JSON.parse(String(row?.doc)), [1]);
     const failed = await ch.rest.listRows('_failed');
-    assert.match(String(failed[0].reason), /unchanged TOAST column\(s\) doc/);
-    assert.equal((await ch.rest.listRows('orphans')).length, 0);
+    assert.equal(failed.length, 2);
+    for (const f of failed) {
+      assert.match(String(f.reason), /^warning: .*column\(s\) doc unresolved/);
+      assert.equal(JSON.parse(String(f.attributes)).count, '1', 'republishable: a one-event batch');
+    }
+    assert.equal((await ch.rest.listRows('old_changes')).length, 3);
   });
 
-  it('a primary-key change deletes the old key and upserts the new one', async function () {
+  it('a primary-key change deletes the old key and upserts the new one (superseded: deletes only)', async function () {
     const ch = await channel(stack);
-    const c1 = nextCommit();
-    const c2 = nextCommit();
+    const [c1, c2, c3] = [nextCommit(), nextCommit(), nextCommit()];
     await ch.publish(
       batchOf('pk', COLUMNS, [
         event('c', c1, 0, { key: { id: '1' }, after: { id: '1', name: 'a', doc: '{"k": 1}' } }),
+        event('c', c1, 1, { key: { id: '5' }, after: { id: '5', name: 'e', doc: '{"k": 5}' } }),
       ]),
     );
     await ch.publish(
@@ -135,16 +157,28 @@ describe('sink: replica and history', function () {
         event('u', c2, 0, {
           key: { id: '2' },
           before: { id: '1' },
-          after: { id: '2', name: 'a2' },
+          after: { id: '2', name: 'a2', doc: '{"k": 1}' },
+          fromSource: ['doc'],
+        }),
+        // Key 5 → 6, and 6 was gone when the listener looked it up: 5 ended here, 6 is deleted later.
+        event('u', c2, 1, {
+          key: { id: '6' },
+          before: { id: '5' },
+          after: { id: '6', name: 'e6' },
           unchanged: ['doc'],
+          superseded: true,
         }),
       ]),
     );
     await runSink(ch.config, { log });
-    const replica = await rowsBy(ch.rest, 'pk', 'id');
-    assert.deepEqual([...replica.keys()], ['2']);
+    let replica = await rowsBy(ch.rest, 'pk', 'id');
+    assert.deepEqual([...replica.keys()].sort(), ['2']);
     assert.equal(replica.get('2')?.name, 'a2');
     assert.deepEqual(JSON.parse(String(replica.get('2')?.doc)), { k: 1 });
+    await ch.publish(batchOf('pk', COLUMNS, [event('d', c3, 0, { key: { id: '6' }, before: { id: '6' } })]));
+    await runSink(ch.config, { log });
+    replica = await rowsBy(ch.rest, 'pk', 'id');
+    assert.deepEqual([...replica.keys()].sort(), ['2']);
   });
 
   it('a truncate empties the replica, is recorded in the history, and older events arriving later have no effect', async function () {
@@ -383,61 +417,55 @@ describe('sink: replica and history', function () {
     assert.ok((await rowsBy(ch.rest, 'mix', 'id')).has('2'), 'acked without its replica row');
   });
 
-  it('an old message redelivered in a later run does not make an unchanged TOAST value go back in time', async function () {
-    const cols: ColumnInfo[] = [
-      { name: 'id', type: 'integer', oid: 23, key: true },
-      { name: 'name', type: 'text', oid: 25, key: false },
-      { name: 'doc', type: 'text', oid: 25, key: false },
-    ];
-    const ch = await channel(stack, { batchMessages: 1 });
-    const [c1, c2, c3] = [nextCommit(), nextCommit(), nextCommit()];
-    const first = batchOf('tst', cols, [
-      event('c', c1, 0, { key: { id: '1' }, after: { id: '1', name: 'n1', doc: 'X'.repeat(3000) } }),
-    ]);
-    await ch.publish(first);
-    await ch.publish(
-      batchOf('tst', cols, [
-        event('u', c2, 0, { key: { id: '1' }, after: { id: '1', name: 'n2', doc: 'Y'.repeat(3000) } }),
-      ]),
-    );
-    await runSink(ch.config, { log: () => undefined });
-    // Next run: the first message comes again (a duplicate), then an update that left doc unchanged.
-    await ch.publish(first);
-    await ch.publish(
-      batchOf('tst', cols, [
-        event('u', c3, 0, { key: { id: '1' }, after: { id: '1', name: 'n3' }, unchanged: ['doc'] }),
-      ]),
-    );
-    await runSink(ch.config, { log: () => undefined });
-    const row = (await rowsBy(ch.rest, 'tst', 'id')).get('1');
-    assert.equal(row?.name, 'n3');
-    assert.equal(row?.doc, 'Y'.repeat(3000));
-  });
-
-  it('an unchanged TOAST value of a column whose type changed is never written as NULL', async function () {
-    const before: ColumnInfo[] = [
-      { name: 'id', type: 'integer', oid: 23, key: true },
-      { name: 'doc', type: 'text', oid: 25, key: false },
-    ];
-    const after: ColumnInfo[] = [before[0], { name: 'doc', type: 'jsonb', oid: 3802, key: false }];
+  it('awkward names and key types BigQuery refuses still give distinct tables, columns and a replica', async function () {
     const ch = await channel(stack);
+    const cols: ColumnInfo[] = [
+      { name: 'k', type: 'double precision', oid: 701, key: true },
+      { name: 'b', type: 'bytea', oid: 17, key: true },
+      { name: 'Name', type: 'text', oid: 25, key: false },
+      { name: 'name', type: 'text', oid: 25, key: false },
+      { name: '_CHANGE_TYPE', type: 'text', oid: 25, key: false },
+      { name: '_event_id', type: 'text', oid: 25, key: false },
+      { name: 'a b', type: 'integer', oid: 23, key: false },
+    ];
+    const row = {
+      k: '1.5',
+      b: '\\x00ff',
+      Name: 'upper',
+      name: 'lower',
+      _CHANGE_TYPE: 'ct',
+      _event_id: 'mine',
+      'a b': '7',
+    };
     await ch.publish(
-      batchOf('rt', before, [
-        event('c', nextCommit(), 0, { key: { id: '1' }, after: { id: '1', doc: '{"a":1}' } }),
+      batchOf('orders', COLUMNS, [
+        event('c', nextCommit(), 0, { key: { id: '1' }, after: { id: '1', name: 'o', doc: null } }),
       ]),
     );
-    await runSink(ch.config, { log: () => undefined });
     await ch.publish(
-      batchOf('rt', after, [
-        event('u', nextCommit(), 0, { key: { id: '1' }, after: { id: '1' }, unchanged: ['doc'] }),
+      batchOf('orders_changes', cols, [
+        event('c', nextCommit(), 0, { key: { k: '1.5', b: row.b }, after: row }),
       ]),
     );
-    const s = await runSink(ch.config, { log: () => undefined });
-    // The value lives under the old field, in the old type: unknown for the new field, so _failed, not NULL.
-    assert.equal(s.failed, 1);
-    const row = (await rowsBy(ch.rest, 'rt', 'id')).get('1');
-    assert.equal(row?.doc, '{"a":1}');
-    const [failed] = await ch.rest.listRows('_failed');
-    assert.match(String(failed.reason), /unchanged TOAST column\(s\) doc/);
+    const s = await runSink(ch.config, { log });
+    assert.equal(s.failed, 0);
+    const tables = [...(await ch.rest.listRows('orders_changes'))];
+    assert.equal(tables.length, 1, 'the history of orders holds only the orders event');
+    assert.equal(tables[0].name, 'o');
+    const own = (await ch.rest.listRows(replicaTableName('public', 'orders_changes')))[0];
+    assert.ok(own, 'orders_changes has a replica of its own');
+    const meta = await ch.rest.getTable(replicaTableName('public', 'orders_changes'));
+    const byDescription = new Map(
+      (meta?.schema?.fields ?? [])
+        .map((f) => [/source column "(.*)"$/.exec(f.description ?? '')?.[1], f.name] as const)
+        .filter(([src]) => src !== undefined),
+    );
+    for (const [source, value] of Object.entries(row)) {
+      const field = byDescription.get(JSON.stringify(source).slice(1, -1));
+      assert.ok(field, `a column for ${source}`);
+      assert.equal(String(own[field]), value, `${source} kept in ${field}`);
+    }
+    assert.deepEqual(meta?.tableConstraints?.primaryKey?.columns, ['k', 'b']);
+    assert.equal(meta?.schema?.fields?.find((f) => f.name === 'k')?.type, 'STRING');
   });
 });

@@ -113,3 +113,37 @@ describe('sink: Postgres → BigQuery type map', function () {
     assert.equal(m.convert('{(1,1),(0,0);(2,2),(1,1)}'), '{(1,1),(0,0);(2,2),(1,1)}');
   });
 });
+
+describe('sink: key columns and exact JSON', function () {
+  it('key columns of types a BigQuery primary key cannot have are STRING with the Postgres text', function () {
+    for (const [type, oid] of [
+      ['bytea', 17],
+      ['real', 700],
+      ['double precision', 701],
+      ['time without time zone', 1083],
+      ['jsonb', 3802],
+      ['integer[]', 1007],
+    ] as const) {
+      const m = mapColumn({ type, oid, key: true });
+      assert.equal(m.bqType, 'STRING', type);
+      assert.equal(m.repeated, false);
+      assert.equal(m.convert('\\x0102'), '\\x0102');
+    }
+    assert.equal(mapColumn({ type: 'bigint', oid: 20, key: true }).bqType, 'INT64');
+    assert.equal(mapColumn({ type: 'date', oid: 1082, key: true }).bqType, 'DATE');
+    assert.equal(mapColumn({ type: 'bytea', oid: 17, key: false }).bqType, 'BYTES');
+  });
+
+  it('JSON numbers BigQuery cannot store exactly are refused (they go to the companion column)', function () {
+    const json = mapColumn({ type: 'jsonb', oid: 3802 });
+    for (const ok of [
+      '{"a": 1}',
+      '[1.5, -2, 0.1, 1e300]',
+      '{"n": 18446744073709551615}',
+      '"12345678901234567890123"',
+    ])
+      assert.equal(json.convert(ok), ok);
+    for (const bad of ['{"a": 123456789012345678901234567890}', '[1.00000000000000000001]', '{"x": 1e400}'])
+      assert.throws(() => json.convert(bad), ValueError, bad);
+  });
+});
