@@ -131,13 +131,6 @@ function validateEvent(x: unknown, i: number): ChangeEvent {
     throw new ContractError(`${where}: "superseded" must be true when present`);
   }
   if (typeof x.xid !== 'number') throw new ContractError(`${where}: "xid" must be a number`);
-  const fromSource = x.fromSource;
-  if (fromSource !== undefined && (!Array.isArray(fromSource) || fromSource.some((u) => typeof u !== 'string'))) {
-    throw new ContractError(`${where}: "fromSource" must be an array of column names`);
-  }
-  if (x.superseded !== undefined && x.superseded !== true) {
-    throw new ContractError(`${where}: "superseded" must be true when present`);
-  }
   const ev: ChangeEvent = {
     op: op as ChangeEvent['op'],
     key: validateRow(x.key, `${where}.key`),
@@ -152,8 +145,6 @@ function validateEvent(x: unknown, i: number): ChangeEvent {
     commitTs: requireString(x, 'commitTs', where),
     seq,
   };
-  if (fromSource !== undefined) ev.fromSource = fromSource as string[];
-  if (x.superseded === true) ev.superseded = true;
   if ((ev.op === 'c' || ev.op === 'u' || ev.op === 'r') && ev.after === null) {
     throw new ContractError(`${where}: op "${ev.op}" needs "after"`);
   }
