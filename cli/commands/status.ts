@@ -13,7 +13,7 @@ import { CliError, isNoCredentials, NoCredentialsError } from '../errors';
 import { localSlotStatus, SlotStatus } from '../local-inspect';
 import { lastRuns } from '../runs';
 import { assess, Verdict, VERDICT_EXIT } from '../verdict';
-import { listTables, TableInfo } from '../warehouse';
+import { listTables, restTables, TableInfo, TablesReader } from '../warehouse';
 import { describeListener, describeSink } from './run-once';
 import {
   cloudContext,
@@ -114,7 +114,12 @@ async function section<T>(fn: () => Promise<T>): Promise<Section<T>> {
   }
 }
 
-async function warehouseSections(bq: BigQuery, dataset: string, failedTable: string, nowMs: number) {
+async function warehouseSections(
+  bq: TablesReader | BigQuery,
+  dataset: string,
+  failedTable: string,
+  nowMs: number,
+) {
   const tables = section(() => listTables(bq, dataset));
   const all = await tables;
   const failedRows: Section<{ table: string; rows: number | null }> = all.ok
@@ -146,8 +151,7 @@ type Gathered = Omit<StatusReport, 'verdict'>;
 async function localStatus(deps: CliDeps): Promise<Gathered> {
   const e = deps.local.read({ dir: deps.localDir });
   const now = deps.clock.now();
-  const { emulatorBigQuery } = await import('../../local/stack');
-  const bq = emulatorBigQuery(e);
+  const bq = restTables(e.bigQueryEmulatorHost, e.project);
   const backlogOf = async (subscription: string): Promise<BacklogInfo> => {
     const b: EmulatorBacklog = await emulatorBacklog(e.pubsubEmulatorHost, e.project, subscription, now);
     return { subscription, ...b };
