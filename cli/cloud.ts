@@ -1,5 +1,6 @@
 // Google Cloud as the CLI sees it: the few calls it makes on Cloud Run, Cloud Monitoring, Cloud Logging and
-// BigQuery, each behind a small interface so tests can inject fakes and assert what was asked.
+// BigQuery, each behind a small interface so tests can inject fakes and assert what was asked. The official
+// clients are loaded only by the commands that reach the cloud.
 
 import type { protos } from '@google-cloud/run';
 import type { BigQuery } from '@google-cloud/bigquery';
@@ -10,14 +11,47 @@ export type RunJobRequest = protos.google.cloud.run.v2.IRunJobRequest;
 
 /** The long-running operation `runJob` returns; it completes when the execution does. */
 export interface RunJobOperation {
-  /** The execution as last polled (the operation's metadata is the Execution). */
+  /**
+   * The execution as last polled: "The metadata for the operation ... Execution"
+   * (https://cloud.google.com/run/docs/reference/rest/v2/projects.locations.jobs/run). google-gax decodes it
+   * from the first response, and emits 'progress' with it whenever a poll finds it changed.
+   */
   metadata?: unknown;
+  on?(event: 'progress', listener: (metadata: unknown) => void): unknown;
   promise(): Promise<readonly [Execution, ...unknown[]]>;
 }
 
+/**
+ * google-gax BackoffSettings for polling a long-running operation (CallOptions.longrunning). Its defaults
+ * grow the poll interval towards a minute; the CLI polls every few seconds so the end is seen at once.
+ */
+export interface PollSettings {
+  initialRetryDelayMillis: number;
+  retryDelayMultiplier: number;
+  maxRetryDelayMillis: number;
+  initialRpcTimeoutMillis: number;
+  rpcTimeoutMultiplier: number;
+  maxRpcTimeoutMillis: number;
+  totalTimeoutMillis: number;
+}
+
+export const RUN_JOB_POLLING: PollSettings = {
+  initialRetryDelayMillis: 1000,
+  retryDelayMultiplier: 1.5,
+  maxRetryDelayMillis: 3000,
+  initialRpcTimeoutMillis: 30_000,
+  rpcTimeoutMultiplier: 1,
+  maxRpcTimeoutMillis: 30_000,
+  // 0: no overall deadline (the job's own task timeout bounds the execution).
+  totalTimeoutMillis: 0,
+};
+
 /** The part of @google-cloud/run's JobsClient the CLI uses. */
 export interface JobsApi {
-  runJob(request: RunJobRequest): Promise<readonly [RunJobOperation, ...unknown[]]>;
+  runJob(
+    request: RunJobRequest,
+    options?: { longrunning?: PollSettings },
+  ): Promise<readonly [RunJobOperation, ...unknown[]]>;
 }
 
 /** The part of @google-cloud/run's ExecutionsClient the CLI uses. */
@@ -45,7 +79,8 @@ export interface JobLogs {
   lastSummary(
     project: string,
     jobName: string,
-    opts: { field: string; executionName?: string },
+    /** `sinceMs`: only entries from then on (default: the last 30 days). */
+    opts: { field: string; executionName?: string; sinceMs?: number },
   ): Promise<{ at: string; summary: Record<string, unknown> } | null>;
 }
 
@@ -63,6 +98,8 @@ export interface StackOutputs {
   region: string;
   listenerJobName: string;
   sinkJobName: string;
+  /** The job that runs sql init / teardown / check as the admin login (stacks deployed before it: absent). */
+  adminJobName?: string;
   topic: string;
   subscription: string;
   dataset: string;
@@ -100,38 +137,57 @@ export function executionState(e: Execution): ExecutionState {
   return 'succeeded';
 }
 
-// --- real implementations (not testable here: no GCP) ---
+// --- real implementations (their Google calls cannot run here: no GCP; the paging, bounds and parsing are
+// tested through fakes of the two client methods) ---
 
-/** Minimal REST access through the Run client's own GoogleAuth (cloud-platform scope). */
-interface AuthRequester {
-  request<T>(opts: {
-    url: string;
-    method?: 'GET' | 'POST';
-    params?: Record<string, string>;
-    data?: unknown;
-  }): Promise<{ data: T }>;
+/** The one call of @google-cloud/monitoring's MetricServiceClient used (autoPaginate: every page). */
+export interface TimeSeriesApi {
+  listTimeSeries(request: {
+    name: string;
+    filter: string;
+    interval: { startTime: { seconds: number }; endTime: { seconds: number } };
+    view: 'FULL';
+  }): Promise<
+    readonly [
+      Array<{
+        points?: Array<{
+          interval?: { endTime?: { seconds?: number | string | null } | null } | null;
+          value?: { int64Value?: number | string | null; doubleValue?: number | null } | null;
+        }> | null;
+      }>,
+      ...unknown[],
+    ]
+  >;
 }
 
 export class MonitoringMetrics implements SubscriptionMetrics {
-  constructor(private readonly auth: AuthRequester) {}
+  constructor(
+    private readonly api: TimeSeriesApi,
+    private readonly now: () => number = Date.now,
+  ) {}
 
+  /** The newest point of a subscription metric in the last ten minutes, or null when there is none. */
   private async latest(project: string, subscriptionId: string, metric: string): Promise<number | null> {
-    const end = new Date();
-    // Pub/Sub metrics are sampled every 60 s and appear with a delay: look back ten minutes.
-    const start = new Date(end.getTime() - 10 * 60_000);
-    const { data } = await this.auth.request<{
-      timeSeries?: Array<{ points?: Array<{ value?: { int64Value?: string; doubleValue?: number } }> }>;
-    }>({
-      url: `https://monitoring.googleapis.com/v3/projects/${project}/timeSeries`,
-      params: {
-        filter: `metric.type="pubsub.googleapis.com/subscription/${metric}" AND resource.labels.subscription_id="${subscriptionId}"`,
-        'interval.startTime': start.toISOString(),
-        'interval.endTime': end.toISOString(),
-      },
+    const end = Math.floor(this.now() / 1000);
+    // "Sampled every 60 seconds. After sampling, data is not visible for up to 120 seconds"
+    // (https://cloud.google.com/monitoring/api/metrics_gcp_p_z#gcp-pubsub): ten minutes always hold a point
+    // while the subscription exists.
+    const [series] = await this.api.listTimeSeries({
+      name: `projects/${project}`,
+      filter: `metric.type="pubsub.googleapis.com/subscription/${metric}" AND resource.labels.subscription_id="${subscriptionId}"`,
+      interval: { startTime: { seconds: end - 600 }, endTime: { seconds: end } },
+      view: 'FULL',
     });
-    const point = data.timeSeries?.[0]?.points?.[0]?.value;
-    if (!point) return null;
-    return Number(point.int64Value ?? point.doubleValue ?? 0);
+    let best: { at: number; value: number } | null = null;
+    for (const ts of series) {
+      for (const p of ts.points ?? []) {
+        const at = Number(p.interval?.endTime?.seconds ?? 0);
+        const v = p.value?.int64Value ?? p.value?.doubleValue;
+        if (v === null || v === undefined) continue;
+        if (!best || at > best.at) best = { at, value: Number(v) };
+      }
+    }
+    return best ? best.value : null;
   }
 
   async backlog(project: string, subscriptionId: string): Promise<Backlog | null> {
@@ -140,32 +196,82 @@ export class MonitoringMetrics implements SubscriptionMetrics {
       this.latest(project, subscriptionId, 'oldest_unacked_message_age'),
     ]);
     if (messages === null) return null;
-    return { messages, oldestUnackedSeconds: oldest };
+    return { messages, oldestUnackedSeconds: oldest === null ? null : Math.round(oldest) };
   }
 }
 
-export class LoggingJobLogs implements JobLogs {
-  constructor(private readonly auth: AuthRequester) {}
+/** A log entry as @google-cloud/logging's Logging.getEntries returns it (Entry: metadata + data). */
+export interface LogEntry {
+  metadata: {
+    timestamp?: string | Date | { seconds?: number | string | null; nanos?: number | null } | null;
+  };
+  data?: unknown;
+}
 
-  async lastSummary(project: string, jobName: string, opts: { field: string; executionName?: string }) {
+/** The one call of @google-cloud/logging's Logging used, one page at a time (autoPaginate: false). */
+export interface EntriesApi {
+  getEntries(request: {
+    resourceNames: string[];
+    filter: string;
+    orderBy: 'timestamp desc';
+    pageSize: number;
+    pageToken?: string;
+    autoPaginate: false;
+  }): Promise<readonly [LogEntry[], { pageToken?: string | null } | null, ...unknown[]]>;
+}
+
+function entryTime(t: LogEntry['metadata']['timestamp']): string {
+  if (!t) return '';
+  if (typeof t === 'string') return t;
+  if (t instanceof Date) return t.toISOString();
+  return new Date(Number(t.seconds ?? 0) * 1000 + Math.floor((t.nanos ?? 0) / 1e6)).toISOString();
+}
+
+export class LoggingJobLogs implements JobLogs {
+  constructor(
+    private readonly api: EntriesApi,
+    private readonly now: () => number = Date.now,
+    /** Pages read at most per lookup, and the time a lookup may take. */
+    private readonly limits = { pages: 20, ms: 30_000 },
+  ) {}
+
+  async lastSummary(
+    project: string,
+    jobName: string,
+    opts: { field: string; executionName?: string; sinceMs?: number },
+  ) {
+    // Bounded by time: Cloud Logging keeps job logs 30 days by default (_Default bucket), and without a
+    // bound the client itself would look at the last 24 hours only.
+    const since = new Date(opts.sinceMs ?? this.now() - 30 * 24 * 3600_000).toISOString();
     const filter = [
       'resource.type="cloud_run_job"',
       `resource.labels.job_name="${jobName}"`,
       `jsonPayload.${opts.field}:*`,
+      `timestamp >= "${since}"`,
       ...(opts.executionName
         ? [`labels."run.googleapis.com/execution_name"="${shortName(opts.executionName)}"`]
         : []),
     ].join(' AND ');
-    const { data } = await this.auth.request<{
-      entries?: Array<{ timestamp?: string; jsonPayload?: Record<string, unknown> }>;
-    }>({
-      url: 'https://logging.googleapis.com/v2/entries:list',
-      method: 'POST',
-      data: { resourceNames: [`projects/${project}`], filter, orderBy: 'timestamp desc', pageSize: 1 },
-    });
-    const entry = data.entries?.[0];
-    if (!entry?.jsonPayload) return null;
-    return { at: entry.timestamp ?? '', summary: entry.jsonPayload };
+    const deadline = this.now() + this.limits.ms;
+    let pageToken: string | undefined;
+    // entries.list "may return fewer results than pageSize, even zero, with a nextPageToken" while it searches
+    // (https://cloud.google.com/logging/docs/reference/v2/rest/v2/entries/list): follow the pages.
+    for (let page = 0; page < this.limits.pages && this.now() < deadline; page++) {
+      const [entries, next] = await this.api.getEntries({
+        resourceNames: [`projects/${project}`],
+        filter,
+        orderBy: 'timestamp desc',
+        pageSize: 1,
+        ...(pageToken ? { pageToken } : {}),
+        autoPaginate: false,
+      });
+      const entry = entries.find((e) => e.data && typeof e.data === 'object');
+      if (entry)
+        return { at: entryTime(entry.metadata.timestamp), summary: entry.data as Record<string, unknown> };
+      pageToken = next?.pageToken || undefined;
+      if (!pageToken) return null;
+    }
+    return null;
   }
 }
 
@@ -176,19 +282,24 @@ export class LoggingJobLogs implements JobLogs {
  */
 export async function googleCloudClients(project: string): Promise<CloudClients> {
   const { JobsClient, ExecutionsClient } = await import('@google-cloud/run');
-  const { BigQuery: BigQueryClient } = await import('@google-cloud/bigquery');
   const jobs = new JobsClient();
   try {
     await jobs.auth.getClient();
   } catch (e) {
     throw new NoCredentialsError((e as Error).message.split('.')[0]);
   }
-  const auth: AuthRequester = jobs.auth;
+  const [{ BigQuery: BigQueryClient }, { Logging }, { MetricServiceClient }] = await Promise.all([
+    import('@google-cloud/bigquery'),
+    import('@google-cloud/logging'),
+    import('@google-cloud/monitoring'),
+  ]);
+  const logging = new Logging({ projectId: project });
+  const monitoring = new MetricServiceClient();
   return {
     jobs,
     executions: new ExecutionsClient(),
-    metrics: new MonitoringMetrics(auth),
-    logs: new LoggingJobLogs(auth),
+    metrics: new MonitoringMetrics(monitoring as unknown as TimeSeriesApi),
+    logs: new LoggingJobLogs(logging as unknown as EntriesApi),
     bigquery: new BigQueryClient({ projectId: project }),
   };
 }

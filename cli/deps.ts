@@ -5,15 +5,8 @@ import path from 'node:path';
 import readline from 'node:readline';
 import type { ClientConfig } from 'pg';
 import { validateConfig } from '../infra/config';
-import {
-  LocalEndpoints,
-  LocalStackOptions,
-  localDown,
-  localEnv,
-  localUp,
-  readLocalEndpoints,
-} from '../local/stack';
-import { findOnPath, StackSource } from './automation';
+import type { LocalEndpoints, LocalStackOptions } from '../local/stack';
+import { findOnPath, OnInterrupt, StackSource } from './automation';
 import type { CloudClients } from './cloud';
 import { Clock, Output, streamOutput, systemClock } from './output';
 import type { ValidateConfig } from './stack-config';
@@ -57,13 +50,22 @@ export interface CliDeps {
   stacks: StackSource;
   findPulumi(): string | undefined;
   validateConfig: ValidateConfig<unknown>;
-  /** Asks a person at the terminal; only called when output.isTTY. */
-  confirm(question: string): Promise<boolean>;
+  /** Whether stdin is a terminal: prompts need one as much as a terminal to print on. */
+  stdinIsTTY: boolean;
+  /**
+   * Asks a person at the terminal and returns the line typed, or null when stdin ended without an answer.
+   * Only called when output.isTTY and stdinIsTTY.
+   */
+  ask(question: string): Promise<string | null>;
+  /** Registers a Ctrl-C handler for the duration of a Pulumi operation; returns its removal. */
+  onInterrupt: OnInterrupt;
   cloud(project: string): Promise<CloudClients>;
   local: LocalStack;
   pipeline: Pipeline;
   /** Poll interval for conditions with a deadline (demo waits for the replica to catch up). */
   pollMs: number;
+  /** Looking up a job's summary line after its execution ended: entries reach Cloud Logging seconds later. */
+  logRetry: { attempts: number; intervalMs: number };
 }
 
 /** The repository root: dist/cli/deps.js → ../.. (also right for dist-<x>/cli). */
@@ -71,14 +73,36 @@ export function repoRoot(): string {
   return path.resolve(__dirname, '..', '..');
 }
 
-function terminalConfirm(question: string): Promise<boolean> {
+function terminalAsk(question: string): Promise<string | null> {
   const rl = readline.createInterface({ input: process.stdin, output: process.stderr });
   return new Promise((resolve) => {
-    rl.question(`${question} [y/N] `, (answer) => {
+    let answered = false;
+    // Ctrl-D (end of input) or Ctrl-C at the prompt closes the interface without an answer.
+    rl.on('close', () => {
+      if (!answered) {
+        process.stderr.write('\n');
+        resolve(null);
+      }
+    });
+    rl.on('SIGINT', () => rl.close());
+    rl.question(`${question} `, (answer) => {
+      answered = true;
       rl.close();
-      resolve(/^y(es)?$/i.test(answer.trim()));
+      resolve(answer);
     });
   });
+}
+
+function processInterrupt(handler: () => void): () => void {
+  process.on('SIGINT', handler);
+  return () => process.off('SIGINT', handler);
+}
+
+// The local stack's module is loaded when a command first reaches it (it loads pg; the Google clients only
+// when a client is made).
+function localStack(): typeof import('../local/stack') {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require('../local/stack') as typeof import('../local/stack');
 }
 
 export function defaultDeps(overrides: Partial<CliDeps> = {}): CliDeps {
@@ -97,9 +121,16 @@ export function defaultDeps(overrides: Partial<CliDeps> = {}): CliDeps {
     },
     findPulumi: () => findOnPath('pulumi'),
     validateConfig,
-    confirm: terminalConfirm,
+    stdinIsTTY: !!process.stdin.isTTY,
+    ask: terminalAsk,
+    onInterrupt: processInterrupt,
     cloud: async (project) => (await import('./cloud')).googleCloudClients(project),
-    local: { up: localUp, down: localDown, read: readLocalEndpoints, env: localEnv },
+    local: {
+      up: (o) => localStack().localUp(o),
+      down: (o) => localStack().localDown(o),
+      read: (o) => localStack().readLocalEndpoints(o),
+      env: (e) => localStack().localEnv(e),
+    },
     pipeline: {
       runSqlInit: async (pg, opts) => (await import('../listener/sql-init')).runSqlInit(pg, opts),
       // The listener job's own sequence: a bounded stream run, then snapshots of tables never snapshotted.
@@ -126,6 +157,7 @@ export function defaultDeps(overrides: Partial<CliDeps> = {}): CliDeps {
       },
     },
     pollMs: 250,
+    logRetry: { attempts: 12, intervalMs: 5000 },
     ...overrides,
   };
 }

@@ -3,7 +3,6 @@
 // A user (or a script) can tell from the exit code alone what went wrong; the message says what to do.
 
 import { CommanderError } from 'commander';
-import { LocalStackNotUpError } from '../local/stack';
 import type { Output } from './output';
 
 /** Exit codes, stable: scripts depend on them. */
@@ -29,6 +28,16 @@ export const EXIT = {
   localStackNotUp: 9,
   /** The replica did not match the source at the end of `pgcdc demo`. */
   mismatch: 10,
+  /** A confirmation was declined, left unanswered, or interrupted (Ctrl-C): nothing more was done. */
+  cancelled: 11,
+  /** `pgcdc local down` refused: stopping now would lose messages waiting in the Pub/Sub emulator. */
+  wouldLoseMessages: 12,
+  /** `pgcdc status`: the pipeline is behind (changes or messages waiting longer than they should). */
+  lagging: 13,
+  /** `pgcdc status`: the newest listener report is older than two schedule intervals. */
+  stale: 14,
+  /** `pgcdc status`: something is broken (failed run, lost or missing slot, unreadable service). */
+  failing: 15,
 } as const;
 
 export class CliError extends Error {
@@ -109,8 +118,14 @@ export class JobFailedError extends CliError {
 }
 
 export class PulumiCommandError extends CliError {
-  constructor(message: string) {
-    super(message, EXIT.failure);
+  constructor(message: string, hint?: string) {
+    super(message, EXIT.failure, hint);
+  }
+}
+
+export class CancelledError extends CliError {
+  constructor(message = 'cancelled: nothing was changed', hint?: string) {
+    super(message, EXIT.cancelled, hint);
   }
 }
 
@@ -127,7 +142,10 @@ export function isNoCredentials(err: unknown): boolean {
 /** Converts any error to a CliError (known kinds keep their exit code). */
 export function classify(err: unknown): CliError {
   if (err instanceof CliError) return err;
-  if (err instanceof LocalStackNotUpError) return new CliError(err.message, EXIT.localStackNotUp, err.hint);
+  // By name: importing local/stack here would load the Google clients for every command (even --help).
+  if (err instanceof Error && err.name === 'LocalStackNotUpError') {
+    return new CliError(err.message, EXIT.localStackNotUp, (err as Error & { hint?: string }).hint);
+  }
   if (isNoCredentials(err)) return new NoCredentialsError();
   const message = err instanceof Error ? err.message : String(err);
   return new CliError(message, EXIT.failure);
@@ -149,7 +167,8 @@ export function handleError(err: unknown, output: Output): number {
     return EXIT.usage;
   }
   const e = classify(err);
-  output.error(`error: ${e.message}`);
+  // An empty message: the command already said everything (status prints its verdict, then exits with it).
+  if (e.message) output.error(`error: ${e.message}`);
   if (e.hint) output.error(e.hint);
   if (e.exitCode === EXIT.failure && process.env.PGCDC_DEBUG && err instanceof Error && err.stack) {
     output.error(err.stack);

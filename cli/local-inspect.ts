@@ -1,23 +1,28 @@
-// Looking at the local stack from outside for `status`: the slot in Postgres, the subscription backlog in
-// the Pub/Sub emulator (which has no metrics API).
+// Looking at the local stack's slot from outside for `status` (the backlog: emulator-backlog.ts).
 
-import { credentials } from '@grpc/grpc-js';
-import { v1 } from '@google-cloud/pubsub';
-import { Client, ClientConfig } from 'pg';
-import type { Backlog } from './cloud';
+import type { ClientConfig } from 'pg';
 
 export interface SlotStatus {
   slot: string;
   plugin: string | null;
   active: boolean | null;
   confirmedLsn: string | null;
-  currentLsn: string | null;
+  /** WAL the slot holds that the listener has not confirmed yet (local: now; cloud: at the last run). */
   lagBytes: number | null;
+  /**
+   * pg_replication_slots.wal_status: "reserved"/"extended" fine, "unreserved" about to lose WAL, "lost":
+   * the slot can no longer be used (https://www.postgresql.org/docs/current/view-pg-replication-slots.html).
+   */
+  walStatus: string | null;
   /** Age of the oldest change the slot still holds (null: none pending, or unknown). */
   lagSeconds: number | null;
   /** Where the numbers come from: the database itself, or the listener's last run summary (cloud). */
   source: 'database' | 'last listener run';
+  /** Cloud: when the listener reported this, and how long ago (seconds). */
   at?: string;
+  ageSeconds?: number;
+  /** Cloud: the run hit its time limit inside a transaction it could not finish (listener summary). */
+  stuckTransaction?: { xid: number | string; startLsn: string; changesRead: number; runs?: number } | null;
 }
 
 /** The slot's position and lag, read from pg_replication_slots; the lag's age by peeking the first change. */
@@ -26,6 +31,7 @@ export async function localSlotStatus(
   slot: string,
   nowMs: number,
 ): Promise<SlotStatus | null> {
+  const { Client } = await import('pg');
   const client = new Client({ ...pg, statement_timeout: 5000 });
   await client.connect();
   try {
@@ -33,10 +39,10 @@ export async function localSlotStatus(
       plugin: string;
       active: boolean;
       confirmed: string | null;
-      current: string;
       lag: string | null;
+      wal_status: string | null;
     }>(
-      `SELECT plugin, active, confirmed_flush_lsn::text AS confirmed, pg_current_wal_lsn()::text AS current,
+      `SELECT plugin, active, confirmed_flush_lsn::text AS confirmed, wal_status,
               pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::text AS lag
          FROM pg_replication_slots WHERE slot_name = $1`,
       [slot],
@@ -55,7 +61,8 @@ export async function localSlotStatus(
         const begin = peek.rows
           .map((p) => JSON.parse(p.data) as { action?: string; timestamp?: string })
           .find((d) => d.timestamp);
-        if (begin?.timestamp) lagSeconds = Math.max(0, (nowMs - Date.parse(begin.timestamp)) / 1000);
+        if (begin?.timestamp)
+          lagSeconds = Math.max(0, Math.round((nowMs - Date.parse(begin.timestamp)) / 1000));
         else if (peek.rows.length === 0) lagSeconds = 0;
       } catch {
         /* keep the byte lag only */
@@ -66,7 +73,7 @@ export async function localSlotStatus(
       plugin: r.plugin,
       active: r.active,
       confirmedLsn: r.confirmed,
-      currentLsn: r.current,
+      walStatus: r.wal_status,
       lagBytes: r.lag === null ? null : Number(r.lag),
       lagSeconds,
       source: 'database',
@@ -74,58 +81,4 @@ export async function localSlotStatus(
   } finally {
     await client.end();
   }
-}
-
-// Enough to tell "a few" from "a lot" without holding the emulator's whole backlog leased.
-const PEEK_LIMIT = 10_000;
-
-/**
- * Counts waiting messages in an emulator subscription by pulling them and handing every one straight back
- * (ack deadline 0), so they are redelivered to the sink as if never pulled.
- */
-export async function emulatorBacklog(
-  emulatorHost: string,
-  project: string,
-  subscription: string,
-  nowMs: number,
-): Promise<Backlog> {
-  const [host, port] = emulatorHost.split(':');
-  // universeDomain up front: otherwise google-gax asks the (absent) credentials and probes for GCE metadata.
-  const client = new v1.SubscriberClient({
-    servicePath: host,
-    port: Number(port),
-    sslCreds: credentials.createInsecure(),
-    clientOptions: { universeDomain: 'googleapis.com' },
-  } as ConstructorParameters<typeof v1.SubscriberClient>[0]);
-  const name = `projects/${project}/subscriptions/${subscription}`;
-  const ackIds: string[] = [];
-  let oldest: number | null = null;
-  try {
-    while (ackIds.length < PEEK_LIMIT) {
-      const [resp] = await client.pull({ subscription: name, maxMessages: 1000, returnImmediately: true });
-      const got = resp.receivedMessages ?? [];
-      if (got.length === 0) break;
-      for (const m of got) {
-        if (m.ackId) ackIds.push(m.ackId);
-        const t = m.message?.publishTime;
-        if (t?.seconds !== undefined && t.seconds !== null) {
-          const ms = Number(t.seconds) * 1000 + Math.floor((t.nanos ?? 0) / 1e6);
-          oldest = oldest === null ? ms : Math.min(oldest, ms);
-        }
-      }
-    }
-    for (let i = 0; i < ackIds.length; i += 1000) {
-      await client.modifyAckDeadline({
-        subscription: name,
-        ackIds: ackIds.slice(i, i + 1000),
-        ackDeadlineSeconds: 0,
-      });
-    }
-  } finally {
-    await client.close();
-  }
-  return {
-    messages: ackIds.length,
-    oldestUnackedSeconds: oldest === null ? null : Math.max(0, (nowMs - oldest) / 1000),
-  };
 }

@@ -10,6 +10,8 @@ export interface Output {
   error(line: string): void;
   /** Text streamed as is on stdout (Pulumi's own output). */
   write(text: string): void;
+  /** Text streamed as is on stderr (Pulumi's output when stdout carries --json). */
+  writeError(text: string): void;
   /** Runs `fn` showing `title` as in progress, then done (with its duration) or failed. */
   task<T>(title: string, fn: () => Promise<T>): Promise<T>;
 }
@@ -58,6 +60,11 @@ export function streamOutput(stdout: Stream, stderr: Stream, clock: Clock = syst
     write(text) {
       clearSpinner();
       stdout.write(text);
+      redraw();
+    },
+    writeError(text) {
+      clearSpinner();
+      stderr.write(text);
       redraw();
     },
     async task(title, fn) {

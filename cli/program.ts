@@ -53,12 +53,32 @@ export function buildProgram(deps: CliDeps): Command {
     .addCommand(destroyCommand(deps))
     .addCommand(outputsCommand(deps));
   everyCommand(program, (c) =>
-    c.exitOverride().configureOutput({
-      writeOut: (text) => deps.output.write(text),
-      writeErr: (text) => deps.output.error(text.replace(/\n$/, '')),
-    }),
+    c
+      .exitOverride()
+      // One width whatever the terminal: the README's CLI reference is this text, compared by a test.
+      .configureHelp({ helpWidth: HELP_WIDTH })
+      .configureOutput({
+        writeOut: (text) => deps.output.write(text),
+        writeErr: (text) => deps.output.error(text.replace(/\n$/, '')),
+      }),
   );
   return program;
+}
+
+export const HELP_WIDTH = 100;
+
+/**
+ * The help of every command, as `pgcdc … --help` prints it: the README's CLI reference block (written by
+ * `npm run docs:cli`, checked by test/cli/readme.test.ts).
+ */
+export function cliReference(deps: CliDeps): string {
+  const parts: string[] = [];
+  const visit = (cmd: Command, name: string) => {
+    parts.push(`$ ${name} --help\n${cmd.helpInformation()}`);
+    for (const sub of cmd.commands) visit(sub, `${name} ${sub.name()}`);
+  };
+  visit(buildProgram(deps), 'pgcdc');
+  return parts.join('\n');
 }
 
 /** Runs the program on `argv` (user arguments, without node and the script) and returns the exit code. */

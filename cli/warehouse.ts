@@ -22,7 +22,51 @@ function num(v: string | number | undefined): number | null {
   return Number.isFinite(n) ? n : null;
 }
 
-export async function tableInfo(bq: BigQuery, dataset: string, table: string): Promise<TableInfo> {
+/** What `status` reads of a warehouse: BigQuery's client satisfies it, and so does restTables below. */
+export interface TablesReader {
+  dataset(id: string): {
+    getTables(): Promise<readonly [Array<{ id?: string }>, ...unknown[]]>;
+    table(id: string): { getMetadata(): Promise<readonly [unknown, ...unknown[]]> };
+  };
+}
+
+/**
+ * tables.list / tables.get over plain REST (https://cloud.google.com/bigquery/docs/reference/rest/v2/tables),
+ * for the local BigQuery emulator: `status --env local` must start fast, and loading @google-cloud/bigquery
+ * alone takes most of a second.
+ */
+export function restTables(endpoint: string, project: string): TablesReader {
+  const get = async <T>(path: string): Promise<T> => {
+    const res = await fetch(`${endpoint}/bigquery/v2/projects/${project}/${path}`, {
+      signal: AbortSignal.timeout(10_000),
+    });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`BigQuery emulator: GET ${path}: ${res.status} ${text.slice(0, 200)}`);
+    return JSON.parse(text) as T;
+  };
+  return {
+    dataset: (dataset) => ({
+      async getTables() {
+        const ids: Array<{ id?: string }> = [];
+        let pageToken: string | undefined;
+        do {
+          const page = await get<{
+            tables?: Array<{ tableReference?: { tableId?: string } }>;
+            nextPageToken?: string;
+          }>(`datasets/${dataset}/tables${pageToken ? `?pageToken=${encodeURIComponent(pageToken)}` : ''}`);
+          for (const t of page.tables ?? []) ids.push({ id: t.tableReference?.tableId });
+          pageToken = page.nextPageToken;
+        } while (pageToken);
+        return [ids] as const;
+      },
+      table: (table) => ({
+        getMetadata: async () => [await get<unknown>(`datasets/${dataset}/tables/${table}`)] as const,
+      }),
+    }),
+  };
+}
+
+export async function tableInfo(bq: TablesReader, dataset: string, table: string): Promise<TableInfo> {
   const [meta] = (await bq.dataset(dataset).table(table).getMetadata()) as [TableMetadata, ...unknown[]];
   const stored = num(meta.numRows);
   const buffered = num(meta.streamingBuffer?.estimatedRows) ?? 0;
@@ -34,7 +78,7 @@ export async function tableInfo(bq: BigQuery, dataset: string, table: string): P
   };
 }
 
-export async function listTables(bq: BigQuery, dataset: string): Promise<TableInfo[]> {
+export async function listTables(bq: TablesReader, dataset: string): Promise<TableInfo[]> {
   const [tables] = await bq.dataset(dataset).getTables();
   const ids = tables
     .map((t) => t.id ?? '')

@@ -5,11 +5,10 @@
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { BigQuery } from '@google-cloud/bigquery';
-import { PubSub } from '@google-cloud/pubsub';
-// A dependency of @google-cloud/bigquery; its PassThroughClient sends no credentials (the emulator wants none,
-// and without it the library probes for the GCE metadata server and warns).
-import { PassThroughClient } from 'google-auth-library';
+// The Google clients are types here and loaded on first use: `pgcdc status --env local` reads this module
+// (endpoints) and must start in well under a second, which loading @google-cloud/pubsub alone exceeds.
+import type { BigQuery } from '@google-cloud/bigquery';
+import type { PubSub } from '@google-cloud/pubsub';
 import { Client } from 'pg';
 import { ENV } from '../contract/env';
 import { CLOUDSQL_LIKE_ROLES, prepareCloudSqlLikeDatabase, startPostgres, stopPostgres } from './postgres';
@@ -232,17 +231,26 @@ async function createDatabase(maintenance: LocalEndpoints['pg'], database: strin
 export function emulatorPubSub(e: Pick<LocalEndpoints, 'pubsubEmulatorHost' | 'project'>): PubSub {
   // The universe domain given up front spares google-gax asking the (absent) credentials for it, which
   // would probe for the GCE metadata server and print a warning.
-  return new PubSub({
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { PubSub: PubSubClient } = require('@google-cloud/pubsub') as typeof import('@google-cloud/pubsub');
+  return new PubSubClient({
     projectId: e.project,
     apiEndpoint: e.pubsubEmulatorHost,
     emulatorMode: true,
     clientOptions: { universeDomain: 'googleapis.com' },
-  } as ConstructorParameters<typeof PubSub>[0]);
+  } as ConstructorParameters<typeof PubSubClient>[0]);
 }
 
 /** A BigQuery client for the emulator's REST endpoint, without touching process.env. */
 export function emulatorBigQuery(e: Pick<LocalEndpoints, 'bigQueryEmulatorHost' | 'project'>): BigQuery {
-  return new BigQuery({
+  /* eslint-disable @typescript-eslint/no-require-imports */
+  const { BigQuery: BigQueryClient } =
+    require('@google-cloud/bigquery') as typeof import('@google-cloud/bigquery');
+  // A dependency of @google-cloud/bigquery; its PassThroughClient sends no credentials (the emulator wants
+  // none, and without it the library probes for the GCE metadata server and warns).
+  const { PassThroughClient } = require('google-auth-library') as typeof import('google-auth-library');
+  /* eslint-enable @typescript-eslint/no-require-imports */
+  return new BigQueryClient({
     projectId: e.project,
     apiEndpoint: e.bigQueryEmulatorHost,
     authClient: new PassThroughClient(),

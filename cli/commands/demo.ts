@@ -2,8 +2,7 @@
 // on customers, one listener + sink run, then the source and the replica side by side.
 
 import { Command } from 'commander';
-import { Client } from 'pg';
-import { emulatorBigQuery, LocalEndpoints } from '../../local/stack';
+import type { LocalEndpoints } from '../../local/stack';
 import type { CliDeps } from '../deps';
 import { CliError, EXIT } from '../errors';
 import { readRows, valueText } from '../warehouse';
@@ -23,8 +22,14 @@ const SHOWN = ['customer_id', 'first_name', 'email', 'loyalty_points'];
 type TextRow = Record<string, string | null>;
 
 /** One insert, one update, one delete, different on every run so a second demo still shows changes. */
+// pg and the local stack's module are loaded when the demo runs, not when `pgcdc --help` builds the program.
+async function pgClient(pg: LocalEndpoints['pg']) {
+  const { Client } = await import('pg');
+  return new Client(pg);
+}
+
 export async function applyDemoChanges(pg: LocalEndpoints['pg']): Promise<string[]> {
-  const client = new Client(pg);
+  const client = await pgClient(pg);
   await client.connect();
   try {
     await client.query('BEGIN');
@@ -57,7 +62,7 @@ export async function applyDemoChanges(pg: LocalEndpoints['pg']): Promise<string
 
 /** Source rows as Postgres prints each value (no JS conversion), keyed by customer_id. */
 export async function sourceRows(pg: LocalEndpoints['pg']): Promise<Map<string, TextRow>> {
-  const client = new Client(pg);
+  const client = await pgClient(pg);
   await client.connect();
   try {
     const { rows } = await client.query<TextRow>({
@@ -71,6 +76,7 @@ export async function sourceRows(pg: LocalEndpoints['pg']): Promise<Map<string, 
 }
 
 export async function replicaRows(e: LocalEndpoints): Promise<Map<string, TextRow>> {
+  const { emulatorBigQuery } = await import('../../local/stack');
   const rows = await readRows(emulatorBigQuery(e), e.dataset, REPLICA);
   return new Map(
     rows.map((r) => {

@@ -2,7 +2,7 @@
 
 import { Command } from 'commander';
 import type { CliDeps } from '../deps';
-import { printOutputs } from './pulumi-flow';
+import { outputsJson, printOutputs } from './pulumi-flow';
 import { automationDriver, cloudOnly, envOption, validateStackConfig } from './shared';
 
 export function outputsCommand(deps: CliDeps): Command {
@@ -16,10 +16,7 @@ export function outputsCommand(deps: CliDeps): Command {
       validateStackConfig(deps, opts.env);
       const outputs = await automationDriver(deps).outputs(opts.env);
       if (opts.json) {
-        const plain = Object.fromEntries(
-          Object.entries(outputs).map(([k, o]) => [k, o.secret && !opts.showSecrets ? '[secret]' : o.value]),
-        );
-        deps.output.log(JSON.stringify(plain, null, 2));
+        deps.output.log(JSON.stringify(outputsJson(outputs, opts.showSecrets), null, 2));
         return;
       }
       printOutputs(deps, outputs, opts.showSecrets);

@@ -5,7 +5,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { OutputMap } from '../automation';
 import type { CliDeps } from '../deps';
-import { CliError, EXIT, UsageError } from '../errors';
+import { CancelledError, CliError, EXIT, UsageError } from '../errors';
 import { automationDriver, cloudOnly, validateStackConfig } from './shared';
 
 export function summarizeChanges(changes: Record<string, number>): string {
@@ -14,6 +14,13 @@ export function summarizeChanges(changes: Record<string, number>): string {
     .map(([op, n]) => `${n} to ${op}`);
   const same = changes.same ?? 0;
   return (parts.length ? parts.join(', ') : 'no changes') + (same ? ` (${same} unchanged)` : '');
+}
+
+/** Outputs as one plain JSON object, secrets masked unless asked for. */
+export function outputsJson(outputs: OutputMap, showSecrets = false): Record<string, unknown> {
+  return Object.fromEntries(
+    Object.entries(outputs).map(([k, o]) => [k, o.secret && !showSecrets ? '[secret]' : o.value]),
+  );
 }
 
 export function printOutputs(deps: CliDeps, outputs: OutputMap, showSecrets = false): void {
@@ -31,26 +38,48 @@ export function printOutputs(deps: CliDeps, outputs: OutputMap, showSecrets = fa
   }
 }
 
+/** Whether a person can be asked: a terminal to print the question on and a terminal to read the answer from. */
+export function canAsk(deps: CliDeps): boolean {
+  return deps.output.isTTY && deps.stdinIsTTY;
+}
+
 /**
  * Before a change to cloud resources: --yes goes ahead; a person at a terminal sees the preview and is
- * asked; a script without --yes is stopped (as `pulumi up` does in non-interactive mode).
+ * asked; anything else (a script, stdin redirected) is stopped, as `pulumi up` does in non-interactive mode.
+ * A declined, unanswered or interrupted question throws CancelledError: nothing was changed, exit non-zero.
  */
 export async function confirmChange(
   deps: CliDeps,
   env: string,
-  opts: { yes?: boolean; verb: string; preview: () => Promise<void> },
-): Promise<boolean> {
-  if (opts.yes) return true;
-  if (!deps.output.isTTY) {
+  opts: {
+    yes?: boolean;
+    verb: string;
+    preview: () => Promise<void>;
+    /** The user must type this (the stack name) instead of answering yes. */
+    typeToConfirm?: string;
+  },
+): Promise<void> {
+  if (opts.yes) return;
+  if (!canAsk(deps)) {
     throw new UsageError(
-      `refusing to ${opts.verb} stack "${env}" without confirmation`,
-      'Pass --yes when not running at a terminal.',
+      `refusing to ${opts.verb} stack "${env}" without confirmation (${deps.output.isTTY ? 'stdin' : 'the output'} is not a terminal)`,
+      `Run it at a terminal to be asked, or pass --yes: pgcdc ${opts.verb} --env ${env} --yes`,
     );
   }
   await opts.preview();
-  const ok = await deps.confirm(`${opts.verb[0].toUpperCase()}${opts.verb.slice(1)} stack "${env}"?`);
-  if (!ok) deps.output.log('Cancelled: nothing was changed.');
-  return ok;
+  const question = opts.typeToConfirm
+    ? `Type the stack name (${opts.typeToConfirm}) to ${opts.verb} it:`
+    : `${opts.verb[0].toUpperCase()}${opts.verb.slice(1)} stack "${env}"? [y/N]`;
+  const answer = await deps.ask(question);
+  if (answer === null) throw new CancelledError('cancelled: no answer (input ended); nothing was changed');
+  const ok = opts.typeToConfirm ? answer.trim() === opts.typeToConfirm : /^y(es)?$/i.test(answer.trim());
+  if (!ok) {
+    throw new CancelledError(
+      opts.typeToConfirm
+        ? `cancelled: "${answer.trim()}" is not the stack name; nothing was changed`
+        : 'cancelled: nothing was changed',
+    );
+  }
 }
 
 /**
@@ -70,10 +99,16 @@ export function requireBuiltProgram(projectDir: string): void {
   }
 }
 
-export function prepare(deps: CliDeps, env: string, command: string, opts: { runsProgram: boolean }) {
+export function prepare(
+  deps: CliDeps,
+  env: string,
+  command: string,
+  opts: { runsProgram: boolean; json?: boolean },
+) {
   cloudOnly(env, command);
   validateStackConfig(deps, env);
   if (opts.runsProgram) requireBuiltProgram(deps.projectDir);
-  const stream = (text: string) => deps.output.write(text);
+  // With --json, stdout carries only the result: Pulumi's own output goes to stderr.
+  const stream = (text: string) => (opts.json ? deps.output.writeError(text) : deps.output.write(text));
   return { driver: automationDriver(deps), stream };
 }

@@ -1,4 +1,5 @@
-// pgcdc refresh --env <stack>: bring the stack's state in line with what really exists in the cloud.
+// pgcdc refresh --env <stack>: bring the stack's state in line with what really exists in the cloud. At a
+// terminal it first shows what the refresh would change in the state (`pulumi refresh --preview-only`).
 
 import { Command } from 'commander';
 import type { CliDeps } from '../deps';
@@ -10,16 +11,19 @@ export function refreshCommand(deps: CliDeps): Command {
     .description("update the stack's state from the real cloud resources (pulumi refresh)")
     .addOption(envOption())
     .option('-y, --yes', 'do not ask for confirmation (needed when not at a terminal)')
-    .action(async (opts: { env: string; yes?: boolean }) => {
-      const { driver, stream } = prepare(deps, opts.env, 'refresh', { runsProgram: false });
-      // refresh only rewrites Pulumi's state, never cloud resources: no preview needed before asking.
-      const go = await confirmChange(deps, opts.env, {
+    .option('--json', "print the changes as JSON (Pulumi's progress goes to stderr)")
+    .action(async (opts: { env: string; yes?: boolean; json?: boolean }) => {
+      const { driver, stream } = prepare(deps, opts.env, 'refresh', { runsProgram: false, json: opts.json });
+      await confirmChange(deps, opts.env, {
         yes: opts.yes,
         verb: 'refresh',
-        preview: async () => undefined,
+        preview: async () => {
+          const changes = await driver.previewRefresh(opts.env, stream);
+          deps.output.log(`Preview: ${summarizeChanges(changes)}`);
+        },
       });
-      if (!go) return;
       const changes = await driver.refresh(opts.env, stream);
-      deps.output.log(`Refreshed stack ${opts.env}: ${summarizeChanges(changes)}`);
+      if (opts.json) deps.output.log(JSON.stringify({ env: opts.env, changes }));
+      else deps.output.log(`Refreshed stack ${opts.env}: ${summarizeChanges(changes)}`);
     });
 }

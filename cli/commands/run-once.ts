@@ -2,13 +2,12 @@
 // Cloud: executions of the two Cloud Run jobs. Local: the same code in this process, against the local stack.
 
 import { Command } from 'commander';
-import { jobPath } from '../cloud';
 import type { CliDeps, ListenerSummary, SinkSummary } from '../deps';
 import { JobFailedError } from '../errors';
-import { ExecutionReport, runJobAndWait } from '../jobs';
+import { ExecutionReport, runStackJob } from '../jobs';
 import { recordRun } from '../runs';
 import { describeSnapshot } from './snapshot';
-import { cloudContext, envOption, formatBytes, LOCAL_ENV, withEnv } from './shared';
+import { cloudContext, envOption, formatBytes, LOCAL_ENV, roundNumbers, withEnv } from './shared';
 
 export interface RunOnceResult {
   env: string;
@@ -77,30 +76,22 @@ export async function runOnceLocal(deps: CliDeps, opts: { verbose?: boolean } = 
 }
 
 async function runOnceCloud(deps: CliDeps, env: string): Promise<RunOnceResult> {
-  const { outputs, clients } = await cloudContext(deps, env);
-  const listener = await deps.output.task(`Listener: execution of job ${outputs.listenerJobName}`, () =>
-    runJobAndWait(clients, jobPath(outputs, outputs.listenerJobName)),
-  );
-  const sink = await deps.output.task(`Sink: execution of job ${outputs.sinkJobName}`, () =>
-    runJobAndWait(clients, jobPath(outputs, outputs.sinkJobName)),
-  );
-  // What each did is in the JSON summary line it printed; Cloud Logging has it (best effort: it can lag).
-  const summary = async <T>(job: string, field: string, execution: string): Promise<T | null> => {
-    const found = await clients.logs
-      .lastSummary(outputs.project, job, { field, executionName: execution })
-      .catch(() => null);
-    return (found?.summary as T | undefined) ?? null;
-  };
+  const ctx = await cloudContext(deps, env);
+  const { outputs } = ctx;
+  const listener = await runStackJob<ListenerSummary>(deps, ctx, env, {
+    role: 'listener',
+    title: `Listener: execution of job ${outputs.listenerJobName}`,
+    summaryField: 'confirmedLsn',
+  });
+  const sink = await runStackJob<SinkSummary>(deps, ctx, env, {
+    role: 'sink',
+    title: `Sink: execution of job ${outputs.sinkJobName}`,
+    summaryField: 'replicaRows',
+  });
   return {
     env,
-    listener: {
-      execution: listener,
-      summary: await summary<ListenerSummary>(outputs.listenerJobName, 'confirmedLsn', listener.execution),
-    },
-    sink: {
-      execution: sink,
-      summary: await summary<SinkSummary>(outputs.sinkJobName, 'replicaRows', sink.execution),
-    },
+    listener: { execution: listener.execution, summary: listener.summary },
+    sink: { execution: sink.execution, summary: sink.summary },
   };
 }
 
@@ -111,7 +102,7 @@ function print(deps: CliDeps, r: RunOnceResult): void {
         (execution.seconds !== null ? ` in ${execution.seconds.toFixed(1)}s` : '')
       : `${name}:`;
     deps.output.log(head);
-    deps.output.log(`  ${text ?? '(no summary in the logs yet)'}`);
+    deps.output.log(`  ${text ?? '(no summary line in Cloud Logging yet: see the logs)'}`);
     if (execution?.logUri) deps.output.log(`  logs: ${execution.logUri}`);
   };
   part('listener', r.listener.execution, r.listener.summary ? describeListener(r.listener.summary) : null);
@@ -127,7 +118,7 @@ export function runOnceCommand(deps: CliDeps): Command {
     .action(async (opts: { env: string; json?: boolean; verbose?: boolean }) => {
       const result =
         opts.env === LOCAL_ENV ? await runOnceLocal(deps, opts) : await runOnceCloud(deps, opts.env);
-      if (opts.json) deps.output.log(JSON.stringify(result));
+      if (opts.json) deps.output.log(JSON.stringify(roundNumbers(result)));
       else print(deps, result);
     });
 }

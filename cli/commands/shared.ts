@@ -6,7 +6,6 @@ import { AutomationDriver, OutputMap } from '../automation';
 import { CloudClients, StackOutputs } from '../cloud';
 import type { CliDeps } from '../deps';
 import { CliError, EXIT, UsageError } from '../errors';
-import { loadStackConfig } from '../stack-config';
 
 /** `--env local` means the local stack; anything else is a Pulumi stack name. */
 export const LOCAL_ENV = 'local';
@@ -36,11 +35,17 @@ export function automationDriver(deps: CliDeps): AutomationDriver {
     source: deps.stacks,
     workDir: deps.projectDir,
     findPulumi: () => deps.findPulumi(),
+    onInterrupt: deps.onInterrupt,
+    interruptReachesPulumi: deps.stdinIsTTY,
+    notice: (line) => deps.output.error(line),
   });
 }
 
 /** Validates Pulumi.<env>.yaml from disk: the first thing every cloud command does. */
 export function validateStackConfig(deps: CliDeps, env: string): unknown {
+  // Loaded here, not at start-up: its YAML parser alone takes a noticeable part of `pgcdc --help`.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { loadStackConfig } = require('../stack-config') as typeof import('../stack-config');
   return loadStackConfig(deps.projectDir, env, deps.validateConfig);
 }
 
@@ -78,6 +83,7 @@ export function parseStackOutputs(map: OutputMap, env: string): StackOutputs {
     failedTable: str('failedTable') ?? '_failed',
     deadLetterSubscription: str('deadLetterSubscription'),
     slotName: str('slotName'),
+    adminJobName: str('adminJobName'),
   };
 }
 
@@ -147,4 +153,17 @@ export function formatDuration(seconds: number): string {
   if (seconds < 3600)
     return `${Math.floor(seconds / 60)}m${String(Math.round(seconds % 60)).padStart(2, '0')}s`;
   return `${Math.floor(seconds / 3600)}h${String(Math.floor((seconds % 3600) / 60)).padStart(2, '0')}m`;
+}
+
+/**
+ * A copy of a JSON-able value with every fractional number rounded to one decimal (seconds, ratios): JSON
+ * output for scripts and people, not float noise. Integers (bytes, counts) stay exact.
+ */
+export function roundNumbers<T>(value: T): T {
+  if (typeof value === 'number') return (Number.isInteger(value) ? value : Math.round(value * 10) / 10) as T;
+  if (Array.isArray(value)) return value.map((v) => roundNumbers(v)) as T;
+  if (value && typeof value === 'object' && !(value instanceof Date)) {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, roundNumbers(v)])) as T;
+  }
+  return value;
 }

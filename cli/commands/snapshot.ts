@@ -4,10 +4,10 @@
 // Cloud: an execution of the listener job with args ["snapshot", ...]; local: in this process.
 
 import { Command } from 'commander';
-import { jobPath } from '../cloud';
 import type { CliDeps, SnapshotSummary } from '../deps';
-import { runJobAndWait } from '../jobs';
-import { cloudContext, envOption, LOCAL_ENV, withEnv } from './shared';
+import { UsageError } from '../errors';
+import { runStackJob } from '../jobs';
+import { cloudContext, envOption, LOCAL_ENV, roundNumbers, withEnv } from './shared';
 
 export function snapshotArgs(tables: string[], restart: boolean): string[] {
   return ['snapshot', ...tables.flatMap((t) => ['--table', t]), ...(restart ? ['--restart'] : [])];
@@ -33,7 +33,7 @@ export function snapshotCommand(deps: CliDeps): Command {
       const tables = opts.table ?? [];
       for (const t of tables) {
         if (!/^[^.\s]+\.[^.\s]+$/.test(t))
-          throw new Error(`--table ${t}: use schema.table, e.g. public.customers`);
+          throw new UsageError(`--table ${t}: use schema.table, e.g. public.customers`);
       }
       if (opts.env === LOCAL_ENV) {
         const env = deps.local.env(deps.local.read({ dir: deps.localDir }));
@@ -42,20 +42,29 @@ export function snapshotCommand(deps: CliDeps): Command {
             deps.pipeline.snapshotOnce(env, { tables, restart: opts.restart }, () => undefined),
           ),
         );
-        if (opts.json) deps.output.log(JSON.stringify(summary));
+        if (opts.json) deps.output.log(JSON.stringify(roundNumbers(summary)));
         else
           deps.output.log(
             `snapshot: ${describeSnapshot(summary)}. Run \`pgcdc run-once --env local\` to write it.`,
           );
         return;
       }
-      const { outputs, clients } = await cloudContext(deps, opts.env);
+      const ctx = await cloudContext(deps, opts.env);
       const args = snapshotArgs(tables, opts.restart);
-      const report = await deps.output.task(
-        `Snapshot through job ${outputs.listenerJobName} (args: ${args.join(' ')})`,
-        () => runJobAndWait(clients, jobPath(outputs, outputs.listenerJobName), { args }),
+      const run = await runStackJob<SnapshotSummary>(deps, ctx, opts.env, {
+        role: 'listener',
+        args,
+        title: `Snapshot through job ${ctx.outputs.listenerJobName} (args: ${args.join(' ')})`,
+        summaryField: 'chunks',
+      });
+      if (opts.json) {
+        deps.output.log(JSON.stringify(roundNumbers({ execution: run.execution, summary: run.summary })));
+        return;
+      }
+      deps.output.log(
+        `snapshot: execution ${run.execution.execution} succeeded` +
+          (run.summary ? `: ${describeSnapshot(run.summary)}.` : '.'),
       );
-      deps.output.log(`snapshot: execution ${report.execution} succeeded.`);
-      if (report.logUri) deps.output.log(`Logs: ${report.logUri}`);
+      if (run.execution.logUri) deps.output.log(`Logs: ${run.execution.logUri}`);
     });
 }

@@ -4,16 +4,27 @@
 
 import { Command } from 'commander';
 import type { BigQuery } from '@google-cloud/bigquery';
-import { Client, type ClientConfig } from 'pg';
-import { emulatorBigQuery } from '../../local/stack';
+import type { ClientConfig } from 'pg';
 import { Backlog, Execution, executionState, jobPath, shortName, timestampMillis } from '../cloud';
-import type { CliDeps } from '../deps';
-import { isNoCredentials, NoCredentialsError } from '../errors';
-import { emulatorBacklog, localSlotStatus, SlotStatus } from '../local-inspect';
+import { cronIntervalSeconds } from '../cron';
+import type { CliDeps, ListenerSummary, SinkSummary } from '../deps';
+import { emulatorBacklog, EmulatorBacklog } from '../emulator-backlog';
+import { CliError, isNoCredentials, NoCredentialsError } from '../errors';
+import { localSlotStatus, SlotStatus } from '../local-inspect';
 import { lastRuns } from '../runs';
-import { listTables, TableInfo } from '../warehouse';
+import { assess, Verdict, VERDICT_EXIT } from '../verdict';
+import { listTables, restTables, TableInfo, TablesReader } from '../warehouse';
 import { describeListener, describeSink } from './run-once';
-import { cloudContext, envOption, formatBytes, formatDuration, LOCAL_ENV, table } from './shared';
+import {
+  cloudContext,
+  envOption,
+  formatBytes,
+  formatDuration,
+  LOCAL_ENV,
+  roundNumbers,
+  table,
+  validateStackConfig,
+} from './shared';
 
 export type Section<T> = { ok: true; value: T } | { ok: false; error: string; noCredentials?: boolean };
 
@@ -24,8 +35,15 @@ export interface RunInfo {
   at: string | null;
   seconds: number | null;
   logUri: string | null;
-  detail: string | null;
+  /** Cloud: the execution's task counts. */
+  tasks?: { succeeded: number; failed: number };
+  /** Local: what each part did (their summaries), or why the run failed. */
+  listener?: ListenerSummary | null;
+  sink?: SinkSummary | null;
+  error?: string;
 }
+
+type BacklogInfo = (Backlog & { subscription: string; countedSince?: string }) | null;
 
 export interface ReplicaTable {
   table: string;
@@ -36,10 +54,14 @@ export interface ReplicaTable {
 
 export interface StatusReport {
   env: string;
+  /** healthy / lagging / stale / failing, with the reasons (exit code: README "Exit codes"). */
+  verdict: Verdict;
+  /** Cloud: the schedules' longest intervals (seconds), against which staleness and lag are judged. */
+  schedule?: { listenerSeconds: number; sinkSeconds: number };
   slot: Section<SlotStatus | null>;
   runs: Section<RunInfo[]>;
-  backlog: Section<(Backlog & { subscription: string }) | null>;
-  deadLetters: Section<(Backlog & { subscription: string }) | null>;
+  backlog: Section<BacklogInfo>;
+  deadLetters: Section<BacklogInfo>;
   failedRows: Section<{ table: string; rows: number | null }>;
   replica: Section<ReplicaTable[]>;
   /** Initial snapshots: rows sent per table of the estimated total; null when none was ever started. */
@@ -55,6 +77,7 @@ export interface SnapshotProgress {
 
 /** The local database's snapshot progress table (sql/0-init.sql); null before the SQL init. */
 async function localSnapshots(pg: ClientConfig): Promise<SnapshotProgress[] | null> {
+  const { Client } = await import('pg');
   const client = new Client(pg);
   await client.connect();
   try {
@@ -91,7 +114,12 @@ async function section<T>(fn: () => Promise<T>): Promise<Section<T>> {
   }
 }
 
-async function warehouseSections(bq: BigQuery, dataset: string, failedTable: string, nowMs: number) {
+async function warehouseSections(
+  bq: TablesReader | BigQuery,
+  dataset: string,
+  failedTable: string,
+  nowMs: number,
+) {
   const tables = section(() => listTables(bq, dataset));
   const all = await tables;
   const failedRows: Section<{ table: string; rows: number | null }> = all.ok
@@ -109,40 +137,42 @@ async function warehouseSections(bq: BigQuery, dataset: string, failedTable: str
             table: t.id,
             rows: t.rows,
             lastModified: t.lastModified?.toISOString() ?? null,
-            ageSeconds: t.lastModified ? Math.max(0, (nowMs - t.lastModified.getTime()) / 1000) : null,
+            ageSeconds: t.lastModified
+              ? Math.max(0, Math.round((nowMs - t.lastModified.getTime()) / 1000))
+              : null,
           })),
       }
     : all;
   return { failedRows, replica };
 }
 
-async function localStatus(deps: CliDeps): Promise<StatusReport> {
+type Gathered = Omit<StatusReport, 'verdict'>;
+
+async function localStatus(deps: CliDeps): Promise<Gathered> {
   const e = deps.local.read({ dir: deps.localDir });
   const now = deps.clock.now();
-  const bq = emulatorBigQuery(e);
+  const bq = restTables(e.bigQueryEmulatorHost, e.project);
+  const backlogOf = async (subscription: string): Promise<BacklogInfo> => {
+    const b: EmulatorBacklog = await emulatorBacklog(e.pubsubEmulatorHost, e.project, subscription, now);
+    return { subscription, ...b };
+  };
   const [slot, backlog, deadLetters, snapshots, warehouse] = await Promise.all([
     section(() => localSlotStatus(e.pg, e.slot, now)),
-    section(async () => ({
-      subscription: e.subscription,
-      ...(await emulatorBacklog(e.pubsubEmulatorHost, e.project, e.subscription, now)),
-    })),
-    section(async () => ({
-      subscription: e.deadLetterSubscription,
-      ...(await emulatorBacklog(e.pubsubEmulatorHost, e.project, e.deadLetterSubscription, now)),
-    })),
+    section(() => backlogOf(e.subscription)),
+    section(() => backlogOf(e.deadLetterSubscription)),
     section(() => localSnapshots(e.pg)),
     warehouseSections(bq, e.dataset, '_failed', now),
   ]);
   const runs = lastRuns(deps.localDir, 5).map((r): RunInfo => ({
-    job: 'listener+sink (in-process)',
+    job: 'listener+sink',
     execution: null,
     state: r.ok ? 'succeeded' : 'failed',
     at: r.at,
     seconds: (r.listener?.seconds ?? 0) + (r.sink?.seconds ?? 0),
     logUri: null,
-    detail: r.ok
-      ? `listener: ${r.listener ? describeListener(r.listener) : '?'}\nsink: ${r.sink ? describeSink(r.sink) : '?'}`
-      : (r.error ?? null),
+    listener: r.listener,
+    sink: r.sink,
+    ...(r.error ? { error: r.error } : {}),
   }));
   return {
     env: LOCAL_ENV,
@@ -165,11 +195,40 @@ function runInfo(job: string, e: Execution): RunInfo {
     at: start !== null ? new Date(start).toISOString() : null,
     seconds: start !== null && end !== null ? (end - start) / 1000 : null,
     logUri: e.logUri || null,
-    detail: `${e.succeededCount ?? 0} task(s) succeeded, ${e.failedCount ?? 0} failed`,
+    tasks: { succeeded: e.succeededCount ?? 0, failed: e.failedCount ?? 0 },
   };
 }
 
-async function cloudStatus(deps: CliDeps, env: string): Promise<StatusReport> {
+/** The schedules from the stack's validated config (infra/config.ts Config), defaults when absent. */
+function schedules(config: unknown): { listenerSeconds: number; sinkSeconds: number } {
+  const cron = (job: 'listener' | 'sink') => {
+    const c = config as Record<string, { schedule?: unknown } | undefined> | null;
+    const s = c?.[job]?.schedule;
+    return typeof s === 'string' ? s : '*/12 * * * *';
+  };
+  const interval = (expr: string) => {
+    try {
+      return cronIntervalSeconds(expr);
+    } catch {
+      return 12 * 60;
+    }
+  };
+  return { listenerSeconds: interval(cron('listener')), sinkSeconds: interval(cron('sink')) };
+}
+
+function stuck(v: unknown): SlotStatus['stuckTransaction'] {
+  if (!v || typeof v !== 'object') return null;
+  const t = v as Record<string, unknown>;
+  return {
+    xid: typeof t.xid === 'number' || typeof t.xid === 'string' ? t.xid : '?',
+    startLsn: typeof t.startLsn === 'string' ? t.startLsn : '?',
+    changesRead: typeof t.changesRead === 'number' ? t.changesRead : 0,
+    ...(typeof t.runs === 'number' ? { runs: t.runs } : {}),
+  };
+}
+
+async function cloudStatus(deps: CliDeps, env: string): Promise<Gathered> {
+  const schedule = schedules(validateStackConfig(deps, env));
   const { outputs, clients } = await cloudContext(deps, env);
   const now = deps.clock.now();
   const executionsOf = async (job: string) => {
@@ -187,16 +246,20 @@ async function cloudStatus(deps: CliDeps, env: string): Promise<StatusReport> {
       });
       if (!last) return null;
       const s = last.summary;
+      const at = Date.parse(last.at);
       return {
         slot: outputs.slotName ?? '(slot)',
-        plugin: null,
+        plugin: typeof s.decoder === 'string' ? s.decoder : null,
         active: null,
         confirmedLsn: typeof s.confirmedLsn === 'string' ? s.confirmedLsn : null,
-        currentLsn: typeof s.lastLsn === 'string' ? s.lastLsn : null,
         lagBytes: typeof s.lagBytes === 'number' ? s.lagBytes : null,
+        // Older summaries have neither field (listener before issue 10/11): unknown, not "fine".
+        walStatus: typeof s.slotWalStatus === 'string' ? s.slotWalStatus : null,
+        stuckTransaction: stuck(s.stuckTransaction),
         lagSeconds: null,
         source: 'last listener run',
         at: last.at,
+        ...(Number.isFinite(at) ? { ageSeconds: Math.max(0, Math.round((now - at) / 1000)) } : {}),
       };
     }),
     section(async () => [
@@ -225,7 +288,7 @@ async function cloudStatus(deps: CliDeps, env: string): Promise<StatusReport> {
     }),
     warehouseSections(clients.bigquery, outputs.dataset, outputs.failedTable, now),
   ]);
-  return { env, slot, runs, backlog, deadLetters, snapshots, ...warehouse };
+  return { env, schedule, slot, runs, backlog, deadLetters, snapshots, ...warehouse };
 }
 
 function printReport(deps: CliDeps, r: StatusReport): void {
@@ -235,45 +298,64 @@ function printReport(deps: CliDeps, r: StatusReport): void {
     const lines = s.ok ? body(s.value) : [`unavailable: ${s.error}`];
     for (const line of lines) log(`  ${line}`);
   };
-  log(`Status of ${r.env}`);
+  const v = r.verdict;
+  log(`${r.env}: ${v.state}${v.reasons.length ? ` — ${v.reasons[0]}` : ''}`);
+  for (const reason of v.reasons.slice(1)) log(`  also: ${reason}`);
+  if (v.fix) log(`  fix: ${v.fix}`);
   show('Replication slot', r.slot, (s) => {
-    if (!s) return ['no slot: run `pgcdc sql init` first (or no listener run logged yet)'];
-    const lag = s.lagBytes === null ? 'lag unknown' : `${formatBytes(s.lagBytes)} behind`;
+    if (!s)
+      return r.env === LOCAL_ENV
+        ? [`no slot: run \`pgcdc sql init --env ${r.env}\` first`]
+        : [`no listener run logged yet: \`pgcdc run-once --env ${r.env}\``];
+    const lag = s.lagBytes === null ? 'lag unknown' : `${formatBytes(s.lagBytes)} not yet confirmed`;
     const age =
       s.lagSeconds === null
         ? ''
         : s.lagSeconds === 0
           ? ', no change waiting'
           : `, oldest waiting change ${formatDuration(s.lagSeconds)} old`;
-    return [
-      `${s.slot}${s.plugin ? ` (${s.plugin}${s.active ? ', in use' : ''})` : ''}: confirmed ${s.confirmedLsn ?? '?'}, WAL at ${s.currentLsn ?? '?'}`,
-      `${lag}${age}${s.source === 'database' ? '' : ` (as of the last listener run${s.at ? `, ${s.at}` : ''})`}`,
+    const lines = [
+      `${s.slot}${s.plugin ? ` (${s.plugin}${s.active ? ', in use' : ''})` : ''}: confirmed ${s.confirmedLsn ?? '?'}, WAL status ${s.walStatus ?? 'unknown'}`,
+      `${lag}${age}`,
     ];
+    if (s.source !== 'database')
+      lines.push(
+        `as reported by the last listener run${s.ageSeconds !== undefined ? `, ${formatDuration(s.ageSeconds)} ago` : ''}${s.at ? ` (${s.at})` : ''}`,
+      );
+    if (s.stuckTransaction)
+      lines.push(
+        `stuck in transaction ${s.stuckTransaction.xid} (from ${s.stuckTransaction.startLsn}, ${s.stuckTransaction.changesRead} changes read${s.stuckTransaction.runs ? `, ${s.stuckTransaction.runs} runs` : ''})`,
+      );
+    return lines;
   });
   show('Last runs', r.runs, (runs) =>
     runs.length === 0
-      ? ['none yet: `pgcdc run-once`']
+      ? [`none yet: \`pgcdc run-once --env ${r.env}\``]
       : runs.flatMap((x) => [
           `${x.at ?? '?'}  ${x.job}${x.execution ? ` ${x.execution}` : ''}  ${x.state}${x.seconds !== null ? ` in ${x.seconds.toFixed(1)}s` : ''}`,
-          ...(x.detail ? x.detail.split('\n').map((d) => `    ${d}`) : []),
+          ...(x.tasks ? [`    ${x.tasks.succeeded} task(s) succeeded, ${x.tasks.failed} failed`] : []),
+          ...(x.listener ? [`    listener: ${describeListener(x.listener)}`] : []),
+          ...(x.sink ? [`    sink: ${describeSink(x.sink)}`] : []),
+          ...(x.error ? [`    ${x.error}`] : []),
           ...(x.logUri && x.state !== 'succeeded' ? [`    logs: ${x.logUri}`] : []),
         ]),
   );
-  const backlog = (b: (Backlog & { subscription: string }) | null) =>
+  const backlog = (b: BacklogInfo) =>
     b === null
       ? ['no data (metrics appear a few minutes after the first message)']
       : [
-          `${b.subscription}: ${b.messages} message(s) waiting` +
+          `${b.subscription}: ${b.messages} message(s) waiting or unacknowledged` +
             (b.oldestUnackedSeconds !== null && b.messages > 0
               ? `, oldest ${formatDuration(b.oldestUnackedSeconds)} old`
-              : ''),
+              : '') +
+            (b.countedSince ? ` (counting messages published since ${b.countedSince} only)` : ''),
         ];
   show('Subscription backlog', r.backlog, backlog);
   show('Dead letters', r.deadLetters, backlog);
   show('Failed rows', r.failedRows, (f) => [`${f.table}: ${f.rows ?? '?'} row(s)`]);
   show('Initial snapshots', r.snapshots, (tables) =>
     !tables || tables.length === 0
-      ? ['none started (they start with the first listener run after `pgcdc sql init`)']
+      ? [`none started (they start with the first listener run after \`pgcdc sql init --env ${r.env}\`)`]
       : tables.map(
           (t) =>
             `${t.table}: ${t.rowsDone} of ~${t.rowsEstimate ?? '?'} rows` +
@@ -299,15 +381,43 @@ function printReport(deps: CliDeps, r: StatusReport): void {
   );
 }
 
+/** Gathers the report and its verdict (exported for tests and `local down`). */
+export async function statusReport(deps: CliDeps, env: string): Promise<StatusReport> {
+  const cloud = env !== LOCAL_ENV;
+  const g = cloud ? await cloudStatus(deps, env) : await localStatus(deps);
+  const verdict = assess({
+    env,
+    cloud,
+    listenerIntervalSeconds: g.schedule?.listenerSeconds,
+    sinkIntervalSeconds: g.schedule?.sinkSeconds,
+    slot: g.slot,
+    runs: g.runs,
+    backlog: g.backlog,
+    deadLetters: g.deadLetters,
+  });
+  return {
+    env: g.env,
+    verdict,
+    ...(g.schedule ? { schedule: g.schedule } : {}),
+    slot: g.slot,
+    runs: g.runs,
+    backlog: g.backlog,
+    deadLetters: g.deadLetters,
+    failedRows: g.failedRows,
+    snapshots: g.snapshots,
+    replica: g.replica,
+  };
+}
+
 export function statusCommand(deps: CliDeps): Command {
   return new Command('status')
-    .description('slot lag, last runs, subscription backlog, failed rows, replica freshness')
+    .description(
+      'a verdict (healthy, lagging, stale, failing; exit code to match), then slot, runs, backlog, failed rows, replica freshness',
+    )
     .addOption(envOption())
     .option('--json', 'print the report as JSON')
     .action(async (opts: { env: string; json?: boolean }) => {
-      const report = await deps.output.task(`Checking ${opts.env}`, () =>
-        opts.env === LOCAL_ENV ? localStatus(deps) : cloudStatus(deps, opts.env),
-      );
+      const report = await deps.output.task(`Checking ${opts.env}`, () => statusReport(deps, opts.env));
       const sections = [
         report.slot,
         report.runs,
@@ -320,7 +430,10 @@ export function statusCommand(deps: CliDeps): Command {
       // Nothing could be read and the reason is credentials: say so instead of six "unavailable" lines.
       if (sections.every((s) => !s.ok) && sections.some((s) => !s.ok && s.noCredentials))
         throw new NoCredentialsError();
-      if (opts.json) deps.output.log(JSON.stringify(report, null, 2));
+      if (opts.json) deps.output.log(JSON.stringify(roundNumbers(report), null, 2));
       else printReport(deps, report);
+      const code = VERDICT_EXIT[report.verdict.state];
+      // The report is printed; the exit code carries the verdict (no error line: the verdict line said it).
+      if (code !== 0) throw new CliError('', code);
     });
 }

@@ -145,7 +145,7 @@ describe('pgcdc sql init / run-once / status on a cloud stack', () => {
     assert.equal(await h.run('run-once', '--env', 'dev'), EXIT.ok, h.out.stderr);
     assert.match(
       h.out.stdout,
-      /listener: execution pgcdc-listener-exec-1 succeeded in 42\.0s\n {2}\(no summary in the logs yet\)/,
+      /listener: execution pgcdc-listener-exec-1 succeeded in 42\.0s\n {2}\(no summary line in Cloud Logging yet: see the logs\)/,
     );
     assert.match(
       h.out.stdout,
@@ -188,14 +188,18 @@ describe('pgcdc sql init / run-once / status on a cloud stack', () => {
     h.executions.byJob.set('pgcdc-sink', [execution('pgcdc-sink', 9)]);
     h.metrics.backlogs.set('pgcdc-sink', { messages: 17, oldestUnackedSeconds: 300 });
     h.metrics.backlogs.set('pgcdc-dead-letter', { messages: 1, oldestUnackedSeconds: 7200 });
-    assert.equal(await h.run('status', '--env', 'dev'), EXIT.ok, h.out.stderr);
+    // Messages younger than two sink intervals are the schedule at work; a dead letter waiting is a lag.
+    assert.equal(await h.run('status', '--env', 'dev'), EXIT.lagging, h.out.stderr);
     const out = h.out.stdout;
-    assert.match(out, /confirmed 0\/2000000/);
-    assert.match(out, /3\.0 MiB behind \(as of the last listener run, 2026-01-01T12:01:00Z\)/);
+    assert.match(out, /^dev: lagging — 1 dead letter\(s\) in pgcdc-dead-letter not yet recorded in _failed/);
+    assert.match(out, /confirmed 0\/2000000, WAL status unknown/);
+    assert.match(out, /3\.0 MiB not yet confirmed/);
+    assert.match(out, /as reported by the last listener run, 4m00s ago \(2026-01-01T12:01:00Z\)/);
+    assert.doesNotMatch(out, /WAL at/);
     assert.match(out, /pgcdc-listener pgcdc-listener-exec-9 {2}succeeded in 42\.0s/);
     assert.match(out, /pgcdc-listener pgcdc-listener-exec-8 {2}failed/);
-    assert.match(out, /pgcdc-sink: 17 message\(s\) waiting, oldest 5m00s old/);
-    assert.match(out, /pgcdc-dead-letter: 1 message\(s\) waiting, oldest 2h00m old/);
+    assert.match(out, /pgcdc-sink: 17 message\(s\) waiting or unacknowledged, oldest 5m00s old/);
+    assert.match(out, /pgcdc-dead-letter: 1 message\(s\) waiting or unacknowledged, oldest 2h00m old/);
     assert.match(out, /_failed: 2 row\(s\)/);
     assert.match(out, /customers\s+31\s+2026-01-01T12:01:00\.000Z\s+4m00s/);
     assert.doesNotMatch(out, /customers_changes/);
@@ -215,11 +219,15 @@ describe('pgcdc sql init / run-once / status on a cloud stack', () => {
     h.metrics.backlog = async () => {
       throw new Error('Permission monitoring.timeSeries.list denied');
     };
-    assert.equal(await h.run('status', '--env', 'dev', '--json'), EXIT.ok, h.out.stderr);
+    // A part that cannot be read means the health cannot be vouched for: failing, with the reason.
+    assert.equal(await h.run('status', '--env', 'dev', '--json'), EXIT.failing, h.out.stderr);
     const report = JSON.parse(h.out.stdout) as {
+      verdict: { state: string; reasons: string[] };
       backlog: { ok: boolean; error: string };
       failedRows: { ok: boolean; value: { rows: number } };
     };
+    assert.equal(report.verdict.state, 'failing');
+    assert.match(report.verdict.reasons[0], /subscription backlog could not be read: .*denied/);
     assert.equal(report.backlog.ok, false);
     assert.match(report.backlog.error, /monitoring\.timeSeries\.list denied/);
     assert.deepEqual(report.failedRows, { ok: true, value: { table: '_failed', rows: 2 } });

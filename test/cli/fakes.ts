@@ -6,7 +6,14 @@ import os from 'node:os';
 import path from 'node:path';
 import type { BigQuery } from '@google-cloud/bigquery';
 import { validateConfig } from '../../infra/config';
-import type { LocalProgram, OutputMap, StackHandle, StackSource, StreamOptions } from '../../cli/automation';
+import type {
+  LocalProgram,
+  OutputMap,
+  PlanOptions,
+  StackHandle,
+  StackSource,
+  StreamOptions,
+} from '../../cli/automation';
 import type {
   Backlog,
   CloudClients,
@@ -55,16 +62,26 @@ export interface Call {
   args?: unknown;
 }
 
+type Method = 'up' | 'preview' | 'previewRefresh' | 'previewDestroy' | 'refresh' | 'destroy';
+
 /** A stack that records what was asked of it and plays back Pulumi-like output. */
 export class FakeStack implements StackHandle {
   calls: Call[] = [];
-  fail: Partial<Record<'up' | 'preview' | 'refresh' | 'destroy' | 'outputs', Error>> = {};
+  fail: Partial<Record<Method | 'outputs', Error>> = {};
+  /**
+   * Operations that run until stopped, like a long `pulumi up`: they call `started` once running, then end
+   * (with `stoppedError`) when their abort signal fires or cancel() is called.
+   */
+  hang: Partial<Record<Method, { started: () => void }>> = {};
+  stoppedError: Error = new Error('update canceled');
+  cancels = 0;
+  private cancelled: Array<() => void> = [];
   constructor(
     readonly name: string,
     private readonly outputMap: OutputMap = STACK_OUTPUTS,
   ) {}
 
-  private run(method: 'up' | 'preview' | 'refresh' | 'destroy', opts?: StreamOptions): void {
+  private async run(method: Method, opts?: StreamOptions): Promise<void> {
     this.calls.push({ method, args: opts });
     opts?.onOutput?.(
       `${method === 'up' ? 'Updating' : method[0].toUpperCase() + method.slice(1) + 'ing'} (${this.name})\n`,
@@ -72,25 +89,47 @@ export class FakeStack implements StackHandle {
     opts?.onOutput?.(' +  gcp:sql:DatabaseInstance pgcdc-db creating\n');
     const err = this.fail[method];
     if (err) throw err;
+    const hang = this.hang[method];
+    if (hang) {
+      await new Promise<void>((resolve) => {
+        opts?.signal?.addEventListener('abort', () => resolve());
+        this.cancelled.push(resolve);
+        hang.started();
+      });
+      throw this.stoppedError;
+    }
   }
 
-  async up(opts?: StreamOptions) {
-    this.run('up', opts);
+  async cancel() {
+    this.cancels++;
+    for (const stop of this.cancelled.splice(0)) stop();
+  }
+  async previewRefresh(opts?: StreamOptions) {
+    await this.run('previewRefresh', opts);
+    return { changeSummary: { update: 1, same: 14 } };
+  }
+  async previewDestroy(opts?: StreamOptions) {
+    await this.run('previewDestroy', opts);
+    return { changeSummary: { delete: 15 } };
+  }
+
+  async up(opts?: PlanOptions) {
+    await this.run('up', opts);
     return {
       outputs: this.outputMap,
       summary: { result: 'succeeded', resourceChanges: { create: 12, same: 3 } },
     };
   }
-  async preview(opts?: StreamOptions) {
-    this.run('preview', opts);
+  async preview(opts?: PlanOptions) {
+    await this.run('preview', opts);
     return { changeSummary: { create: 12, same: 3 } };
   }
   async refresh(opts?: StreamOptions) {
-    this.run('refresh', opts);
+    await this.run('refresh', opts);
     return { summary: { result: 'succeeded', resourceChanges: { same: 15 } } };
   }
   async destroy(opts?: StreamOptions) {
-    this.run('destroy', opts);
+    await this.run('destroy', opts);
     return { summary: { result: 'succeeded', resourceChanges: { delete: 15 } } };
   }
   async outputs() {
@@ -143,11 +182,14 @@ export function execution(job: string, n: number, opts: Partial<Execution> = {})
 /** Cloud Run jobs: every runJob request recorded; each job's outcome scripted. */
 export class FakeJobs implements JobsApi {
   requests: RunJobRequest[] = [];
+  /** The call options of each runJob (the LRO polling settings). */
+  options: unknown[] = [];
   outcome = new Map<string, { execution: Execution; error?: Error }>();
   private n = 0;
 
-  async runJob(request: RunJobRequest) {
+  async runJob(request: RunJobRequest, options?: unknown) {
     this.requests.push(request);
+    this.options.push(options);
     const job = String(request.name).split('/').pop()!;
     const scripted = this.outcome.get(job) ?? { execution: execution(job, ++this.n) };
     return [
@@ -181,12 +223,25 @@ export class FakeMetrics implements SubscriptionMetrics {
 }
 
 export class FakeLogs implements JobLogs {
-  requests: Array<{ project: string; job: string; field: string; executionName?: string }> = [];
+  requests: Array<{ project: string; job: string; field: string; executionName?: string; sinceMs?: number }> =
+    [];
   summaries = new Map<string, Record<string, unknown>>();
-  async lastSummary(project: string, job: string, opts: { field: string; executionName?: string }) {
+  /** When each job's summary was logged (default 2026-01-01T12:01:00Z). */
+  at = new Map<string, string>();
+  /** Lookups that find nothing before the entry "arrives" (log ingestion delay). */
+  missesBeforeFound = 0;
+  async lastSummary(
+    project: string,
+    job: string,
+    opts: { field: string; executionName?: string; sinceMs?: number },
+  ) {
     this.requests.push({ project, job, ...opts });
+    if (this.missesBeforeFound > 0) {
+      this.missesBeforeFound--;
+      return null;
+    }
     const s = this.summaries.get(job);
-    return s ? { at: '2026-01-01T12:01:00Z', summary: s } : null;
+    return s ? { at: this.at.get(job) ?? '2026-01-01T12:01:00Z', summary: s } : null;
   }
 }
 
@@ -222,7 +277,12 @@ export interface Harness {
   logs: FakeLogs;
   bigqueryAsked: string[];
   cloudProjects: string[];
+  /** Questions asked at the (fake) terminal. */
   confirmations: string[];
+  /** Simulates Ctrl-C: calls the registered interrupt handlers. */
+  interrupt(): void;
+  /** How many interrupt handlers are registered right now. */
+  interruptHandlers(): number;
   run(...argv: string[]): Promise<number>;
   cleanup(): void;
 }
@@ -231,7 +291,10 @@ export function harness(
   opts: {
     stacks?: Record<string, string>;
     tty?: boolean;
-    confirm?: boolean;
+    /** stdin a terminal too (default: as tty). */
+    stdinTTY?: boolean;
+    /** The line typed at each prompt (null: input ended). Default: "n". */
+    answer?: string | null;
     pulumi?: boolean;
     deps?: Partial<CliDeps>;
   } = {},
@@ -246,6 +309,7 @@ export function harness(
   const bigqueryAsked: string[] = [];
   const cloudProjects: string[] = [];
   const confirmations: string[] = [];
+  const interruptHandlers = new Set<() => void>();
   const clients: CloudClients = {
     jobs,
     executions,
@@ -268,9 +332,14 @@ export function harness(
     stacks: source,
     findPulumi: () => (opts.pulumi === false ? undefined : '/usr/local/bin/pulumi'),
     validateConfig,
-    confirm: async (q) => {
+    stdinIsTTY: opts.stdinTTY ?? opts.tty ?? false,
+    ask: async (q: string) => {
       confirmations.push(q);
-      return opts.confirm ?? false;
+      return opts.answer === undefined ? 'n' : opts.answer;
+    },
+    onInterrupt: (handler: () => void) => {
+      interruptHandlers.add(handler);
+      return () => interruptHandlers.delete(handler);
     },
     cloud: async (p) => {
       cloudProjects.push(p);
@@ -297,6 +366,7 @@ export function harness(
       },
     },
     pollMs: 10,
+    logRetry: { attempts: 3, intervalMs: 1 },
     ...opts.deps,
   };
   return {
@@ -310,6 +380,8 @@ export function harness(
     bigqueryAsked,
     cloudProjects,
     confirmations,
+    interrupt: () => [...interruptHandlers].forEach((h) => h()),
+    interruptHandlers: () => interruptHandlers.size,
     run: (...argv) => runCli(argv, deps),
     cleanup: project.cleanup,
   };

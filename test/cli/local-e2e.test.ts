@@ -149,6 +149,8 @@ describe('pgcdc against the local stack, end to end', function () {
       report.runs.value.map((r) => r.state),
       ['succeeded', 'failed'],
     );
+    assert.deepEqual(report.verdict, { state: 'healthy', reasons: [] });
+    assert.equal(report.slot.value.walStatus, 'reserved');
     assert.deepEqual(report.backlog, {
       ok: true,
       value: { subscription: 'pgcdc-sink', messages: 0, oldestUnackedSeconds: null },
@@ -165,12 +167,14 @@ describe('pgcdc against the local stack, end to end', function () {
     assert.ok(customers, JSON.stringify(report.replica.value));
 
     assert.equal(await cli('status', '--env', 'local'), EXIT.ok, out.stderr);
-    assert.match(out.stdout, /pgcdc_slot \(pgoutput\): confirmed \d+\/[0-9A-F]+/);
+    assert.match(out.stdout, /^local: healthy\n/);
+    assert.match(out.stdout, /pgcdc_slot \(pgoutput\): confirmed \d+\/[0-9A-F]+, WAL status reserved/);
+    assert.doesNotMatch(out.stdout, /WAL at/);
     assert.match(out.stdout, /pgcdc-sink: 0 message\(s\) waiting/);
     assert.match(out.stdout, /Initial snapshots\n {2}public\.customers: 29 of ~29 rows, done/);
   });
 
-  it('status counts messages waiting in the subscription without taking them from the sink', async () => {
+  it('status counts a waiting message without consuming it: after 10 calls the sink still gets it on its first delivery', async () => {
     const e = endpoints();
     const pg = new Client(e.pg);
     await pg.connect();
@@ -185,17 +189,66 @@ describe('pgcdc against the local stack, end to end', function () {
     deps = defaultDeps({ output: bufferOutput(), localDir: dir });
     const env = deps.local.env(e);
     await withEnv(env, () => deps.pipeline.listenOnce(env, () => undefined));
-    assert.equal(await cli('status', '--env', 'local', '--json'), EXIT.ok, out.stderr);
-    const report = JSON.parse(out.stdout) as StatusReport;
-    assert.ok(report.backlog.ok && report.backlog.value);
-    assert.equal(report.backlog.value.messages, 1);
-    // The message was handed back: the next run-once still gets it and the replica still matches.
+    // The subscription dead-letters after 5 delivery attempts: 10 counts that pulled would have lost it.
+    for (let i = 0; i < 10; i++) {
+      assert.equal(await cli('status', '--env', 'local', '--json'), EXIT.lagging, out.stdout);
+      const report = JSON.parse(out.stdout) as StatusReport;
+      assert.ok(report.backlog.ok && report.backlog.value);
+      assert.equal(report.backlog.value.messages, 1, `call ${i + 1}`);
+      assert.equal(report.backlog.value.countedSince, undefined);
+      assert.equal(report.verdict.state, 'lagging');
+      assert.match(report.verdict.reasons[0], /^1 message\(s\) waiting in pgcdc-sink/);
+    }
+    assert.equal(await cli('status', '--env', 'local'), EXIT.lagging);
+    assert.match(out.stdout, /^local: lagging — 1 message\(s\) waiting in pgcdc-sink, the oldest \d+s old\n/);
+    assert.match(out.stdout, /fix: pgcdc run-once --env local/);
+
+    // local down refuses: the emulator would lose the message the slot has already moved past.
+    assert.equal(await cli('local', 'down'), EXIT.wouldLoseMessages);
+    assert.match(
+      out.stderr,
+      /would lose 1 change message\(s\) not yet written to BigQuery in pgcdc-sink .*the Pub\/Sub emulator keeps nothing across a restart/,
+    );
+    assert.match(out.stderr, /pgcdc run-once --env local.*--force/);
+    assert.ok(alive(e.pids.pubsub), 'the emulator still runs');
+
+    // The real subscription never delivered it: the first pull is delivery attempt 1.
+    const api = `http://${e.pubsubEmulatorHost}/v1/projects/${e.project}/subscriptions/${e.subscription}`;
+    const pulled = (await (
+      await fetch(`${api}:pull`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ maxMessages: 10, returnImmediately: true }),
+      })
+    ).json()) as { receivedMessages: Array<{ ackId: string; deliveryAttempt: number }> };
+    assert.deepEqual(
+      pulled.receivedMessages.map((m) => m.deliveryAttempt),
+      [1],
+    );
+    // Handed straight back (attempt 2 of 5 for the sink), as a crashed consumer would.
+    await fetch(`${api}:modifyAckDeadline`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ ackIds: [pulled.receivedMessages[0].ackId], ackDeadlineSeconds: 0 }),
+    });
+
     assert.equal(await cli('run-once', '--env', 'local', '--json'), EXIT.ok, out.stderr);
-    assert.equal((JSON.parse(out.stdout) as RunOnceResult).sink.summary?.events, 1);
+    const run = JSON.parse(out.stdout) as RunOnceResult;
+    assert.equal(run.sink.summary?.events, 1);
+    assert.equal(run.sink.summary?.failed, 0);
+    assert.equal(run.sink.summary?.deadLetters ?? 0, 0);
     await eventually(
       'the replica matches the source',
       async () => differences(await sourceRows(e.pg), await replicaRows(e)).length === 0,
     );
+    assert.equal(await cli('status', '--env', 'local', '--json'), EXIT.ok, out.stderr);
+    const after = JSON.parse(out.stdout) as StatusReport;
+    assert.ok(after.failedRows.ok);
+    assert.equal(after.failedRows.value.rows ?? 0, 0, 'nothing dead-lettered into _failed');
+    assert.deepEqual(after.deadLetters, {
+      ok: true,
+      value: { subscription: 'pgcdc-dead-letter-sub', messages: 0, oldestUnackedSeconds: null },
+    });
   });
 
   it('demo on the running stack applies its changes and shows source and replica side by side, matching', async () => {

@@ -83,26 +83,96 @@ describe('pgcdc deploy / preview / refresh / destroy / outputs', () => {
     assert.deepEqual(h.source.requests, []);
   });
 
-  it('at a terminal, deploy previews, asks, and changes nothing when the answer is no', async () => {
-    h = harness({ tty: true, confirm: false });
+  it('at a terminal, deploy previews, asks, and on no exits with the cancelled code having changed nothing', async () => {
+    h = harness({ tty: true, answer: 'n' });
     const code = await h.run('deploy', '--env', 'dev');
-    assert.equal(code, EXIT.ok, h.out.stderr);
+    assert.equal(code, EXIT.cancelled, h.out.stderr);
     assert.deepEqual(
       h.source.stack('dev').calls.map((c) => c.method),
       ['preview'],
     );
-    assert.deepEqual(h.confirmations, ['Deploy stack "dev"?']);
+    assert.deepEqual(h.confirmations, ['Deploy stack "dev"? [y/N]']);
     assert.match(h.out.stdout, /Preview: 12 to create/);
-    assert.match(h.out.stdout, /Cancelled: nothing was changed/);
+    assert.match(h.out.stderr, /error: cancelled: nothing was changed/);
   });
 
-  it('at a terminal, deploy goes ahead after a yes', async () => {
-    h = harness({ tty: true, confirm: true });
-    assert.equal(await h.run('deploy', '--env', 'dev'), EXIT.ok, h.out.stderr);
+  it('a prompt left unanswered (input ended) is cancelled too, with a non-zero exit', async () => {
+    h = harness({ tty: true, answer: null });
+    assert.equal(await h.run('deploy', '--env', 'dev'), EXIT.cancelled);
+    assert.match(h.out.stderr, /cancelled: no answer \(input ended\); nothing was changed/);
     assert.deepEqual(
       h.source.stack('dev').calls.map((c) => c.method),
+      ['preview'],
+    );
+  });
+
+  it('a terminal for output but not for stdin is not enough to ask: deploy refuses before previewing', async () => {
+    h = harness({ tty: true, stdinTTY: false });
+    assert.equal(await h.run('deploy', '--env', 'dev'), EXIT.usage);
+    assert.match(
+      h.out.stderr,
+      /refusing to deploy stack "dev" without confirmation \(stdin is not a terminal\)/,
+    );
+    assert.match(h.out.stderr, /pgcdc deploy --env dev --yes/);
+    assert.deepEqual(h.confirmations, []);
+    assert.deepEqual(h.source.requests, []);
+  });
+
+  it('at a terminal, deploy saves the preview as an update plan and applies exactly that plan after a yes', async () => {
+    h = harness({ tty: true, answer: 'yes' });
+    assert.equal(await h.run('deploy', '--env', 'dev'), EXIT.ok, h.out.stderr);
+    const calls = h.source.stack('dev').calls;
+    assert.deepEqual(
+      calls.map((c) => c.method),
       ['preview', 'up'],
     );
+    const previewPlan = (calls[0].args as { plan?: string }).plan;
+    assert.ok(previewPlan && previewPlan.endsWith('plan.json'), String(previewPlan));
+    assert.equal((calls[1].args as { plan?: string }).plan, previewPlan);
+  });
+
+  it('deploy --yes applies without a plan and says the changes are not a previewed set', async () => {
+    h = harness();
+    assert.equal(await h.run('deploy', '--env', 'dev', '--yes'), EXIT.ok, h.out.stderr);
+    assert.equal((h.source.stack('dev').calls[0].args as { plan?: string }).plan, undefined);
+    assert.match(h.out.stderr, /Deploying without a preview \(--yes\)/);
+  });
+
+  for (const command of ['deploy', 'destroy', 'refresh'] as const) {
+    it(`Ctrl-C during ${command} stops Pulumi through the Automation API (abort, then stack.cancel()) and exits cancelled`, async () => {
+      h = harness();
+      const stack = h.source.stack('dev');
+      const method = command === 'deploy' ? 'up' : command;
+      // The terminal case: Ctrl-C reaches pulumi by itself, so the first one only waits; the second cancels.
+      h.deps.stdinIsTTY = true;
+      let secondSent = false;
+      stack.hang[method] = {
+        started: () => {
+          h.interrupt();
+          assert.equal(stack.cancels, 0, 'the first Ctrl-C leaves the stop to Pulumi');
+          secondSent = true;
+          h.interrupt();
+        },
+      };
+      const code = await h.run(command, '--env', 'dev', '--yes');
+      assert.ok(secondSent);
+      assert.equal(code, EXIT.cancelled, h.out.stderr);
+      assert.equal(stack.cancels, 1);
+      assert.match(h.out.stderr, /Interrupted: asking Pulumi to stop after the operations in flight/);
+      assert.match(h.out.stderr, /Cancelling the update \(pulumi cancel\)/);
+      assert.match(h.out.stderr, new RegExp(`pulumi cancel --stack dev`));
+      assert.equal(h.interruptHandlers(), 0, 'the handler is removed when the operation ends');
+    });
+  }
+
+  it('a Ctrl-C that reaches only pgcdc (no terminal) aborts the pulumi process through the signal option', async () => {
+    h = harness();
+    const stack = h.source.stack('dev');
+    stack.hang.up = { started: () => h.interrupt() };
+    assert.equal(await h.run('deploy', '--env', 'dev', '--yes'), EXIT.cancelled);
+    const signal = (stack.calls[0].args as { signal?: AbortSignal }).signal;
+    assert.ok(signal?.aborted, 'the AbortSignal given to stack.up was aborted');
+    assert.equal(stack.cancels, 0);
   });
 
   it('an invalid stack config stops deploy before any workspace is created, naming the key and the file', async () => {
@@ -179,20 +249,44 @@ describe('pgcdc deploy / preview / refresh / destroy / outputs', () => {
     );
   });
 
-  it('a Pulumi failure shows the end of its output; missing Google credentials get their own code', async () => {
+  it("a Pulumi failure shows Pulumi's error: lines once; missing Google credentials get their own code", async () => {
     h = harness();
     h.source.stack('dev').fail.up = new CommandError(
-      'code: 255\nstderr: error: resource creation failed: quota exceeded',
+      [
+        'code: 255',
+        ' stdout: Updating (dev)',
+        '     gcp:sql:DatabaseInstance pgcdc-db  creating',
+        'error: resource creation failed: quota exceeded',
+        'Resources:',
+        '    12 unchanged',
+        '',
+        ' stderr: error: resource creation failed: quota exceeded',
+        'error: update failed',
+      ].join('\n'),
     );
     assert.equal(await h.run('deploy', '--env', 'dev', '--yes'), EXIT.failure);
-    assert.match(h.out.stderr, /pulumi failed on stack "dev"/);
-    assert.match(h.out.stderr, /quota exceeded/);
+    assert.match(
+      h.out.stderr,
+      /error: pulumi failed on stack "dev":\n {2}resource creation failed: quota exceeded\n {2}update failed\n/,
+    );
+    assert.equal(h.out.stderr.match(/quota exceeded/g)?.length, 1);
+    assert.doesNotMatch(h.out.stderr, /Resources:|code: 255/);
 
     h.source.stack('dev').fail.up = new CommandError(
       'stderr: gcp:sql:DatabaseInstance error: could not find default credentials. See https://cloud.google.com/docs/authentication',
     );
     assert.equal(await h.run('deploy', '--env', 'dev', '--yes'), EXIT.noCredentials);
     assert.match(h.out.stderr, /gcloud auth application-default login/);
+  });
+
+  it('not logged in to a Pulumi backend: the error line once and a hint to pulumi login', async () => {
+    h = harness();
+    h.source.selectError = new CommandError(
+      'code: 255\n stdout: \n stderr: error: PULUMI_ACCESS_TOKEN must be set for login during non-interactive CLI sessions\n',
+    );
+    assert.equal(await h.run('outputs', '--env', 'dev'), EXIT.failure);
+    assert.match(h.out.stderr, /PULUMI_ACCESS_TOKEN must be set for login/);
+    assert.match(h.out.stderr, /`pulumi login`.*`pulumi login --local`/);
   });
 
   it('preview selects or creates the stack and changes nothing', async () => {
@@ -224,11 +318,62 @@ describe('pgcdc deploy / preview / refresh / destroy / outputs', () => {
     assert.match(h.out.stdout, /Destroyed stack dev: 15 to delete/);
   });
 
-  it('destroy at a terminal asks first and does nothing on no', async () => {
-    h = harness({ tty: true, confirm: false });
-    assert.equal(await h.run('destroy', '--env', 'dev'), EXIT.ok);
-    assert.deepEqual(h.confirmations, ['Destroy stack "dev"?']);
-    assert.deepEqual(h.source.stack('dev').calls, []);
+  it('destroy at a terminal previews what it deletes, asks for the stack name, and does nothing on a wrong one', async () => {
+    h = harness({ tty: true, answer: 'y' });
+    assert.equal(await h.run('destroy', '--env', 'dev'), EXIT.cancelled);
+    assert.deepEqual(h.confirmations, ['Type the stack name (dev) to destroy it:']);
+    assert.deepEqual(
+      h.source.stack('dev').calls.map((c) => c.method),
+      ['previewDestroy'],
+    );
+    assert.match(h.out.stdout, /Preview: 15 to delete/);
+    assert.match(h.out.stderr, /cancelled: "y" is not the stack name; nothing was changed/);
+  });
+
+  it('destroy at a terminal goes ahead when the stack name is typed', async () => {
+    h = harness({ tty: true, answer: 'dev' });
+    assert.equal(await h.run('destroy', '--env', 'dev'), EXIT.ok, h.out.stderr);
+    assert.deepEqual(
+      h.source.stack('dev').calls.map((c) => c.method),
+      ['previewDestroy', 'destroy'],
+    );
+  });
+
+  it('refresh at a terminal previews the state changes before asking', async () => {
+    h = harness({ tty: true, answer: 'y' });
+    assert.equal(await h.run('refresh', '--env', 'dev'), EXIT.ok, h.out.stderr);
+    assert.deepEqual(
+      h.source.stack('dev').calls.map((c) => c.method),
+      ['previewRefresh', 'refresh'],
+    );
+    assert.match(h.out.stdout, /Preview: 1 to update \(14 unchanged\)/);
+  });
+
+  it('--json on deploy, preview, refresh and destroy prints one JSON object on stdout, Pulumi output on stderr', async () => {
+    h = harness();
+    const outputs: unknown[] = [];
+    for (const argv of [
+      ['deploy', '--env', 'dev', '--yes', '--json'],
+      ['preview', '--env', 'dev', '--json'],
+      ['refresh', '--env', 'dev', '--yes', '--json'],
+      ['destroy', '--env', 'dev', '--yes', '--json'],
+    ]) {
+      const start = h.out.stdout.length;
+      assert.equal(await h.run(...argv), EXIT.ok, argv.join(' '));
+      outputs.push(JSON.parse(h.out.stdout.slice(start)));
+    }
+    assert.deepEqual(outputs[0], {
+      env: 'dev',
+      changes: { create: 12, same: 3 },
+      outputs: JSON.parse(JSON.stringify((outputs[0] as { outputs: unknown }).outputs)),
+    });
+    assert.equal((outputs[0] as { outputs: Record<string, unknown> }).outputs.passwordSecretId, '[secret]');
+    assert.deepEqual(outputs.slice(1), [
+      { env: 'dev', changes: { create: 12, same: 3 } },
+      { env: 'dev', changes: { same: 15 } },
+      { env: 'dev', changes: { delete: 15 } },
+    ]);
+    assert.match(h.out.stderr, /Updating \(dev\)/);
   });
 
   it('outputs --json prints the outputs as one JSON object with secrets masked', async () => {
