@@ -5,10 +5,10 @@
 import { Command } from 'commander';
 import type { ClientConfig } from 'pg';
 import type { LocalEndpoints } from '../../local/stack';
-import { jobPath, StackOutputs } from '../cloud';
 import type { CliDeps } from '../deps';
-import { CliError, EXIT, UsageError } from '../errors';
-import { runJobAndWait } from '../jobs';
+import { CliError, EXIT } from '../errors';
+import { runStackJob } from '../jobs';
+import { confirmChange } from './pulumi-flow';
 import { cloudContext, envOption, LOCAL_ENV } from './shared';
 
 /** The admin container's sub-commands (listener/main.ts). */
@@ -51,17 +51,11 @@ export async function localSqlInit(deps: CliDeps, opts: { sample?: boolean } = {
   deps.output.log(`sql init: ${report.statements} statements run on the local database.`);
 }
 
-/** The admin job of a stack; stacks deployed before the role split only have the listener job. */
-function adminJob(deps: CliDeps, outputs: StackOutputs): string {
-  const admin = (outputs as StackOutputs & { adminJobName?: string }).adminJobName;
-  if (admin) return admin;
-  deps.output.error(
-    `warning: this stack has no admin job (output adminJobName); running on ${outputs.listenerJobName}. Run \`pgcdc deploy\` to get the admin job.`,
-  );
-  return outputs.listenerJobName;
-}
-
-/** Runs the admin job with `args` and prints the report it logged (field `field` of its summary line). */
+/**
+ * Runs the admin job (the only identity that can read the admin password) with `args` and returns the
+ * report it logged (its summary line, found by `field`). A stack deployed before the admin job existed is
+ * told to deploy again: the listener job has no admin credentials to run these with.
+ */
 export async function runAdminJob(
   deps: CliDeps,
   env: string,
@@ -69,17 +63,16 @@ export async function runAdminJob(
   field: string,
   label: string,
 ): Promise<Record<string, unknown> | undefined> {
-  const { outputs, clients } = await cloudContext(deps, env);
-  const jobName = adminJob(deps, outputs);
-  const report = await deps.output.task(`Running job ${jobName} (args: ${args.join(' ')})`, () =>
-    runJobAndWait(clients, jobPath(outputs, jobName), { args }),
-  );
-  const logged = await clients.logs
-    .lastSummary(outputs.project, jobName, { field, executionName: report.execution })
-    .catch(() => null);
-  deps.output.log(`${label}: execution ${report.execution} succeeded.`);
-  if (report.logUri) deps.output.log(`Logs: ${report.logUri}`);
-  return logged?.summary as Record<string, unknown> | undefined;
+  const ctx = await cloudContext(deps, env);
+  const run = await runStackJob(deps, ctx, env, {
+    role: 'admin',
+    args,
+    title: `Running the admin job (args: ${args.join(' ')})`,
+    summaryField: field,
+  });
+  deps.output.log(`${label}: execution ${run.execution.execution} succeeded.`);
+  if (run.execution.logUri) deps.output.log(`Logs: ${run.execution.logUri}`);
+  return run.summary ?? undefined;
 }
 
 async function cloudSqlInit(deps: CliDeps, env: string): Promise<void> {
@@ -102,14 +95,13 @@ function teardownQuestion(flags: TeardownFlags): string {
   return `Drop ${what.join(', ')} of ${flags.env}? Changes made while the slot is gone are not captured.`;
 }
 
-async function confirmTeardown(deps: CliDeps, flags: TeardownFlags): Promise<boolean> {
-  if (flags.yes) return true;
-  if (!deps.output.isTTY)
-    throw new UsageError(
-      'refusing to tear down without confirmation',
-      'Run it at a terminal, or pass --yes.',
-    );
-  return deps.confirm(teardownQuestion(flags));
+/** Asks at a terminal (stdin and stdout), like deploy and destroy do; no answer or "no" exits 11, cancelled. */
+async function confirmTeardown(deps: CliDeps, flags: TeardownFlags): Promise<void> {
+  await confirmChange(deps, flags.env, {
+    yes: flags.yes,
+    verb: 'tear down',
+    preview: async () => deps.output.log(teardownQuestion(flags)),
+  });
 }
 
 function printTeardown(deps: CliDeps, report: { removed?: unknown; kept?: unknown }): void {
@@ -176,10 +168,7 @@ export function sqlCommand(deps: CliDeps): Command {
     .option('--drop-role', 'also drop the replicator role (and its grants)')
     .option('--drop-schema', 'also drop schema pgcdc (snapshot progress)')
     .action(async (flags: TeardownFlags) => {
-      if (!(await confirmTeardown(deps, flags))) {
-        deps.output.log('Nothing was changed.');
-        return;
-      }
+      await confirmTeardown(deps, flags);
       if (flags.env === LOCAL_ENV) await localSqlTeardown(deps, flags);
       else await cloudSqlTeardown(deps, flags);
     });
