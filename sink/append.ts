@@ -12,10 +12,10 @@ import { ProtoRow, RowError, StorageWriteError } from './storage-writer';
 import type { Appender } from './writer-pool';
 
 /**
- * The Write API does not see the table's new schema yet. Google: after a schema update "it can take a few
- * minutes before the new schema is visible to the Storage Write API" / new fields are seen "on the order of
- * minutes" (https://cloud.google.com/bigquery/docs/write-api#schema_updates — our emulator models this with the
- * same codes). Right after tables.insert the default stream can answer NOT_FOUND for a while too.
+ * The Write API does not see the table's new schema yet: BigQuery documents that a schema change reaches the
+ * Storage Write API only after a delay "on the order of minutes" (https://cloud.google.com/bigquery/docs/write-api,
+ * schema updates; DESIGN.md §5). Right after tables.insert the default stream can answer NOT_FOUND for a
+ * while too. The run loop retries that table later without stalling the others.
  */
 export class SchemaPropagatingError extends Error {
   override name = 'SchemaPropagatingError';

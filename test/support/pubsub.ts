@@ -26,7 +26,8 @@ export async function createTopic(prefix = 'topic'): Promise<TestTopic> {
   const pubsub = new PubSub({ projectId: TEST_PROJECT });
   const name = uniqueName(prefix);
   const [topic] = await pubsub.createTopic(name);
-  await topic.createSubscription(`${name}-sub`, { ackDeadlineSeconds: 60 });
+  // As the stack's subscription (decision 5): each ordering key's messages in publish order.
+  await topic.createSubscription(`${name}-sub`, { ackDeadlineSeconds: 60, enableMessageOrdering: true });
   await pubsub.close();
   return { topic: name, subscription: `${name}-sub`, emulatorHost };
 }
@@ -48,7 +49,15 @@ export async function pullAll(t: TestTopic): Promise<PulledBatch[]> {
   const out: PulledBatch[] = [];
   try {
     for (;;) {
-      const [res] = await client.pull({ subscription, maxMessages: 1000, returnImmediately: true });
+      // With ordering, a key's next messages come only after these are acked: pull, ack, pull again, until
+      // a pull that waited (with nothing outstanding) gets nothing; one cut short by our deadline is retried.
+      let res;
+      try {
+        [res] = await client.pull({ subscription, maxMessages: 1000 }, { timeout: 3000, retry: null });
+      } catch (e) {
+        if ((e as { code?: number }).code === 4) continue;
+        throw e;
+      }
       const msgs = res.receivedMessages ?? [];
       if (msgs.length === 0) break;
       for (const m of msgs) {
