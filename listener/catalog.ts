@@ -38,6 +38,11 @@ export interface Catalog {
   generated?: Map<string, Set<string>>;
   /** Unlogged user tables, "schema.table": their changes never reach the WAL (absent: none known). */
   unlogged?: string[];
+  /**
+   * Tables the connected role may not SELECT ("schema.table"): the SQL init grants the replicator exactly the
+   * captured tables, so one created after the last init is not readable until `pgcdc sql init` runs again.
+   */
+  unreadable?: string[];
 }
 
 export async function loadCatalog(client: Client): Promise<Catalog> {
@@ -50,10 +55,12 @@ export async function loadCatalog(client: Client): Promise<Catalog> {
     oid: number;
     key: boolean;
     generated: boolean;
+    readable: boolean;
   }>(`
     SELECT n.nspname AS schema, c.relname AS table, c.relpersistence AS persistence, a.attname AS name,
            format_type(a.atttypid, a.atttypmod) AS type, a.atttypid::int AS oid,
-           coalesce(a.attnum = ANY (i.indkey), false) AS key, a.attgenerated <> '' AS generated
+           coalesce(a.attnum = ANY (i.indkey), false) AS key, a.attgenerated <> '' AS generated,
+           has_table_privilege(c.oid, 'SELECT') AS readable
     FROM pg_class c
     JOIN pg_namespace n ON n.oid = c.relnamespace
     JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -68,8 +75,10 @@ export async function loadCatalog(client: Client): Promise<Catalog> {
   const tables = new Map<string, ColumnInfo[]>();
   const generated = new Map<string, Set<string>>();
   const unlogged = new Set<string>();
+  const unreadable = new Set<string>();
   for (const r of cols.rows) {
     const qn = `${r.schema}.${r.table}`;
+    if (!r.readable) unreadable.add(qn);
     if (r.persistence === 'u') {
       unlogged.add(qn);
       continue;
@@ -100,7 +109,16 @@ export async function loadCatalog(client: Client): Promise<Catalog> {
      FROM pg_attribute WHERE attnum > 0 AND atttypmod >= 0 AND attrelid >= 16384`,
   );
   const typmodNames = new Map(mods.rows.map((m) => [`${m.oid}/${m.typmod}`, m.name]));
-  return { tables, typeNames, toastableTypes, arrayElements, typmodNames, generated, unlogged: [...unlogged] };
+  return {
+    tables,
+    typeNames,
+    toastableTypes,
+    arrayElements,
+    typmodNames,
+    generated,
+    unlogged: [...unlogged],
+    unreadable: [...unreadable],
+  };
 }
 
 /** A catalog that knows nothing (every table is described from the decoder's own data). */

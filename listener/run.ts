@@ -131,13 +131,24 @@ async function checkSlot(client: Client, cfg: ListenerConfig): Promise<string | 
   if (cfg.decoder === 'pgoutput') {
     const pub = await client.query('SELECT 1 FROM pg_publication WHERE pubname = $1', [cfg.publication]);
     if (pub.rowCount === 0) {
+      // Not FOR ALL TABLES: that would make UPDATE/DELETE fail on the application's keyless tables.
       throw new ReplicationSetupError(
-        `publication "${cfg.publication}" does not exist; pgoutput needs it. Run \`pgcdc sql init\`, or: ` +
-          `CREATE PUBLICATION ${cfg.publication} FOR ALL TABLES;`,
+        `publication "${cfg.publication}" does not exist; pgoutput needs it. Run \`pgcdc sql init --env <env>\`: ` +
+          'it publishes exactly the captured tables',
       );
     }
   }
   return s.wal_status;
+}
+
+/**
+ * The publications pgoutput reads: the captured keyed tables' and, when the SQL init made it, the
+ * insert-only one of the keyless tables (sql/0-init.sql), whose inserts and truncates reach the history.
+ */
+async function publicationsToRead(client: Client, cfg: ListenerConfig): Promise<string> {
+  const inserts = `${cfg.publication}_inserts`;
+  const found = await client.query('SELECT 1 FROM pg_publication WHERE pubname = $1', [inserts]);
+  return found.rowCount ? `${cfg.publication},${inserts}` : cfg.publication;
 }
 
 export async function runListener(cfg: ListenerConfig, opts: RunOptions = {}): Promise<ListenerSummary> {
@@ -182,7 +193,7 @@ export async function runListener(cfg: ListenerConfig, opts: RunOptions = {}): P
     }
     const decoder: Decoder =
       cfg.decoder === 'pgoutput'
-        ? new PgOutputDecoder(catalog, cfg.publication, cfg.tables)
+        ? new PgOutputDecoder(catalog, await publicationsToRead(control, cfg), cfg.tables)
         : new Wal2JsonDecoder(catalog, cfg.tables);
 
     try {

@@ -187,8 +187,19 @@ export async function runSnapshot(cfg: ListenerConfig, opts: SnapshotOptions = {
       );
     }
     const catalog = await loadCatalog(client);
-    const wanted = opts.tables ?? (cfg.tables.length ? cfg.tables : [...catalog.tables.keys()]);
+    const unreadable = new Set(catalog.unreadable ?? []);
+    const named = opts.tables ?? (cfg.tables.length ? cfg.tables : undefined);
+    // Without a table list, "every table" means every table the replicator was granted by the last SQL init:
+    // one created since is neither granted nor (pgoutput) published until `pgcdc sql init` runs again.
+    const wanted = named ?? [...catalog.tables.keys()].filter((t) => !unreadable.has(t));
     const tables = wanted.filter((t) => !t.startsWith(`${OWN_SCHEMA}.`));
+    const notGranted = tables.filter((t) => unreadable.has(t));
+    if (notGranted.length > 0) {
+      throw new ReplicationSetupError(
+        `snapshot: ${cfg.pg.user ?? 'the replicator'} may not read ${notGranted.join(', ')}: run \`pgcdc sql init --env <env>\` ` +
+          'with the table in the captured tables (it grants SELECT on exactly those)',
+      );
+    }
     const unlogged = new Set(catalog.unlogged ?? []);
     for (const table of tables) {
       if (unlogged.has(table)) {

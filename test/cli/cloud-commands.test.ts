@@ -2,23 +2,23 @@
 
 import assert from 'node:assert/strict';
 import { EXIT } from '../../cli/errors';
-import { execution, harness, Harness, PROJECT, REGION } from './fakes';
+import { execution, harness, Harness, PROJECT, REGION, STACK_OUTPUTS } from './fakes';
 
 const LISTENER_JOB = `projects/${PROJECT}/locations/${REGION}/jobs/pgcdc-listener`;
 const SINK_JOB = `projects/${PROJECT}/locations/${REGION}/jobs/pgcdc-sink`;
+const ADMIN_JOB = `projects/${PROJECT}/locations/${REGION}/jobs/pgcdc-admin`;
+/** A stack deployed with the admin job (sql init, teardown and check run there). */
+const WITH_ADMIN = { ...STACK_OUTPUTS, adminJobName: { value: 'pgcdc-admin', secret: false } };
 
 describe('pgcdc sql init / run-once / status on a cloud stack', () => {
   let h: Harness;
   afterEach(() => h?.cleanup());
 
-  it('sql init runs an execution of the listener job with the container args overridden to ["sql-init"]', async () => {
-    h = harness();
-    h.logs.summaries.set('pgcdc-listener', {
+  it('sql init runs an execution of the admin job (the only identity with the admin password) with args ["sql-init"]', async () => {
+    h = harness({ outputs: WITH_ADMIN });
+    h.logs.summaries.set('pgcdc-admin', {
       statements: 6,
-      notices: [
-        'created publication pgcdc_pub',
-        'created logical replication slot pgcdc_slot (plugin wal2json)',
-      ],
+      notices: ['created publication pgcdc_pub', 'created logical replication slot pgcdc_slot (plugin pgoutput)'],
     });
     const code = await h.run('sql', 'init', '--env', 'dev');
     assert.equal(code, EXIT.ok, h.out.stderr);
@@ -27,18 +27,23 @@ describe('pgcdc sql init / run-once / status on a cloud stack', () => {
     ]);
     assert.deepEqual(h.cloudProjects, [PROJECT]);
     assert.deepEqual(h.jobs.requests, [
-      { name: LISTENER_JOB, overrides: { containerOverrides: [{ args: ['sql-init'] }] } },
+      { name: ADMIN_JOB, overrides: { containerOverrides: [{ args: ['sql-init'] }] } },
     ]);
     assert.match(h.out.stdout, /created logical replication slot pgcdc_slot/);
-    assert.match(h.out.stdout, /sql init: execution pgcdc-listener-exec-1 succeeded/);
-    assert.deepEqual(h.logs.requests, [
-      {
-        project: PROJECT,
-        job: 'pgcdc-listener',
-        field: 'statements',
-        executionName: 'pgcdc-listener-exec-1',
-      },
-    ]);
+    assert.match(h.out.stdout, /sql init: execution pgcdc-admin-exec-1 succeeded/);
+    assert.deepEqual(
+      h.logs.requests.map((r) => [r.project, r.job, r.field, r.executionName]),
+      [[PROJECT, 'pgcdc-admin', 'statements', 'pgcdc-admin-exec-1']],
+    );
+  });
+
+  it('sql init on a stack deployed before the admin job existed says to deploy again, and runs nothing', async () => {
+    h = harness();
+    const code = await h.run('sql', 'init', '--env', 'dev');
+    assert.equal(code, EXIT.failure);
+    assert.match(h.out.stderr, /has no output "adminJobName"/);
+    assert.match(h.out.stderr, /pgcdc deploy --env dev/);
+    assert.deepEqual(h.jobs.requests, []);
   });
 
   it('snapshot runs the listener job with args ["snapshot", "--table", t, "--restart"]; a bad table name stops first', async () => {
@@ -62,21 +67,21 @@ describe('pgcdc sql init / run-once / status on a cloud stack', () => {
   });
 
   it('a failed execution exits with the job-failed code and prints the execution log URL', async () => {
-    h = harness();
-    const failed = execution('pgcdc-listener', 7, {
+    h = harness({ outputs: WITH_ADMIN });
+    const failed = execution('pgcdc-admin', 7, {
       failedCount: 1,
       succeededCount: 0,
       logUri: 'https://console.cloud.google.com/logs/exec-7',
     });
-    h.jobs.outcome.set('pgcdc-listener', {
+    h.jobs.outcome.set('pgcdc-admin', {
       execution: failed,
-      error: new Error('Task pgcdc-listener-exec-7-task0 failed: exit code 4'),
+      error: new Error('Task pgcdc-admin-exec-7-task0 failed: exit code 4'),
     });
     const code = await h.run('sql', 'init', '--env', 'dev');
     assert.equal(code, EXIT.jobFailed);
     assert.match(
       h.out.stderr,
-      /job pgcdc-listener failed: Task .* exit code 4 \(execution pgcdc-listener-exec-7\)/,
+      /job pgcdc-admin failed: Task .* exit code 4 \(execution pgcdc-admin-exec-7\)/,
     );
     assert.match(h.out.stderr, /Logs of the execution: https:\/\/console\.cloud\.google\.com\/logs\/exec-7/);
   });

@@ -145,10 +145,11 @@ export class FakeStackSource implements StackSource {
   stacks = new Map<string, FakeStack>();
   /** Error thrown by selectStack (e.g. StackNotFoundError). */
   selectError?: Error;
+  constructor(private readonly outputMap: OutputMap = STACK_OUTPUTS) {}
 
   stack(name: string): FakeStack {
     let s = this.stacks.get(name);
-    if (!s) this.stacks.set(name, (s = new FakeStack(name)));
+    if (!s) this.stacks.set(name, (s = new FakeStack(name, this.outputMap)));
     return s;
   }
   async createOrSelectStack(args: LocalProgram) {
@@ -297,11 +298,13 @@ export function harness(
     answer?: string | null;
     pulumi?: boolean;
     deps?: Partial<CliDeps>;
+    /** The stack's outputs (default STACK_OUTPUTS). */
+    outputs?: OutputMap;
   } = {},
 ): Harness {
   const project = tempProject(opts.stacks ?? { dev: GOOD_STACK });
   const out = bufferOutput({ isTTY: opts.tty ?? false, clock: { now: () => 0 } });
-  const source = new FakeStackSource();
+  const source = new FakeStackSource(opts.outputs);
   const jobs = new FakeJobs();
   const executions = new FakeExecutions();
   const metrics = new FakeMetrics();
