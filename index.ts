@@ -83,7 +83,7 @@ export = async () => {
       endpoint = cloudSqlEndpoint(instance, source, project, number);
     } catch (e) {
       // The same form as every other configuration error, so `pulumi up` says which key to fix and how.
-      if (e instanceof ConfigError) throw new Error(e.message);
+      if (e instanceof ConfigError) throw new Error(e.message, { cause: e });
       throw e;
     }
     for (const warning of cloudSqlWarnings(instance, source)) pulumi.log.warn(warning);

@@ -631,7 +631,10 @@ function jobSettings(
   // listener also gives a transaction it is inside at the time limit as long again before it reports it
   // stuck (listener/run.ts), so its whole run may take 2 × maxRunSeconds: the timeout must cover that plus a
   // minute, or Cloud Run kills the run before it can confirm what it published or say what is stuck.
-  const maxRunLimit = Math.max(10, job === 'listener' ? Math.floor((timeoutSeconds - 60) / 2) : timeoutSeconds - 60);
+  const maxRunLimit = Math.max(
+    10,
+    job === 'listener' ? Math.floor((timeoutSeconds - 60) / 2) : timeoutSeconds - 60,
+  );
   const maxRunSeconds = r.integer(
     `${job}MaxRunSeconds` as ConfigKey,
     Math.min(300, maxRunLimit),

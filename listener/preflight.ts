@@ -235,9 +235,9 @@ async function probePlugin(config: ClientConfig, plugin: string): Promise<Findin
 export async function runPreflight(pg: ClientConfig, opts: PreflightOptions): Promise<PreflightReport> {
   const client = await connectWithRetry(pg, opts.connectRetry);
   const findings: Finding[] = [];
-  let cloudSql = false;
-  let serverVersion = '';
-  let historyOnly: string[] = [];
+  let cloudSql: boolean;
+  let serverVersion: string;
+  let historyOnly: string[];
   try {
     const s = await settings(client);
     serverVersion = s.get('server_version') ?? '';

@@ -70,6 +70,7 @@ export function loadStore(files: DataFiles): Store {
       throw new Error(
         `${files.journal}: record ${record.seq} (${String(record.op)}) cannot be applied again: ${(err as Error).message}. ` +
           'The data files were written by an emulator with other rules; start with an empty data directory.',
+        { cause: err },
       );
     }
   });

@@ -18,7 +18,10 @@ describe('pgcdc sql init / run-once / status on a cloud stack', () => {
     h = harness({ outputs: WITH_ADMIN });
     h.logs.summaries.set('pgcdc-admin', {
       statements: 6,
-      notices: ['created publication pgcdc_pub', 'created logical replication slot pgcdc_slot (plugin pgoutput)'],
+      notices: [
+        'created publication pgcdc_pub',
+        'created logical replication slot pgcdc_slot (plugin pgoutput)',
+      ],
     });
     const code = await h.run('sql', 'init', '--env', 'dev');
     assert.equal(code, EXIT.ok, h.out.stderr);

@@ -109,7 +109,11 @@ describe('stack configuration', () => {
         'listenerMaxRunSeconds',
         /out of range 10-270/,
       );
-      rejects({ sinkTimeoutSeconds: '300', sinkMaxRunSeconds: '300' }, 'sinkMaxRunSeconds', /out of range 10-240/);
+      rejects(
+        { sinkTimeoutSeconds: '300', sinkMaxRunSeconds: '300' },
+        'sinkMaxRunSeconds',
+        /out of range 10-240/,
+      );
     });
     it('a job timeout at or above the interval of its schedule (overlapping runs: "slot busy")', () => {
       // The old defaults: every 12 minutes with a 15-minute timeout.

@@ -451,7 +451,11 @@ describe('the pgcdc stack (dev config, mocked cloud)', function () {
         const j = jobNamed(role);
         assert.equal(get(j.inputs, 'template', 'taskCount'), 1, role);
         // The listener's run may take 2 × its 300 s window inside one long transaction, plus a minute.
-        assert.equal(get(j.inputs, 'template', 'template', 'timeout'), role === 'listener' ? '660s' : '600s', role);
+        assert.equal(
+          get(j.inputs, 'template', 'template', 'timeout'),
+          role === 'listener' ? '660s' : '600s',
+          role,
+        );
         assert.equal(get(j.inputs, 'template', 'template', 'maxRetries'), 1, role);
         assert.equal(plainEnv(j, ENV.maxRunSeconds), '300', role);
         assert.equal(plainEnv(j, ENV.mode), 'once', role);

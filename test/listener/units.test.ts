@@ -123,7 +123,11 @@ describe('listener units', () => {
       assert.ok(stmts.length > 0, file);
       for (const s of stmts) {
         assert.match(s, /;$/, `${file}: ${s.slice(0, 80)}`);
-        assert.match(s.replace(/^(\s|--[^\n]*\n|\/\*[\s\S]*?\*\/)*/, ''), /^(DO|CREATE|GRANT|REVOKE|ALTER|SELECT|COMMENT)\b/i, file);
+        assert.match(
+          s.replace(/^(\s|--[^\n]*\n|\/\*[\s\S]*?\*\/)*/, ''),
+          /^(DO|CREATE|GRANT|REVOKE|ALTER|SELECT|COMMENT)\b/i,
+          file,
+        );
       }
     }
   });
