@@ -29,6 +29,8 @@ export const EXIT = {
   localStackNotUp: 9,
   /** The replica did not match the source at the end of `pgcdc demo`. */
   mismatch: 10,
+  /** `pgcdc verify` found rows that differ between the source and the replica. */
+  verifyDifferences: 11,
 } as const;
 
 export class CliError extends Error {

@@ -12,6 +12,7 @@ import { runOnceCommand } from './commands/run-once';
 import { snapshotCommand } from './commands/snapshot';
 import { sqlCommand } from './commands/sql';
 import { statusCommand } from './commands/status';
+import { verifyCommand } from './commands/verify';
 import type { CliDeps } from './deps';
 import { handleError } from './errors';
 
@@ -43,6 +44,7 @@ export function buildProgram(deps: CliDeps): Command {
     .addCommand(runOnceCommand(deps))
     .addCommand(snapshotCommand(deps))
     .addCommand(statusCommand(deps))
+    .addCommand(verifyCommand(deps))
     .addCommand(deployCommand(deps))
     .addCommand(previewCommand(deps))
     .addCommand(refreshCommand(deps))

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Container entry point of the listener job: `node dist/listener/main.js [listen|snapshot|sql-init]`.
+// Container entry point of the listener job: `node dist/listener/main.js [listen|snapshot|sql-init|verify]`.
 // Prints one JSON line (the run's summary, or the SQL init's report) on stdout; errors go to stderr as one
 // JSON line too, and the exit code says what kind of failure it was (listener/errors.ts).
 
@@ -9,6 +9,7 @@ import { EXIT, ListenerError } from './errors';
 import { runListenerJob } from './job';
 import { runSnapshot } from './snapshot';
 import { runSqlInit } from './sql-init';
+import { runVerifyJob } from '../verify/job';
 
 async function main(argv: string[]): Promise<number> {
   const command = argv[0] ?? 'listen';
@@ -38,8 +39,17 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(JSON.stringify({ command, ...summary }) + '\n');
     return EXIT.ok;
   }
+  if (command === 'verify') {
+    // verify --project P --dataset D [--table s.t ...] [--sample N | --full]: compare the replica with the
+    // source (verify/); the report is the JSON line, differences are not a failure of the job.
+    const report = await runVerifyJob(argv.slice(1), process.env, log);
+    process.stdout.write(JSON.stringify({ command, verify: report }) + '\n');
+    return EXIT.ok;
+  }
   if (command !== 'listen') {
-    process.stderr.write(`unknown command "${command}": expected "listen", "snapshot" or "sql-init"\n`);
+    process.stderr.write(
+      `unknown command "${command}": expected "listen", "snapshot", "sql-init" or "verify"\n`,
+    );
     return EXIT.config;
   }
   const cfg = loadListenerConfig(process.env);
