@@ -6,6 +6,7 @@
 // roles/bigquery.jobUser on the project (see README "verify").
 
 import { BigQuery } from '@google-cloud/bigquery';
+import { PassThroughClient } from 'google-auth-library';
 import { ENV } from '../contract/env';
 import { pgConfigFromEnv } from '../listener/config';
 import { runVerify, VerifyMode, VerifyReport } from './verify';
@@ -57,6 +58,15 @@ export function parseVerifyArgs(argv: string[]): VerifyJobArgs {
   };
 }
 
+/** The job's BigQuery client: the service account's credentials, or none against the local emulator. */
+function bigQueryFor(project: string, env: NodeJS.ProcessEnv): BigQuery {
+  const emulator = env[ENV.bigQueryEmulatorHost];
+  if (!emulator) return new BigQuery({ projectId: project });
+  const bq = new BigQuery({ projectId: project, authClient: new PassThroughClient() });
+  bq.baseUrl = (/^https?:\/\//.test(emulator) ? emulator : `http://${emulator}`).replace(/\/+$/, '');
+  return bq;
+}
+
 export async function runVerifyJob(
   argv: string[],
   env: NodeJS.ProcessEnv,
@@ -67,7 +77,7 @@ export async function runVerifyJob(
     pg: pgConfigFromEnv(env),
     publication: env[ENV.publication] || 'pgcdc_pub',
     tables: a.tables,
-    bigquery: new BigQuery({ projectId: a.project }),
+    bigquery: bigQueryFor(a.project, env),
     project: a.project,
     dataset: a.dataset,
     mode: a.mode,

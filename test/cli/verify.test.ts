@@ -3,9 +3,11 @@
 // through the Storage Write API are each found and reported (exit 11); changes in flight are excluded.
 
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import type { BigQuery } from '@google-cloud/bigquery';
 import { managedwriter } from '@google-cloud/bigquery-storage';
 import * as grpc from '@grpc/grpc-js';
 import { Client } from 'pg';
@@ -13,10 +15,12 @@ import { CliDeps, defaultDeps } from '../../cli/deps';
 import { EXIT } from '../../cli/errors';
 import { BufferedOutput, bufferOutput } from '../../cli/output';
 import { runCli } from '../../cli/program';
-import { emulatorBigQuery, LocalEndpoints, localDown } from '../../local/stack';
+import { emulatorBigQuery, LocalEndpoints, localDown, localEnv } from '../../local/stack';
 import { BigQueryRest } from '../../sink/bigquery-rest';
 import { ProtoRow, TableAppender } from '../../sink/storage-writer';
+import { verifyArgs } from '../../verify/job';
 import { runVerify, TableReport, VerifyReport } from '../../verify/verify';
+import { harness, Harness, PROJECT, REGION } from './fakes';
 
 function tempDir(prefix: string): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
@@ -173,6 +177,31 @@ describe('pgcdc verify against the local stack', function () {
     assert.match(out.stderr, /verify public\.verify_types: chunk 1/);
   });
 
+  it('the listener container runs the same verify with args ["verify", ...] and prints the report as its JSON line', async () => {
+    const e = endpoints();
+    const main = path.resolve(__dirname, '..', '..', 'listener', 'main.js');
+    const args = verifyArgs({
+      project: e.project,
+      dataset: e.dataset,
+      tables: [],
+      mode: { kind: 'full' },
+      recheckSeconds: 0,
+    });
+    const { stdout, code } = await new Promise<{ stdout: string; code: number }>((resolve) =>
+      execFile(
+        process.execPath,
+        [main, ...args],
+        { env: { ...process.env, ...localEnv(e) } },
+        (err, stdout) => resolve({ stdout, code: err ? ((err as { code?: number }).code ?? 1) : 0 }),
+      ),
+    );
+    assert.equal(code, 0);
+    const line = JSON.parse(stdout.trim()) as { command: string; verify: VerifyReport };
+    assert.equal(line.command, 'verify');
+    assert.equal(line.verify.equal, true);
+    assert.equal(table(line.verify, 'public.verify_types').sourceRows, 59);
+  });
+
   it('a sample finds the replica equal too', async () => {
     const { code, report } = await verify('--sample', '10');
     assert.equal(code, EXIT.ok, JSON.stringify(report));
@@ -305,5 +334,144 @@ describe('pgcdc verify against the local stack', function () {
     assert.match(out.stderr, /either --sample or --full/);
     assert.equal(await cli('verify', '--env', 'local', '--table', 'public.nope'), EXIT.failure);
     assert.match(out.stderr, /not captured by publication pgcdc_pub: public\.nope/);
+  });
+});
+
+describe('pgcdc verify on a cloud stack (an execution of the listener job)', () => {
+  const LISTENER_JOB = `projects/${PROJECT}/locations/${REGION}/jobs/pgcdc-listener`;
+  let h: Harness;
+  afterEach(() => h?.cleanup());
+
+  const report = (equal: boolean): VerifyReport => ({
+    equal,
+    startedAt: '2026-01-01T12:00:00.000Z',
+    seconds: 1.5,
+    rowsCompared: 31,
+    tables: [
+      {
+        table: 'public.customers',
+        replicaTable: 'customers',
+        position: { lsn: '0/1A2B3C4', at: '2026-01-01T12:00:00Z' },
+        mode: 'sample',
+        chunking: 'integer',
+        sourceRows: 31,
+        replicaRows: 31,
+        chunks: 1,
+        chunksDiffering: equal ? 0 : 1,
+        onlyInSource: { count: 0, keys: [] },
+        onlyInReplica: { count: 0, keys: [] },
+        differing: equal
+          ? { count: 0, rows: [] }
+          : {
+              count: 1,
+              rows: [{ key: '["2005"]', columns: [{ column: 'email', source: 'a@x', replica: 'b@x' }] }],
+            },
+        excluded: { count: 0, newerInReplica: 0, changedInSource: 0, caughtUp: 0, keys: [] },
+        notRechecked: 0,
+        missingColumns: [],
+        notes: [],
+        equal,
+      },
+    ],
+  });
+
+  /** The harness's clients with a BigQuery that answers table gets and dry runs (what a --full asks). */
+  function withDryRun(bytes: number): string[] {
+    const asked: string[] = [];
+    const bigquery = {
+      dataset: () => ({
+        getTables: async () => [[{ id: 'customers' }, { id: 'customers_changes' }, { id: '_failed' }]],
+        table: () => ({ getMetadata: async () => [{ numRows: '31' }] }),
+      }),
+      request: (
+        o: { method: string; uri: string; json?: { dryRun?: boolean; query?: string } },
+        cb: Callback,
+      ) => {
+        asked.push(`${o.method} ${o.uri}${o.json?.dryRun ? ` dryRun ${o.json.query}` : ''}`);
+        cb(null, o.method === 'GET' ? { schema: { fields: [] } } : { totalBytesProcessed: String(bytes) });
+      },
+    } as unknown as BigQuery;
+    h.deps.cloud = async () => ({
+      jobs: h.jobs,
+      executions: h.executions,
+      metrics: h.metrics,
+      logs: h.logs,
+      bigquery,
+    });
+    return asked;
+  }
+  type Callback = (err: Error | null, res?: unknown) => void;
+
+  it('runs the listener job with args ["verify", ...] (a sample by default), prints the logged report and exits 11 on differences', async () => {
+    h = harness();
+    h.logs.summaries.set('pgcdc-listener', { command: 'verify', verify: report(false) });
+    const code = await h.run('verify', '--env', 'dev', '--table', 'public.customers');
+    assert.equal(code, EXIT.verifyDifferences, h.out.stderr);
+    assert.deepEqual(h.jobs.requests, [
+      {
+        name: LISTENER_JOB,
+        overrides: {
+          containerOverrides: [
+            {
+              args: [
+                'verify',
+                '--project',
+                PROJECT,
+                '--dataset',
+                'pgcdc_dev',
+                '--table',
+                'public.customers',
+                '--sample',
+                '1000',
+              ],
+            },
+          ],
+        },
+      },
+    ]);
+    assert.deepEqual(h.logs.requests.at(-1), {
+      project: PROJECT,
+      job: 'pgcdc-listener',
+      field: 'verify',
+      executionName: 'pgcdc-listener-exec-1',
+    });
+    assert.match(h.out.stdout, /public\.customers → customers: DIFFERENT at source position 0\/1A2B3C4/);
+    assert.match(h.out.stdout, /\["2005"\]: email source "a@x" replica "b@x"/);
+
+    h.logs.summaries.set('pgcdc-listener', { command: 'verify', verify: report(true) });
+    assert.equal(await h.run('verify', '--env', 'dev', '--json'), EXIT.ok, h.out.stderr);
+    assert.equal((JSON.parse(h.out.stdout.trim().split('\n').at(-1)!) as VerifyReport).equal, true);
+  });
+
+  it('--full shows the bytes a dry run says it scans and, off a terminal, needs --yes before running anything', async () => {
+    h = harness();
+    const asked = withDryRun(123 * 1024 * 1024);
+    h.logs.summaries.set('pgcdc-listener', { command: 'verify', verify: report(true) });
+    assert.equal(await h.run('verify', '--env', 'dev', '--full'), EXIT.usage);
+    assert.match(h.out.stdout, /cost: a full verify scans about 123\.0 MiB of BigQuery \(dry run/);
+    assert.match(h.out.stderr, /Pass --yes/);
+    assert.equal(h.jobs.requests.length, 0);
+    assert.ok(
+      asked.some((a) => a.includes('dryRun SELECT * FROM `' + PROJECT + '.pgcdc_dev.customers`')),
+      asked.join('\n'),
+    );
+
+    assert.equal(await h.run('verify', '--env', 'dev', '--full', '--yes'), EXIT.ok, h.out.stderr);
+    assert.deepEqual(h.jobs.requests.at(-1)?.overrides?.containerOverrides?.[0]?.args, [
+      'verify',
+      '--project',
+      PROJECT,
+      '--dataset',
+      'pgcdc_dev',
+      '--full',
+    ]);
+  });
+
+  it('at a terminal, a declined confirmation runs nothing', async () => {
+    h = harness({ tty: true, confirm: false });
+    withDryRun(1000);
+    assert.equal(await h.run('verify', '--env', 'dev', '--full'), EXIT.failure);
+    assert.deepEqual(h.confirmations, ['Run the full verify?']);
+    assert.equal(h.jobs.requests.length, 0);
   });
 });
