@@ -2,12 +2,13 @@
 // (or by key values), as raw REST values; and the bytes a full read would scan (a dry run).
 //
 // Queries go through jobs.query with typed named parameters: INT64 for an integer key, STRING otherwise
-// (https://cloud.google.com/bigquery/docs/parameterized-queries: "Parameterized queries ... use named
-// parameters ... @param_name"), and `formatOptions.useInt64Timestamp` so TIMESTAMP values come back as
-// exact microseconds (https://cloud.google.com/bigquery/docs/reference/rest/v2/DataFormatOptions:
-// "useInt64Timestamp: Output timestamp as usec int64"). A dry run returns totalBytesProcessed without
-// running or billing the query (https://cloud.google.com/bigquery/docs/running-queries#dry-run: "A dry run
-// ... returns an estimate of the number of bytes that would be read").
+// (https://cloud.google.com/bigquery/docs/parameterized-queries: "To specify a named parameter, use the @
+// character followed by an identifier, such as @param_name"), and `formatOptions.useInt64Timestamp` so
+// TIMESTAMP values come back as exact microseconds
+// (https://cloud.google.com/bigquery/docs/reference/rest/v2/DataFormatOptions: "Output timestamp as usec
+// int64"). A dry run estimates the bytes a query would read without running it
+// (https://cloud.google.com/bigquery/docs/samples/bigquery-query-dry-run: "a dry run query to validate query
+// structure and provide an estimate of the bytes scanned").
 
 import type { BigQuery } from '@google-cloud/bigquery';
 import type { TableField, TableResource } from '../sink/bigquery-rest';

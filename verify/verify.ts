@@ -339,18 +339,35 @@ class TableVerifier {
     });
     if (open.length > 0) {
       await delay(this.opts.recheckDelayMs);
+      // The source as it is now, for every key whose Postgres text is known (always, for keys read from
+      // the source; for a key only in the replica, when its REST value casts back to the column's type).
       const nowSource = new Map<string, Side<TextRow>>();
-      const lookups = open.map((c) => this.keyTexts(c)).filter((k): k is string[] => k !== null);
-      for (let i = 0; i < lookups.length; i += LOOKUP_BATCH) {
-        for (const [k, v] of this.sourceSide(
-          await currentRows(client, this.src, lookups.slice(i, i + LOOKUP_BATCH)),
-        ))
-          nowSource.set(k, v);
+      const unknownSource = new Set<string>();
+      const lookup = async (cs: Candidate[]) => {
+        const keyed = cs.map((c) => ({ c, texts: this.keyTexts(c) }));
+        for (const k of keyed) if (!k.texts) unknownSource.add(k.c.key);
+        const texts = keyed.filter((k) => k.texts).map((k) => k.texts!);
+        for (let i = 0; i < texts.length; i += LOOKUP_BATCH) {
+          const rows = await currentRows(client, this.src, texts.slice(i, i + LOOKUP_BATCH));
+          for (const [k, v] of this.sourceSide(rows)) nowSource.set(k, v);
+        }
+      };
+      await lookup(open.filter((c) => c.source));
+      const replicaOnly = open.filter((c) => !c.source);
+      try {
+        await lookup(replicaOnly);
+      } catch {
+        for (const c of replicaOnly) unknownSource.add(c.key);
       }
       const nowReplica = new Map<string, Side<RestRow>>();
       if (this.replicaFields) {
         const wanted = new Set(open.map((c) => c.key));
-        const firsts = [...new Set(lookups.map((k) => k[0]))];
+        const first = this.src.key[0].name;
+        const firsts = [
+          ...new Set(
+            open.map((c) => (c.source ? (c.source.row[first] ?? '') : String(c.replica!.row[this.keyField]))),
+          ),
+        ];
         for (let i = 0; i < firsts.length; i += LOOKUP_BATCH) {
           const got = await this.replica.rowsWithFirstKey(
             this.report.replicaTable,
@@ -365,7 +382,8 @@ class TableVerifier {
         const was = c.source?.cells.join('\u0001') ?? null;
         const srcNow = nowSource.get(c.key);
         const repNow = nowReplica.get(c.key);
-        if ((srcNow?.cells.join('\u0001') ?? null) !== was) this.exclude(c, 'changedInSource');
+        const srcChanged = !unknownSource.has(c.key) && (srcNow?.cells.join('\u0001') ?? null) !== was;
+        if (srcChanged) this.exclude(c, 'changedInSource');
         else if (this.replicaAhead(repNow?.row)) this.exclude(c, 'newerInReplica');
         else if (was !== null && repNow && repNow.cells.join('\u0001') === was) this.exclude(c, 'caughtUp');
         else if (was === null && !repNow) this.exclude(c, 'caughtUp');

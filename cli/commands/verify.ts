@@ -134,8 +134,8 @@ async function cloudVerify(deps: CliDeps, opts: VerifyOpts, mode: VerifyMode): P
           .map((id) => (id.includes('__') ? id.replace('__', '.') : `public.${id}`));
     const bytes = await fullReadBytes(clients.bigquery, outputs.project, outputs.dataset, names);
     deps.output.log(
-      `cost: a full verify scans about ${formatBytes(bytes)} of BigQuery (dry run; each chunk's query is ` +
-        'billed at least 10 MB, clustering on the key keeps chunk queries near their share)',
+      `cost: a full verify scans about ${formatBytes(bytes)} of BigQuery (dry run of reading each replica ` +
+        "once; it runs one query per chunk, which the replica's clustering on its key keeps near its share)",
     );
     if (!opts.yes) {
       if (!deps.output.isTTY)
