@@ -5,11 +5,17 @@
 
 import type { ColumnInfo } from '../contract/events';
 import type { TableField } from '../sink/bigquery-rest';
-import { changesTableName, keyText, replicaTableName } from '../sink/names';
+import { changesTableName, FAILED_TABLE, keyText, replicaTableName } from '../sink/names';
 import { planColumns, REPLICA_META_FIELDS } from '../sink/table-schema';
 import { type BqType, type ProtoValue, restToProto } from '../sink/type-map';
 
 export { changesTableName, keyText, replicaTableName };
+
+/** Whether a table of the dataset is a replica (not a history table, not `_failed`), by the sink's names. */
+export function isReplicaTableId(id: string): boolean {
+  const suffix = changesTableName('public', 'x').slice(replicaTableName('public', 'x').length);
+  return id !== FAILED_TABLE && !id.endsWith(suffix);
+}
 
 /** The replica's metadata columns (not source columns). */
 export const REPLICA_META = new Set(REPLICA_META_FIELDS.map((f) => f.name));

@@ -476,20 +476,16 @@ export async function runVerify(options: VerifyOptions): Promise<VerifyReport> {
   }
 }
 
-/** Bytes reading every captured table's replica once would scan (dry runs). */
+/** Bytes reading these replica tables once would scan (dry runs; a table not there yet counts 0). */
 export async function fullReadBytes(
   bigquery: BigQuery,
   project: string,
   dataset: string,
-  tables: string[],
+  replicaTables: string[],
   location?: string,
 ): Promise<number> {
   const replica = new ReplicaReader(bigquery, project, dataset, location);
   let total = 0;
-  for (const name of tables) {
-    const [schema, table] = [name.slice(0, name.indexOf('.')), name.slice(name.indexOf('.') + 1)];
-    const t = replicaTableName(schema, table);
-    if (await replica.table(t)) total += await replica.fullReadBytes(t);
-  }
+  for (const t of replicaTables) if (await replica.table(t)) total += await replica.fullReadBytes(t);
   return total;
 }

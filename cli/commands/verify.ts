@@ -15,6 +15,7 @@ import { runJobAndWait } from '../jobs';
 import { listTables } from '../warehouse';
 import { fullReadBytes, runVerify, VerifyMode, VerifyReport } from '../../verify/verify';
 import { verifyArgs } from '../../verify/job';
+import { isReplicaTableId, replicaTableName } from '../../verify/sink-adapter';
 import { cloudContext, envOption, formatBytes, LOCAL_ENV } from './shared';
 
 /** Rows a sample reads per table in the cloud when neither --sample nor --full is given. */
@@ -125,14 +126,11 @@ async function localVerify(deps: CliDeps, opts: VerifyOpts, mode: VerifyMode): P
 async function cloudVerify(deps: CliDeps, opts: VerifyOpts, mode: VerifyMode): Promise<void> {
   const { outputs, clients } = await cloudContext(deps, opts.env);
   if (mode.kind === 'full') {
-    // The tables verify will read: the named ones, else every replica table of the dataset.
-    const names = opts.table?.length
-      ? opts.table
-      : (await listTables(clients.bigquery, outputs.dataset))
-          .map((t) => t.id)
-          .filter((id) => !id.endsWith('_changes') && !id.startsWith('_'))
-          .map((id) => (id.includes('__') ? id.replace('__', '.') : `public.${id}`));
-    const bytes = await fullReadBytes(clients.bigquery, outputs.project, outputs.dataset, names);
+    // The tables verify will read: the named ones' replicas, else every replica table of the dataset.
+    const replicas = opts.table?.length
+      ? opts.table.map((t) => replicaTableName(t.slice(0, t.indexOf('.')), t.slice(t.indexOf('.') + 1)))
+      : (await listTables(clients.bigquery, outputs.dataset)).map((t) => t.id).filter(isReplicaTableId);
+    const bytes = await fullReadBytes(clients.bigquery, outputs.project, outputs.dataset, replicas);
     deps.output.log(
       `cost: a full verify scans about ${formatBytes(bytes)} of BigQuery (dry run of reading each replica ` +
         "once; it runs one query per chunk, which the replica's clustering on its key keeps near its share)",

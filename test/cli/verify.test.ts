@@ -229,6 +229,20 @@ describe('pgcdc verify against the local stack', function () {
     assert.deepEqual(text.onlyInReplica, { count: 1, keys: ['["k07","7"]'] });
     assert.equal(table(report, 'public.customers').equal, true);
 
+    // A sample (here as large as the tables) finds the same rows, and the row counts show the missing one.
+    const sampled = await verify('--sample', '100');
+    assert.equal(sampled.code, EXIT.verifyDifferences);
+    const st = table(sampled.report, 'public.verify_types');
+    assert.deepEqual(st.onlyInSource.keys, ['["500"]']);
+    assert.deepEqual(
+      st.differing.rows.map((r) => r.key),
+      ['["5"]'],
+    );
+    assert.match(
+      table(sampled.report, 'public.verify_text_key').notes.join('\n'),
+      /row counts differ: source 38, replica 39/,
+    );
+
     await runOnce();
     const after = await verify();
     assert.equal(after.code, EXIT.ok, JSON.stringify(after.report));
@@ -451,6 +465,7 @@ describe('pgcdc verify on a cloud stack (an execution of the listener job)', () 
     assert.match(h.out.stdout, /cost: a full verify scans about 123\.0 MiB of BigQuery \(dry run/);
     assert.match(h.out.stderr, /Pass --yes/);
     assert.equal(h.jobs.requests.length, 0);
+    assert.ok(!asked.some((x) => /customers_changes|_failed/.test(x)), asked.join('\n'));
     assert.ok(
       asked.some((a) => a.includes('dryRun SELECT * FROM `' + PROJECT + '.pgcdc_dev.customers`')),
       asked.join('\n'),
