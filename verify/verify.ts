@@ -97,6 +97,8 @@ export interface VerifyReport {
   seconds: number;
   rowsCompared: number;
   tables: TableReport[];
+  /** Captured tables with no replica to compare (no primary key: pgcdc writes only their history). */
+  skipped: { table: string; reason: string }[];
 }
 
 type Kind = 'source' | 'replica' | 'differ';
@@ -421,12 +423,9 @@ async function verifyTable(
   client: Client,
   replica: ReplicaReader,
   name: string,
-): Promise<TableReport> {
+): Promise<TableReport | null> {
   const src = await describeTable(client, name);
-  if (src.key.length === 0)
-    throw new Error(
-      `${name} has no primary key (nor replica identity index): pgcdc keeps no replica of it to verify`,
-    );
+  if (src.key.length === 0) return null;
   const meta = await replica.table(replicaTableName(src.schema, src.table));
   const fields = meta?.schema?.fields ?? [];
   const plans = planReplicaColumns(fields, src.columns);
@@ -456,8 +455,16 @@ export async function runVerify(options: VerifyOptions): Promise<VerifyReport> {
     const replica = new ReplicaReader(opts.bigquery, opts.project, opts.dataset, opts.location);
     const names = await capturedTables(client, opts.publication, opts.tables);
     const tables: TableReport[] = [];
+    const skipped: VerifyReport['skipped'] = [];
     for (const name of names) {
       const t = await verifyTable(opts, client, replica, name);
+      if (!t) {
+        const reason =
+          'no primary key (nor replica identity index): pgcdc keeps only its history, no replica';
+        skipped.push({ table: name, reason });
+        opts.progress?.(`verify ${name}: skipped, ${reason}`);
+        continue;
+      }
       opts.progress?.(
         `verify ${name}: ${t.equal ? 'equal' : 'DIFFERENT'} at ${t.position.lsn} ` +
           `(${t.sourceRows} source rows, ${t.excluded.count} keys excluded as in flight)`,
@@ -470,6 +477,7 @@ export async function runVerify(options: VerifyOptions): Promise<VerifyReport> {
       seconds: (Date.now() - started) / 1000,
       rowsCompared: tables.reduce((n, t) => n + t.sourceRows, 0),
       tables,
+      skipped,
     };
   } finally {
     await client.end();

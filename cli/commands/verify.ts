@@ -83,6 +83,7 @@ export function describeVerify(r: VerifyReport): string[] {
       );
     for (const n of t.notes) lines.push(`  note: ${n}`);
   }
+  for (const s of r.skipped ?? []) lines.push(`${s.table}: skipped, ${s.reason}`);
   lines.push(
     `verify: ${r.equal ? 'replica equals source' : 'DIFFERENCES FOUND'} — ${r.tables.length} table(s), ` +
       `${r.rowsCompared} rows in ${r.seconds.toFixed(1)}s`,

@@ -44,6 +44,8 @@ const SETUP = `
            CASE WHEN g % 5 = 0 THEN NULL ELSE 'note ' || g END
       FROM generate_series(1, 60) g;
   CREATE TABLE public.verify_text_key (code text, n int, label text, PRIMARY KEY (code, n));
+  CREATE TABLE public.verify_no_key (a int, b text);
+  INSERT INTO public.verify_no_key VALUES (1, 'x');
   INSERT INTO public.verify_text_key SELECT 'k' || lpad(g::text, 2, '0'), g, 'label ' || g FROM generate_series(1, 40) g;
 `;
 
@@ -159,6 +161,10 @@ describe('pgcdc verify against the local stack', function () {
       'public.verify_text_key',
       'public.verify_types',
     ]);
+    assert.deepEqual(
+      report.skipped.map((x) => x.table),
+      ['public.verify_no_key'],
+    );
     const types = table(report, 'public.verify_types');
     assert.equal(types.sourceRows, 59);
     assert.equal(types.replicaRows, 59);
@@ -358,6 +364,7 @@ describe('pgcdc verify on a cloud stack (an execution of the listener job)', () 
 
   const report = (equal: boolean): VerifyReport => ({
     equal,
+    skipped: [],
     startedAt: '2026-01-01T12:00:00.000Z',
     seconds: 1.5,
     rowsCompared: 31,
