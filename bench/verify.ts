@@ -116,17 +116,18 @@ async function main(): Promise<void> {
     const fullSeconds = (Date.now() - t) / 1000;
     if (!full.equal)
       throw new Error(`verify found differences: ${JSON.stringify(full.tables[0]).slice(0, 500)}`);
-    t = Date.now();
-    const sample = await runVerify({ ...common, mode: { kind: 'sample', rows: 1000 }, recheckDelayMs: 0 });
-    const sampleSeconds = (Date.now() - t) / 1000;
-    if (!sample.equal) throw new Error('verify --sample found differences');
     const rss = process.memoryUsage().rss / 1024 / 1024;
     process.stdout.write(
       `verify --full: ${full.rowsCompared} rows in ${fullSeconds.toFixed(1)}s = ` +
-        `${Math.round(full.rowsCompared / fullSeconds)} rows/s (chunks of ${chunkRows}, ${full.tables[0].chunks} chunks)\n` +
-        `verify --sample 1000: ${sampleSeconds.toFixed(2)}s\n` +
-        `process RSS at the end (emulator included): ${rss.toFixed(0)} MiB\n`,
+        `${Math.round(full.rowsCompared / fullSeconds)} rows/s (chunks of ${chunkRows}, ` +
+        `${full.tables[0].chunks} chunks); process RSS (the emulator and its rows included): ${rss.toFixed(0)} MiB\n`,
     );
+    // A sample looks keys up with IN UNNEST, which the emulator answers by comparing every row with every
+    // key (1000 keys on 1M rows: minutes); kept small here, and it says nothing about real BigQuery.
+    t = Date.now();
+    const sample = await runVerify({ ...common, mode: { kind: 'sample', rows: 100 }, recheckDelayMs: 0 });
+    if (!sample.equal) throw new Error('verify --sample found differences');
+    process.stdout.write(`verify --sample 100: ${((Date.now() - t) / 1000).toFixed(2)}s\n`);
   } finally {
     await client.end();
     await emulator.stop();
