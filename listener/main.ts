@@ -9,7 +9,6 @@ import { EXIT, ListenerError } from './errors';
 import { runListenerJob } from './job';
 import { runSnapshot } from './snapshot';
 import { runSqlInit } from './sql-init';
-import { runVerifyJob } from '../verify/job';
 
 async function main(argv: string[]): Promise<number> {
   const command = argv[0] ?? 'listen';
@@ -41,7 +40,9 @@ async function main(argv: string[]): Promise<number> {
   }
   if (command === 'verify') {
     // verify --project P --dataset D [--table s.t ...] [--sample N | --full]: compare the replica with the
-    // source (verify/); the report is the JSON line, differences are not a failure of the job.
+    // source (verify/); the report is the JSON line, differences are not a failure of the job. Loaded only
+    // here: a listener run does not carry the BigQuery client.
+    const { runVerifyJob } = await import('../verify/job');
     const report = await runVerifyJob(argv.slice(1), process.env, log);
     process.stdout.write(JSON.stringify({ command, verify: report }) + '\n');
     return EXIT.ok;
