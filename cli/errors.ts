@@ -38,6 +38,8 @@ export const EXIT = {
   stale: 14,
   /** `pgcdc status`: something is broken (failed run, lost or missing slot, unreadable service). */
   failing: 15,
+  /** `pgcdc verify` found rows that differ between the source and the replica. */
+  verifyDifferences: 16,
 } as const;
 
 export class CliError extends Error {

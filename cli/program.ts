@@ -14,6 +14,7 @@ import { runOnceCommand } from './commands/run-once';
 import { snapshotCommand } from './commands/snapshot';
 import { sqlCommand } from './commands/sql';
 import { statusCommand } from './commands/status';
+import { verifyCommand } from './commands/verify';
 import type { CliDeps } from './deps';
 import { handleError } from './errors';
 
@@ -47,6 +48,7 @@ export function buildProgram(deps: CliDeps): Command {
     .addCommand(snapshotCommand(deps))
     .addCommand(statusCommand(deps))
     .addCommand(failedCommand(deps))
+    .addCommand(verifyCommand(deps))
     .addCommand(deployCommand(deps))
     .addCommand(previewCommand(deps))
     .addCommand(refreshCommand(deps))

@@ -1,10 +1,11 @@
 #!/usr/bin/env node
 // Container entry point of the listener job and the admin job:
-//   `node dist/listener/main.js [listen|snapshot|sql-init|sql-teardown|check]`.
-// Prints one JSON line (the run's summary, or the SQL init's / teardown's / check's report) on stdout; errors
-// go to stderr as one JSON line too, and the exit code says what kind of failure it was (listener/errors.ts).
-// sql-init, sql-teardown and check are the admin job's modes (BRIEF decision 1): they log in as the admin
-// (PGCDC_ADMIN_USER) and reach the replicator's session with PGCDC_REPLICATION_USER/PGCDC_REPLICATOR_PASSWORD.
+//   `node dist/listener/main.js [listen|snapshot|verify|sql-init|sql-teardown|check]`.
+// Prints one JSON line (the run's summary, or the verify / SQL init / teardown / check report) on stdout;
+// errors go to stderr as one JSON line too, and the exit code says what kind of failure it was
+// (listener/errors.ts). sql-init, sql-teardown and check are the admin job's modes (BRIEF decision 1): they
+// log in as the admin (PGCDC_ADMIN_USER) and reach the replicator's session with
+// PGCDC_REPLICATION_USER/PGCDC_REPLICATOR_PASSWORD.
 
 import { ENV } from '../contract/env';
 import { loadListenerConfig } from './config';
@@ -86,9 +87,18 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(JSON.stringify({ command, ...summary }) + '\n');
     return EXIT.ok;
   }
+  if (command === 'verify') {
+    // verify --project P --dataset D [--table s.t ...] [--sample N | --full]: compare the replica with the
+    // source (verify/); the report is the JSON line, differences are not a failure of the job. Loaded only
+    // here: a listener run does not carry the BigQuery client.
+    const { runVerifyJob } = await import('../verify/job');
+    const report = await runVerifyJob(argv.slice(1), process.env, log);
+    process.stdout.write(JSON.stringify({ command, verify: report }) + '\n');
+    return EXIT.ok;
+  }
   if (command !== 'listen') {
     process.stderr.write(
-      `unknown command "${command}": expected "listen", "snapshot", "sql-init", "sql-teardown" or "check"\n`,
+      `unknown command "${command}": expected "listen", "snapshot", "verify", "sql-init", "sql-teardown" or "check"\n`,
     );
     return EXIT.config;
   }
