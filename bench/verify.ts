@@ -58,7 +58,7 @@ async function main(): Promise<void> {
     const rest = new BigQueryRest(bq, PROJECT, DATASET);
     await rest.ensureDataset();
     const src = await describeTable(client, 'public.accounts');
-    const plan = planColumns(REPLICA_META_FIELDS, src.columns, 'bench', false);
+    const plan = planColumns(REPLICA_META_FIELDS, REPLICA_META_FIELDS, src.columns, 'bench', false);
     await rest.createTable('accounts', {
       schema: { fields: plan.fields },
       tableConstraints: { primaryKey: { columns: ['id'] } },

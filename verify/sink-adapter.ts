@@ -35,7 +35,7 @@ export interface ColumnPlan {
 /** Where each source column lives in a replica with fields `replicaFields`, by the sink's own planning. */
 export function planReplicaColumns(replicaFields: TableField[], columns: ColumnInfo[]): ColumnPlan[] {
   // markDropped=false: verify only reads the plan, and the sequence only shows up in descriptions.
-  const { mapping } = planColumns(replicaFields, columns, 'verify', false);
+  const { mapping } = planColumns(replicaFields, REPLICA_META_FIELDS, columns, 'verify', false);
   return mapping.map((m) => ({
     column: m.column,
     field: m.field,

@@ -2,6 +2,8 @@
 // the last runs, the subscription backlog, failed rows, and how fresh the replica is. Each part is fetched
 // on its own: one unreachable service shows as such instead of hiding the rest.
 
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import { Command } from 'commander';
 import type { BigQuery } from '@google-cloud/bigquery';
 import type { ClientConfig } from 'pg';
@@ -66,6 +68,39 @@ export interface StatusReport {
   replica: Section<ReplicaTable[]>;
   /** Initial snapshots: rows sent per table of the estimated total; null when none was ever started. */
   snapshots: Section<SnapshotProgress[] | null>;
+  /** The newest `pgcdc verify` result; null when verify never ran. */
+  lastVerify: Section<LastVerify | null>;
+}
+
+export interface LastVerify {
+  at: string;
+  equal: boolean;
+  rowsCompared: number;
+  tables: number;
+  /** Tables whose replica did not equal the source. */
+  differing: string[];
+}
+
+/** The summary of a verify report (verify/verify.ts VerifyReport), whatever else it holds. */
+function lastVerifyOf(report: unknown): LastVerify | null {
+  if (!report || typeof report !== 'object') return null;
+  const r = report as { startedAt?: unknown; equal?: unknown; rowsCompared?: unknown; tables?: unknown };
+  if (typeof r.equal !== 'boolean') return null;
+  const tables = Array.isArray(r.tables) ? (r.tables as Array<{ table?: unknown; equal?: unknown }>) : [];
+  return {
+    at: typeof r.startedAt === 'string' ? r.startedAt : '?',
+    equal: r.equal,
+    rowsCompared: typeof r.rowsCompared === 'number' ? r.rowsCompared : 0,
+    tables: tables.length,
+    differing: tables.filter((t) => t.equal === false).map((t) => String(t.table)),
+  };
+}
+
+/** Local: `pgcdc verify --env local` keeps its last report in the local directory. */
+function localLastVerify(localDir: string): LastVerify | null {
+  const file = path.join(localDir, 'verify-last.json');
+  if (!existsSync(file)) return null;
+  return lastVerifyOf(JSON.parse(readFileSync(file, 'utf8')));
 }
 
 export interface SnapshotProgress {
@@ -156,11 +191,12 @@ async function localStatus(deps: CliDeps): Promise<Gathered> {
     const b: EmulatorBacklog = await emulatorBacklog(e.pubsubEmulatorHost, e.project, subscription, now);
     return { subscription, ...b };
   };
-  const [slot, backlog, deadLetters, snapshots, warehouse] = await Promise.all([
+  const [slot, backlog, deadLetters, snapshots, lastVerify, warehouse] = await Promise.all([
     section(() => localSlotStatus(e.pg, e.slot, now)),
     section(() => backlogOf(e.subscription)),
     section(() => backlogOf(e.deadLetterSubscription)),
     section(() => localSnapshots(e.pg)),
+    section(async () => localLastVerify(deps.localDir)),
     warehouseSections(bq, e.dataset, '_failed', now),
   ]);
   const runs = lastRuns(deps.localDir, 5).map((r): RunInfo => ({
@@ -181,6 +217,7 @@ async function localStatus(deps: CliDeps): Promise<Gathered> {
     backlog,
     deadLetters,
     snapshots,
+    lastVerify,
     ...warehouse,
   };
 }
@@ -238,7 +275,7 @@ async function cloudStatus(deps: CliDeps, env: string): Promise<Gathered> {
     );
     return list.slice(0, 3).map((e) => runInfo(job, e));
   };
-  const [slot, runs, backlog, deadLetters, snapshots, warehouse] = await Promise.all([
+  const [slot, runs, backlog, deadLetters, snapshots, lastVerify, warehouse] = await Promise.all([
     // The database is private: the slot as the listener last saw it (its summary line in Cloud Logging).
     section(async (): Promise<SlotStatus | null> => {
       const last = await clients.logs.lastSummary(outputs.project, outputs.listenerJobName, {
@@ -286,9 +323,16 @@ async function cloudStatus(deps: CliDeps, env: string): Promise<Gathered> {
       const s = latest.summary;
       return snapshotTables(s.tables) ?? snapshotTables((s.snapshot as { tables?: unknown } | null)?.tables);
     }),
+    // `pgcdc verify` runs as a listener execution whose report line has a `verify` field.
+    section(async () => {
+      const last = await clients.logs.lastSummary(outputs.project, outputs.listenerJobName, {
+        field: 'verify',
+      });
+      return last ? lastVerifyOf(last.summary.verify) : null;
+    }),
     warehouseSections(clients.bigquery, outputs.dataset, outputs.failedTable, now),
   ]);
-  return { env, schedule, slot, runs, backlog, deadLetters, snapshots, ...warehouse };
+  return { env, schedule, slot, runs, backlog, deadLetters, snapshots, lastVerify, ...warehouse };
 }
 
 function printReport(deps: CliDeps, r: StatusReport): void {
@@ -366,6 +410,14 @@ function printReport(deps: CliDeps, r: StatusReport): void {
                 : ''),
         ),
   );
+  show('Last verify', r.lastVerify, (v) =>
+    v === null
+      ? [`never run (\`pgcdc verify --env ${r.env}\` compares the replica with the source)`]
+      : [
+          `${v.at}: ${v.equal ? 'equal' : `NOT equal (${v.differing.join(', ') || 'see the report'})`}, ` +
+            `${v.rowsCompared} rows in ${v.tables} table(s)`,
+        ],
+  );
   show('Replica freshness', r.replica, (tables) =>
     tables.length === 0
       ? ['no replica tables yet']
@@ -405,6 +457,7 @@ export async function statusReport(deps: CliDeps, env: string): Promise<StatusRe
     deadLetters: g.deadLetters,
     failedRows: g.failedRows,
     snapshots: g.snapshots,
+    lastVerify: g.lastVerify,
     replica: g.replica,
   };
 }

@@ -7,15 +7,14 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
-import { emulatorBigQuery } from '../../local/stack';
 import { jobPath } from '../cloud';
 import type { CliDeps } from '../deps';
-import { CliError, EXIT, UsageError } from '../errors';
+import { CancelledError, CliError, EXIT, UsageError } from '../errors';
 import { runJobAndWait } from '../jobs';
 import { listTables } from '../warehouse';
-import { fullReadBytes, runVerify, VerifyMode, VerifyReport } from '../../verify/verify';
-import { verifyArgs } from '../../verify/job';
-import { isReplicaTableId, replicaTableName } from '../../verify/sink-adapter';
+// Types only at start-up: the verify code (BigQuery client, sink mapping) loads in the action (issue 11.10).
+import type { VerifyMode, VerifyReport } from '../../verify/verify';
+import { canAsk } from './pulumi-flow';
 import { cloudContext, envOption, formatBytes, LOCAL_ENV } from './shared';
 
 /** Rows a sample reads per table in the cloud when neither --sample nor --full is given. */
@@ -104,6 +103,10 @@ function finish(deps: CliDeps, report: VerifyReport, json: boolean): void {
 }
 
 async function localVerify(deps: CliDeps, opts: VerifyOpts, mode: VerifyMode): Promise<void> {
+  const [{ emulatorBigQuery }, { runVerify }] = await Promise.all([
+    import('../../local/stack'),
+    import('../../verify/verify'),
+  ]);
   const e = deps.local.read({ dir: deps.localDir });
   if (mode.kind === 'full' && !opts.json)
     deps.output.log('cost: 0 bytes billed (the local BigQuery emulator)');
@@ -125,6 +128,11 @@ async function localVerify(deps: CliDeps, opts: VerifyOpts, mode: VerifyMode): P
 }
 
 async function cloudVerify(deps: CliDeps, opts: VerifyOpts, mode: VerifyMode): Promise<void> {
+  const [{ fullReadBytes }, { verifyArgs }, { isReplicaTableId, replicaTableName }] = await Promise.all([
+    import('../../verify/verify'),
+    import('../../verify/job'),
+    import('../../verify/sink-adapter'),
+  ]);
   const { outputs, clients } = await cloudContext(deps, opts.env);
   if (mode.kind === 'full') {
     // The tables verify will read: the named ones' replicas, else every replica table of the dataset.
@@ -137,12 +145,14 @@ async function cloudVerify(deps: CliDeps, opts: VerifyOpts, mode: VerifyMode): P
         "once; it runs one query per chunk, which the replica's clustering on its key keeps near its share)",
     );
     if (!opts.yes) {
-      if (!deps.output.isTTY)
+      if (!canAsk(deps))
         throw new UsageError(
           'a full verify is billed by BigQuery',
-          'Pass --yes when not running at a terminal.',
+          `Pass --yes when not running at a terminal: pgcdc verify --env ${opts.env} --full --yes`,
         );
-      if (!(await deps.confirm('Run the full verify?'))) throw new CliError('verify cancelled', EXIT.failure);
+      const answer = await deps.ask('Run the full verify? [y/N]');
+      if (answer === null || !/^y(es)?$/i.test(answer.trim()))
+        throw new CancelledError('cancelled: the full verify did not run');
     }
   }
   const args = verifyArgs({

@@ -490,10 +490,10 @@ describe('pgcdc verify on a cloud stack (an execution of the listener job)', () 
   });
 
   it('at a terminal, a declined confirmation runs nothing', async () => {
-    h = harness({ tty: true, confirm: false });
+    h = harness({ tty: true, answer: 'n' });
     withDryRun(1000);
-    assert.equal(await h.run('verify', '--env', 'dev', '--full'), EXIT.failure);
-    assert.deepEqual(h.confirmations, ['Run the full verify?']);
+    assert.equal(await h.run('verify', '--env', 'dev', '--full'), EXIT.cancelled);
+    assert.deepEqual(h.confirmations, ['Run the full verify? [y/N]']);
     assert.equal(h.jobs.requests.length, 0);
   });
 });
