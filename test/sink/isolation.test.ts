@@ -4,7 +4,11 @@
 import assert from 'node:assert/strict';
 import { decodeBatch } from '../../contract/codec';
 import type { ChangeEvent, ColumnInfo } from '../../contract/events';
+import { appendItems, SchemaPropagatingError } from '../../sink/append';
+import type { TableField } from '../../sink/bigquery-rest';
+import { storageWriteClient } from '../../sink/clients';
 import { runSink, SinkSummary } from '../../sink/run';
+import { StorageWriteError, TableAppender } from '../../sink/storage-writer';
 import { batchOf, Channel, channel, event, nextCommit, rowsBy, sinkStack, SinkStack } from './support';
 
 const KEY: ColumnInfo = { name: 'id', type: 'integer', oid: 23, key: true };
@@ -44,6 +48,49 @@ describe('sink: schema propagation delay (issue 15.7)', function () {
   });
   after(async function () {
     await stack?.stopBigQuery();
+  });
+
+  it('a write naming a column the Write API does not see yet is refused with the documented SCHEMA_MISMATCH_EXTRA_FIELDS, which the sink retries instead of failing the row', async function () {
+    const ch = await channel(stack);
+    await ch.rest.ensureDataset();
+    const fields: TableField[] = [{ name: 'id', type: 'INT64', mode: 'NULLABLE' }];
+    await ch.rest.createTable('early', { schema: { fields } });
+    const grown: TableField[] = [...fields, { name: 'extra', type: 'STRING', mode: 'NULLABLE' }];
+    await ch.rest.patchTable('early', { schema: { fields: grown } });
+    const client = storageWriteClient(ch.config);
+    const path = `projects/${ch.config.bigQueryProject}/datasets/${ch.dataset}/tables/early`;
+    const appender = await TableAppender.open(client, path, grown, false);
+    try {
+      const row = appender.encode({ id: '1', extra: 'x' });
+      const refusal = await appender.append([row]).then(
+        () => assert.fail('BigQuery cannot take the new column yet'),
+        (e: unknown) => e,
+      );
+      assert.ok(refusal instanceof StorageWriteError);
+      assert.equal(refusal.code, 3, 'INVALID_ARGUMENT');
+      assert.equal(refusal.storageCode, 7, 'StorageError SCHEMA_MISMATCH_EXTRA_FIELDS');
+      assert.match(refusal.message, /Input schema has more fields than BigQuery schema/);
+      // appendItems reports it as a propagation delay (retry later), never as the item's own failure.
+      const items: { id: string; failed?: string }[] = [{ id: '1' }];
+      await assert.rejects(
+        appendItems(appender, items, () => [{ id: '1', extra: 'x' }]),
+        SchemaPropagatingError,
+      );
+      assert.equal(items[0].failed, undefined);
+    } finally {
+      appender.close();
+      client.close();
+    }
+    stack.advanceClock(PROPAGATION_MS);
+    const laterClient = storageWriteClient(ch.config);
+    const later = await TableAppender.open(laterClient, path, grown, false);
+    try {
+      assert.deepEqual(await later.append([later.encode({ id: '1', extra: 'x' })]), []);
+    } finally {
+      later.close();
+      laterClient.close();
+    }
+    assert.deepEqual(await ch.rest.listRows('early'), [{ id: '1', extra: 'x' }]);
   });
 
   it('a new column is retried after the propagation window while another table keeps landing; nothing is lost', async function () {
