@@ -28,11 +28,17 @@ const UNAVAILABLE_BACKOFF_MS = [500, 1000, 2000];
 const MAX_ROUNDS = 5;
 const YIELD_EVERY = 500;
 
+// storage.proto, StorageError.StorageErrorCode: "SCHEMA_MISMATCH_EXTRA_FIELDS = 7: There is a schema mismatch
+// and it is caused by user schema has extra field than bigquery schema."
+const SCHEMA_MISMATCH_EXTRA_FIELDS = 7;
+
 function isPropagating(e: StorageWriteError): boolean {
   return (
     e.code === GRPC_NOT_FOUND ||
-    // Real BigQuery and our emulator say "Input schema has more fields than BigQuery schema".
-    (e.code === GRPC_INVALID_ARGUMENT && /input schema has more fields/i.test(e.message))
+    (e.code === GRPC_INVALID_ARGUMENT &&
+      // The documented code when BigQuery attaches a StorageError; otherwise its message, "Input schema has
+      // more fields than BigQuery schema, extra fields: '…'" (our emulator sends both).
+      (e.storageCode === SCHEMA_MISMATCH_EXTRA_FIELDS || /input schema has more fields/i.test(e.message)))
   );
 }
 

@@ -6,7 +6,7 @@
 // when we add columns, and then we open a new connection with it. One connection per table and kind
 // (CDC replica or plain history): BigQuery rejects CDC and plain rows on one connection.
 
-import { adapt, managedwriter } from '@google-cloud/bigquery-storage';
+import { adapt, managedwriter, protos } from '@google-cloud/bigquery-storage';
 import * as protobuf from 'protobufjs';
 // Registers Type.fromDescriptor (the same extension the Storage client loads).
 import 'protobufjs/ext/descriptor';
@@ -21,9 +21,30 @@ export class StorageWriteError extends Error {
   constructor(
     message: string,
     readonly code?: number,
+    /** The `StorageError.code` BigQuery attached in the status details (storage.proto), if any. */
+    readonly storageCode?: number,
   ) {
     super(message);
   }
+}
+
+const STORAGE_ERROR_TYPE = 'type.googleapis.com/google.cloud.bigquery.storage.v1.StorageError';
+
+/**
+ * The machine-readable reason of a failed append: "The error details may contain a StorageError"
+ * (storage.proto, AppendRowsResponse / StorageError), packed as a google.protobuf.Any.
+ */
+function storageErrorCode(details: protos.google.protobuf.IAny[] | null | undefined): number | undefined {
+  for (const d of details ?? []) {
+    if (d.type_url !== STORAGE_ERROR_TYPE || !d.value || typeof d.value === 'string') continue;
+    try {
+      const code = protos.google.cloud.bigquery.storage.v1.StorageError.decode(d.value).code;
+      return typeof code === 'number' ? code : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+  return undefined;
 }
 
 export interface RowError {
@@ -124,6 +145,7 @@ export class TableAppender {
         throw new StorageWriteError(
           `append rejected: ${res.error.message ?? 'unknown error'}`,
           res.error.code,
+          storageErrorCode(res.error.details),
         );
       }
       start = end;

@@ -3,9 +3,9 @@
 // redelivery on top of the emulator's own redelivery order after each kill), and the replica is compared
 // with the source row by row after every round.
 //
-// (The sink-level chaos test, test/sink/chaos.test.ts, adds TOAST-unchanged updates resolved by the
-// listener; here values stay below the TOAST threshold until the listener resolves unchanged TOAST values
-// itself — decision 4 — at which point `doc` below can be made large.)
+// `doc` is stored out of line (STORAGE EXTERNAL, 3.2 kB: above the ~2 kB TOAST threshold, uncompressed), so
+// every update that leaves it alone reaches the listener as an unchanged TOAST value, which the listener
+// resolves before publishing (decision 4); the test checks such resolved updates happened.
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -119,10 +119,23 @@ async function mismatch(f: ListenerFixture, ch: Channel): Promise<string | null>
   return null;
 }
 
+/** SQL for a 3,200-character doc derived from `seed` (above the TOAST threshold; EXTERNAL keeps it whole). */
+function bigDoc(seed: string): string {
+  return `repeat(md5(${seed}), 100)`;
+}
+
+/** History events whose `doc` the listener read from the source (it was an unchanged TOAST value). */
+async function resolvedDocs(ch: Channel): Promise<number> {
+  const rows = await ch.rest.listRows('items_changes');
+  // REST gives a REPEATED STRING as [{ v: 'doc' }, …].
+  const cells = (v: unknown) => (Array.isArray(v) ? (v as { v?: unknown }[]).map((c) => c?.v) : []);
+  return rows.filter((r) => cells(r._from_source).includes('doc')).length;
+}
+
 async function workload(f: ListenerFixture, rnd: () => number, r: number): Promise<void> {
   const base = r * 1000;
   await f.sql(
-    `INSERT INTO items SELECT g, 'v' || g, repeat(md5(g::text), 4), g FROM generate_series(${base + 1}, ${base + 120}) g`,
+    `INSERT INTO items SELECT g, 'v' || g, ${bigDoc('g::text')}, g FROM generate_series(${base + 1}, ${base + 120}) g`,
   );
   for (let i = 0; i < 25; i++) {
     const pick = Math.floor(rnd() * 4);
@@ -132,7 +145,7 @@ async function workload(f: ListenerFixture, rnd: () => number, r: number): Promi
       );
     else if (pick === 1)
       await f.sql(
-        `UPDATE items SET doc = md5(random()::text), n = n + 1 WHERE id IN (SELECT id FROM items ORDER BY random() LIMIT 2)`,
+        `UPDATE items SET doc = ${bigDoc('random()::text')}, n = n + 1 WHERE id IN (SELECT id FROM items ORDER BY random() LIMIT 2)`,
       );
     else if (pick === 2)
       await f.sql(
@@ -142,7 +155,7 @@ async function workload(f: ListenerFixture, rnd: () => number, r: number): Promi
   }
   // A row deleted and inserted again with the same key in one round.
   await f.sql(`DELETE FROM items WHERE id = ${base + 7}`);
-  await f.sql(`INSERT INTO items VALUES (${base + 7}, 'again', 'doc again', 7)`);
+  await f.sql(`INSERT INTO items VALUES (${base + 7}, 'again', ${bigDoc("'again'")}, 7)`);
 }
 
 for (const decoder of ['pgoutput', 'wal2json'] as DecoderName[]) {
@@ -168,6 +181,8 @@ for (const decoder of ['pgoutput', 'wal2json'] as DecoderName[]) {
         { projectId: PROJECT, maxEventsPerMessage: 20 },
         async (sql) => {
           await sql('CREATE TABLE items (id int PRIMARY KEY, v text, doc text, n int)');
+          // Out of line and uncompressed: every row's doc is a TOAST pointer in the WAL.
+          await sql('ALTER TABLE items ALTER COLUMN doc SET STORAGE EXTERNAL');
         },
       );
       const seen: Awaited<ReturnType<typeof drainTap>> = [];
@@ -205,6 +220,8 @@ for (const decoder of ['pgoutput', 'wal2json'] as DecoderName[]) {
         await pubsub.close();
       }
       assert.ok(kills >= 2, `sinks killed mid-run: ${kills}`);
+      const resolved = await resolvedDocs(ch);
+      assert.ok(resolved > 10, `updates whose unchanged TOAST doc the listener resolved: ${resolved}`);
       assert.ok(Number((await f.sql('SELECT count(*)::int AS n FROM items'))[0].n) > 200);
     });
   });

@@ -6,7 +6,7 @@ import { PubSub } from '@google-cloud/pubsub';
 import { encodeBatch } from '../../contract/codec';
 import type { ChangeEvent, ColumnInfo, Encoding, EventBatch, Row } from '../../contract/events';
 import { changeSeq } from '../../contract/lsn';
-import { startBigQueryEmulator } from '../../local/bigquery-emulator';
+import { BigQueryEmulatorOptions, startBigQueryEmulator } from '../../local/bigquery-emulator';
 import { BigQueryRest } from '../../sink/bigquery-rest';
 import { bigQueryClient } from '../../sink/clients';
 import type { SinkConfig } from '../../sink/config';
@@ -19,13 +19,15 @@ export interface SinkStack {
   pubsubHost: string;
   restHost: string;
   grpcHost: string;
+  /** Moves the BigQuery emulator's clock forward (delete retention, schema propagation). */
+  advanceClock(ms: number): number;
   stopBigQuery(): Promise<void>;
 }
 
 /** Pub/Sub emulator (shared) + a BigQuery emulator of this suite; sets the emulator variables. */
-export async function sinkStack(): Promise<SinkStack> {
+export async function sinkStack(emulator: BigQueryEmulatorOptions = {}): Promise<SinkStack> {
   const ps = await testPubSub();
-  const bq = await startBigQueryEmulator();
+  const bq = await startBigQueryEmulator(emulator);
   const saved = { pubsub: process.env.PUBSUB_EMULATOR_HOST, bigquery: process.env.BIGQUERY_EMULATOR_HOST };
   process.env.PUBSUB_EMULATOR_HOST = ps.host;
   process.env.BIGQUERY_EMULATOR_HOST = `http://${bq.restHost}`;
@@ -36,6 +38,7 @@ export async function sinkStack(): Promise<SinkStack> {
     pubsubHost: ps.host,
     restHost: bq.restHost,
     grpcHost: bq.grpcHost,
+    advanceClock: (ms) => bq.advanceClock(ms),
     async stopBigQuery() {
       await bq.stop();
       // Leave the environment as other suites of the same mocha process expect it.
