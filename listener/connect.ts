@@ -21,11 +21,17 @@ const RETRYABLE_CODES = new Set([
   'EPIPE',
   // SQLSTATE 57P03 cannot_connect_now: "the database system is starting up" (instance restart).
   '57P03',
+  // SQLSTATE 53300 too_many_connections: another client may free one.
+  '53300',
 ]);
 
 export interface ConnectRetryOptions {
   /** Give up once this much time has passed since the first attempt (default 120 s). */
   budgetMs?: number;
+  /** Or give up at this time (`now()` milliseconds: the run's deadline); wins over budgetMs. */
+  deadline?: number;
+  /** What is being connected, for the log ("database", "replication connection"). */
+  what?: string;
   /** First pause between attempts; doubles up to maxDelayMs (defaults 1 s and 15 s). */
   initialDelayMs?: number;
   maxDelayMs?: number;
@@ -40,11 +46,11 @@ export function isRetryableConnectError(e: unknown): boolean {
   const err = e as { code?: string; message?: string };
   if (err.code && RETRYABLE_CODES.has(err.code)) return true;
   // pg's own connect timeout ("timeout expired") and a socket closed during the handshake carry no code.
-  return /timeout expired|Connection terminated unexpectedly/i.test(err.message ?? '');
+  return /connection timeout|timeout expired|Connection terminated unexpectedly/i.test(err.message ?? '');
 }
 
 /**
- * Runs `attempt` until it succeeds, it fails with an error that is not retryable, or the budget is spent
+ * Runs `attempt` (which must build a fresh connection each time: a `pg` Client cannot connect twice) until it succeeds, it fails with an error that is not retryable, or the budget is spent
  * (then the last error is thrown). Pauses grow exponentially; the last pause is cut to fit the budget.
  */
 export async function withConnectRetry<T>(
@@ -53,20 +59,19 @@ export async function withConnectRetry<T>(
 ): Promise<T> {
   const now = opts.now ?? Date.now;
   const sleep = opts.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
-  const budget = opts.budgetMs ?? 120_000;
-  const started = now();
+  const giveUpAt = opts.deadline ?? now() + (opts.budgetMs ?? 120_000);
   let delay = opts.initialDelayMs ?? 1000;
   const maxDelay = opts.maxDelayMs ?? 15_000;
   for (let n = 1; ; n++) {
     try {
       return await attempt();
     } catch (e) {
-      const left = started + budget - now();
+      const left = giveUpAt - now();
       if (!isRetryableConnectError(e) || left <= 0) throw e;
       const pause = Math.min(delay, left);
-      const err = e as { code?: string; message?: string };
+      const msg = (e as Error).message ?? String(e);
       opts.log?.(
-        `connection attempt ${n} failed (${err.code ?? err.message}); retrying in ${Math.ceil(pause / 1000)} s`,
+        `${opts.what ?? 'database'} not reachable yet (attempt ${n}: ${msg}); retrying in ${Math.ceil(pause / 1000)} s`,
       );
       await sleep(pause);
       delay = Math.min(delay * 2, maxDelay);

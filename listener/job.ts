@@ -6,7 +6,7 @@ import { ListenerConfig } from './config';
 import { ListenerSummary, RunOptions, runListener } from './run';
 import { SnapshotSummary, pendingSnapshots, runSnapshot } from './snapshot';
 import { loadCatalog } from './catalog';
-import { connectWithRetry } from './retry';
+import { connectWithRetry } from './connect';
 
 export interface ListenerJobSummary extends ListenerSummary {
   snapshot: SnapshotSummary | null;

@@ -13,7 +13,7 @@ import { Wal2JsonDecoder } from './decoders/wal2json';
 import { ReplicationSetupError, classifyPgError, lostSlotError } from './errors';
 import { EventPublisher, MessageSink, pubsubSink } from './publisher';
 import { ReplicationStream, statusIntervalFor } from './replication-stream';
-import { connectWithRetry, withConnectRetry } from './retry';
+import { connectWithRetry, withConnectRetry } from './connect';
 import { SourceLookup } from './toast-fill';
 
 // The Pub/Sub sink lives with the publisher; re-exported for the callers that import it from here.

@@ -21,7 +21,7 @@ import { ListenerConfig, withOutputSettings } from './config';
 import { TableState } from './decoders/types';
 import { ReplicationSetupError, classifyPgError } from './errors';
 import { EventPublisher, MessageSink, pubsubSink } from './publisher';
-import { connectWithRetry } from './retry';
+import { connectWithRetry } from './connect';
 import { formatUtcMicros } from './time';
 
 export interface SnapshotOptions {

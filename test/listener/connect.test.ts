@@ -36,7 +36,7 @@ describe('connecting with retries within the run budget (Direct VPC egress can t
     );
     assert.equal(result, 'connected');
     assert.deepEqual(clock.pauses, [1000, 2000, 3000]);
-    assert.equal(lines[0], 'connection attempt 1 failed (ECONNREFUSED); retrying in 1 s');
+    assert.equal(lines[0], 'database not reachable yet (attempt 1: connect ECONNREFUSED); retrying in 1 s');
   });
 
   it('gives up with the last error once the budget is spent, the last pause cut to fit', async () => {

@@ -9,7 +9,7 @@ import { parseLsn } from '../../contract/lsn';
 import { MessageSink } from '../../listener/publisher';
 import { pubsubSink, runListener } from '../../listener/run';
 import { parseDurationSetting, statusIntervalFor } from '../../listener/replication-stream';
-import { isRetryableConnectError } from '../../listener/retry';
+import { isRetryableConnectError } from '../../listener/connect';
 import { runSnapshot } from '../../listener/snapshot';
 import { freePort } from '../../local/ports';
 import { createTopic, pullAll } from '../support/pubsub';
