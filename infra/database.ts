@@ -103,7 +103,11 @@ export class Database extends pulumi.ComponentResource {
           userLabels: args.labels,
         },
       },
-      child,
+      // "if diskSize is set, future pulumi up calls will attempt to delete the instance in order to resize the
+      // disk to the value specified in diskSize if it has been resized. To avoid this, ensure that
+      // lifecycle.ignore_changes is applied to diskSize" (provider docs, settings.diskSize): the disk grows on
+      // its own (diskAutoresize, e.g. WAL a slow slot keeps), which must never make an update replace it.
+      { ...child, ignoreChanges: ['settings.diskSize'] },
     );
 
     this.database = new gcp.sql.Database(

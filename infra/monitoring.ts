@@ -199,9 +199,11 @@ export class Monitoring extends pulumi.ComponentResource {
           'cannot be read from it. The listener stops with the replication-setup exit code; recreate the slot ' +
           '(`pgcdc sql teardown`, `pgcdc sql init`) and re-snapshot (`pgcdc snapshot --restart`).',
         [
+          // The listener refuses a lost slot before it prints a summary: its ERROR line (listener/errors.ts
+          // lostSlotError) names the state; a summary that reports it is matched too.
           logMatch(
             'slot reported lost',
-            pulumi.interpolate`${summary} AND jsonPayload.${SUMMARY_FIELDS.walStatus} = "lost"`,
+            pulumi.interpolate`(${summary} AND jsonPayload.${SUMMARY_FIELDS.walStatus} = "lost") OR (${listenerLog} AND severity >= ERROR AND jsonPayload.message : "wal_status = lost")`,
           ),
         ],
       ),
