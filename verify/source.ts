@@ -51,18 +51,33 @@ export function textClient(pg: ClientConfig): Client {
   } as ClientConfig);
 }
 
-/** Tables in the publication (optionally only `only`), as schema.table; pgcdc's own schema is not captured. */
+/**
+ * The captured tables (optionally only `only`), as schema.table. pgoutput: the tables of the SQL init's two
+ * publications, `<pub>` (keyed) and `<pub>_inserts` (keyless, history only: reported as skipped later).
+ * wal2json reads no publication (the init keeps none): then the tables the connected role may read, which
+ * for the replicator the listener job runs as are exactly the captured ones. pgcdc's own schema never is.
+ */
 export async function capturedTables(client: Client, publication: string, only: string[]): Promise<string[]> {
-  const { rows } = await client.query<{ name: string }>(
-    `SELECT schemaname || '.' || tablename AS name FROM pg_publication_tables WHERE pubname = $1 AND schemaname <> 'pgcdc' ORDER BY 1`,
-    [publication],
-  );
+  const pubs = [publication, `${publication}_inserts`];
+  const hasPublication = await client.query('SELECT 1 FROM pg_publication WHERE pubname = ANY($1)', [pubs]);
+  const { rows } = hasPublication.rowCount
+    ? await client.query<{ name: string }>(
+        `SELECT DISTINCT schemaname || '.' || tablename AS name FROM pg_publication_tables
+          WHERE pubname = ANY($1) AND schemaname <> 'pgcdc' ORDER BY 1`,
+        [pubs],
+      )
+    : await client.query<{ name: string }>(
+        `SELECT n.nspname || '.' || c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE c.relkind = 'r' AND c.relpersistence = 'p' AND has_table_privilege(c.oid, 'SELECT')
+            AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgcdc') AND n.nspname NOT LIKE 'pg_toast%'
+          ORDER BY 1`,
+      );
   const all = rows.map((r) => r.name);
   if (only.length === 0) return all;
   const missing = only.filter((t) => !all.includes(t));
   if (missing.length > 0) {
     throw new Error(
-      `not captured by publication ${publication}: ${missing.join(', ')} (captured: ${all.join(', ') || 'none'})`,
+      `not captured (publications ${pubs.join(', ')}, or readable tables for wal2json): ${missing.join(', ')} (captured: ${all.join(', ') || 'none'})`,
     );
   }
   return only;

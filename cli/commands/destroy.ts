@@ -6,6 +6,29 @@ import type { CliDeps } from '../deps';
 import { confirmChange, prepare, summarizeChanges } from './pulumi-flow';
 import { envOption } from './shared';
 
+/**
+ * What destroying deletes, and what it leaves behind. With `sourceMode` cloudsql or host the database is the
+ * user's: pgcdc never deletes it, so its replication slot and publications stay — and a slot nobody reads
+ * keeps WAL until the disk is full. Only `pgcdc sql teardown` removes them (issue 10.7, 12).
+ */
+export async function whatDestroyLeaves(
+  env: string,
+  outputs: () => Promise<Record<string, { value: unknown }>>,
+): Promise<string[]> {
+  const mode = await outputs().then(
+    (o) => (typeof o.sourceMode?.value === 'string' ? o.sourceMode.value : 'new'),
+    () => 'new',
+  );
+  if (mode === 'new')
+    return [
+      `This deletes the database (its replication slot with it), the topic and the BigQuery dataset of stack ${env}, data included.`,
+    ];
+  return [
+    `This deletes the topic, the jobs and the BigQuery dataset of stack ${env}, data included; your database (sourceMode ${mode}) is not touched.`,
+    `Its replication slot and publications stay in your database and the slot keeps WAL until the disk fills: run \`pgcdc sql teardown --env ${env}\` before destroying.`,
+  ];
+}
+
 export function destroyCommand(deps: CliDeps): Command {
   return new Command('destroy')
     .description("delete the stack's cloud resources, data included (pulumi destroy)")
@@ -21,9 +44,8 @@ export function destroyCommand(deps: CliDeps): Command {
         preview: async () => {
           const changes = await driver.previewDestroy(opts.env, stream);
           deps.output.log(`Preview: ${summarizeChanges(changes)}`);
-          deps.output.log(
-            `This deletes the database, the topic and the BigQuery dataset of stack ${opts.env}, data included.`,
-          );
+          for (const line of await whatDestroyLeaves(opts.env, () => driver.outputs(opts.env)))
+            deps.output.log(line);
         },
       });
       const changes = await driver.destroy(opts.env, stream);
