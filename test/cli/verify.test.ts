@@ -357,7 +357,10 @@ describe('pgcdc verify against the local stack', function () {
     assert.equal(await cli('verify', '--env', 'local', '--sample', '5', '--full'), EXIT.usage);
     assert.match(out.stderr, /either --sample or --full/);
     assert.equal(await cli('verify', '--env', 'local', '--table', 'public.nope'), EXIT.failure);
-    assert.match(out.stderr, /not captured \(publications pgcdc_pub, pgcdc_pub_inserts, or readable tables for wal2json\): public\.nope/);
+    assert.match(
+      out.stderr,
+      /not captured \(publications pgcdc_pub, pgcdc_pub_inserts, or readable tables for wal2json\): public\.nope/,
+    );
   });
 });
 
