@@ -4,21 +4,14 @@
 import { Command } from 'commander';
 import type { CliDeps } from '../deps';
 import { confirmChange, prepare, summarizeChanges } from './pulumi-flow';
-import { envOption } from './shared';
+import { envOption, validateStackConfig } from './shared';
 
 /**
  * What destroying deletes, and what it leaves behind. With `sourceMode` cloudsql or host the database is the
  * user's: pgcdc never deletes it, so its replication slot and publications stay — and a slot nobody reads
  * keeps WAL until the disk is full. Only `pgcdc sql teardown` removes them (issue 10.7, 12).
  */
-export async function whatDestroyLeaves(
-  env: string,
-  outputs: () => Promise<Record<string, { value: unknown }>>,
-): Promise<string[]> {
-  const mode = await outputs().then(
-    (o) => (typeof o.sourceMode?.value === 'string' ? o.sourceMode.value : 'new'),
-    () => 'new',
-  );
+export function whatDestroyLeaves(env: string, mode: string): string[] {
   if (mode === 'new')
     return [
       `This deletes the database (its replication slot with it), the topic and the BigQuery dataset of stack ${env}, data included.`,
@@ -27,6 +20,12 @@ export async function whatDestroyLeaves(
     `This deletes the topic, the jobs and the BigQuery dataset of stack ${env}, data included; your database (sourceMode ${mode}) is not touched.`,
     `Its replication slot and publications stay in your database and the slot keeps WAL until the disk fills: run \`pgcdc sql teardown --env ${env}\` before destroying.`,
   ];
+}
+
+/** The stack's `sourceMode` as its config says (validated by infra/config.ts; "new" when not set). */
+function sourceModeOf(deps: CliDeps, env: string): string {
+  const cfg = validateStackConfig(deps, env) as { source?: { mode?: unknown } } | undefined;
+  return typeof cfg?.source?.mode === 'string' ? cfg.source.mode : 'new';
 }
 
 export function destroyCommand(deps: CliDeps): Command {
@@ -44,8 +43,7 @@ export function destroyCommand(deps: CliDeps): Command {
         preview: async () => {
           const changes = await driver.previewDestroy(opts.env, stream);
           deps.output.log(`Preview: ${summarizeChanges(changes)}`);
-          for (const line of await whatDestroyLeaves(opts.env, () => driver.outputs(opts.env)))
-            deps.output.log(line);
+          for (const line of whatDestroyLeaves(opts.env, sourceModeOf(deps, opts.env))) deps.output.log(line);
         },
       });
       const changes = await driver.destroy(opts.env, stream);
