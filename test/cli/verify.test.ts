@@ -69,6 +69,8 @@ function laterSeq(seq: string): string {
 }
 
 describe('pgcdc verify against the local stack', function () {
+  // A whole local stack, two pipeline runs and re-checks per test: minutes on a loaded 2-core machine.
+  this.timeout(600_000);
   let dir: string;
   let out: BufferedOutput;
   let deps: CliDeps;
