@@ -29,6 +29,9 @@ import { PassThroughClient } from 'google-auth-library';
 import { Client } from 'pg';
 import { PostgresCluster, startPostgres } from '../local/postgres';
 import { PubSubEmulator, startPubSubEmulator } from '../local/pubsub-emulator';
+import { emptyCatalog } from '../listener/catalog';
+import { PgOutputDecoder } from '../listener/decoders/pgoutput';
+import { Wal2JsonDecoder } from '../listener/decoders/wal2json';
 
 const PROJECT = 'pgcdc-bench';
 const DECODERS = ['wal2json', 'pgoutput'] as const;
@@ -39,19 +42,10 @@ const SINK_MAIN = path.join(DIST, 'sink', 'main.js');
 const BIGQUERY_MAIN = path.join(DIST, 'local', 'bigquery-emulator', 'main.js');
 /** The listener image's heap cap (listener/Dockerfile), so its RSS is the job's. */
 const LISTENER_NODE_OPTIONS = '--max-old-space-size=160';
-/** The plugin options the listener's decoders send (listener/decoders/*.ts), for pg_recvlogical. */
+/** The plugin options the listener's decoders send, for pg_recvlogical: taken from the decoders themselves. */
 const PLUGIN_OPTIONS: Record<Decoder, Record<string, string>> = {
-  wal2json: {
-    'format-version': '2',
-    'include-xids': '1',
-    'include-timestamp': '1',
-    'include-lsn': '1',
-    'include-pk': '1',
-    'include-type-oids': '1',
-    'include-types': '1',
-    'include-typmod': '1',
-  },
-  pgoutput: { proto_version: '1', publication_names: 'bench_pub', messages: 'true' },
+  wal2json: new Wal2JsonDecoder(emptyCatalog(), []).pluginOptions,
+  pgoutput: new PgOutputDecoder(emptyCatalog(), 'bench_pub', []).pluginOptions,
 };
 const PHASE_TIMEOUT_MS = 240_000;
 
