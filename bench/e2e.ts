@@ -1,5 +1,7 @@
-// `npm run bench:e2e [-- --scale N --latency-seconds S]`: the whole pipeline, measured per process, next to
-// its physical limit, in one run on one machine.
+// `npm run bench:e2e [-- --scale N --latency-seconds S --latency-rate R --decoder D --no-latency --cpu-prof DIR]`:
+// the whole pipeline, measured per process, next to its physical limit, in one run on one machine.
+// `--decoder` runs one decoder only, `--no-latency` skips the latency phase, `--cpu-prof DIR` writes a V8 CPU
+// profile of every Node process (listener, sink, BigQuery emulator) into DIR (open it in Chrome DevTools).
 //
 // One throwaway Postgres, Google's Pub/Sub emulator (a Java process) and our BigQuery emulator (its own Node
 // process, dist/local/bigquery-emulator/main.js). A mixed workload (large and one-row transactions of
@@ -108,8 +110,21 @@ interface Job {
   exited: Promise<number>;
 }
 
+/** `--cpu-prof DIR`: node flags that make a process write its CPU profile into DIR/<name> when it exits. */
+function profileFlags(name: string): string[] {
+  const i = process.argv.indexOf('--cpu-prof');
+  if (i < 0) return [];
+  const dir = process.argv[i + 1];
+  if (!dir || dir.startsWith('--')) throw new Error('--cpu-prof needs a directory');
+  return ['--cpu-prof', '--cpu-prof-dir', path.resolve(dir, name)];
+}
+
 function startJob(main: string, env: Record<string, string>, logFile: string): Job {
-  const child = spawn(process.execPath, [main], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const name = path.basename(logFile, '.log');
+  const child = spawn(process.execPath, [...profileFlags(name), main], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const summaries: Record<string, unknown>[] = [];
   createInterface({ input: child.stdout! }).on('line', (line) => {
     try {
@@ -143,7 +158,8 @@ async function stopJob(job: Job, name: string): Promise<void> {
 }
 
 async function startBigQueryEmulator(): Promise<{ restHost: string; grpcHost: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, [BIGQUERY_MAIN, '--rest-port', '0', '--grpc-port', '0'], {
+  const argv = [...profileFlags('bigquery-emulator'), BIGQUERY_MAIN, '--rest-port', '0', '--grpc-port', '0'];
+  const child = spawn(process.execPath, argv, {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const lines = createInterface({ input: child.stdout! });
@@ -485,6 +501,15 @@ async function latency(
   };
 }
 
+function decoders(): readonly Decoder[] {
+  const i = process.argv.indexOf('--decoder');
+  if (i < 0) return DECODERS;
+  const d = process.argv[i + 1];
+  if (!(DECODERS as readonly string[]).includes(d ?? ''))
+    throw new Error(`--decoder needs one of ${DECODERS.join(', ')}`);
+  return [d as Decoder];
+}
+
 function arg(name: string, fallback: number): number {
   const i = process.argv.indexOf(`--${name}`);
   const v = i >= 0 ? Number(process.argv[i + 1]) : fallback;
@@ -545,10 +570,11 @@ async function main(): Promise<void> {
         `workload: ${w.changes} changes (large and one-row transactions of inserts/updates/deletes; 4 KB TOAST values) written in ${((performance.now() - tw) / 1000).toFixed(1)} s`,
       );
       const results: ThroughputRow[] = [];
-      for (const d of DECODERS) results.push(await throughput(e, ps, bq, d, w, rows[0]!.lsn));
+      for (const d of decoders()) results.push(await throughput(e, ps, bq, d, w, rows[0]!.lsn));
       const lat: LatencyRow[] = [];
-      for (const [i, d] of DECODERS.entries())
-        lat.push(await latency(e, ps, bq, db, d, latencyRate, latencySeconds, i * 1e9));
+      if (!process.argv.includes('--no-latency'))
+        for (const [i, d] of decoders().entries())
+          lat.push(await latency(e, ps, bq, db, d, latencyRate, latencySeconds, i * 1e9));
       printTables(w, results, lat);
     } finally {
       await db.end();
