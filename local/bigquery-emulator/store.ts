@@ -189,22 +189,66 @@ const DATASET_FIELDS = ['description', 'friendlyName', 'labels', 'defaultTableEx
  * Returns null when the format is invalid.
  */
 export function parseSequence(text: string): bigint[] | null {
-  const sections = text.split('/');
-  if (sections.length > 4 || !sections.every((s) => /^[0-9A-Fa-f]{1,16}$/.test(s))) return null;
-  return sections.map((s) => BigInt(`0x${s}`));
+  if (!isValidSequence(text)) return null;
+  return text.split('/').map((s) => BigInt(`0x${s}`));
+}
+
+/** Value of a hexadecimal digit's char code, or -1. */
+function hexValue(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48;
+  const lower = c | 0x20;
+  return lower >= 97 && lower <= 102 ? lower - 87 : -1;
+}
+
+/** Whether `text` is a valid `_CHANGE_SEQUENCE_NUMBER` (the format parseSequence accepts), without allocating. */
+export function isValidSequence(text: string): boolean {
+  let sections = 1;
+  let digits = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 47 /* / */) {
+      if (digits === 0 || ++sections > 4) return false;
+      digits = 0;
+    } else if (hexValue(c) < 0 || ++digits > 16) return false;
+  }
+  return digits > 0;
+}
+
+/**
+ * Compares section `a[as..ae)` with `b[bs..be)` as hexadecimal numbers: leading zeros skipped, then the longer
+ * one is larger, else the first differing digit decides.
+ */
+function compareHexSection(a: string, as: number, ae: number, b: string, bs: number, be: number): number {
+  while (as < ae && a.charCodeAt(as) === 48) as++;
+  while (bs < be && b.charCodeAt(bs) === 48) bs++;
+  if (ae - as !== be - bs) return ae - as < be - bs ? -1 : 1;
+  for (; as < ae; as++, bs++) {
+    const x = hexValue(a.charCodeAt(as));
+    const y = hexValue(b.charCodeAt(bs));
+    if (x !== y) return x < y ? -1 : 1;
+  }
+  return 0;
 }
 
 /**
  * Compares two valid sequence numbers section by section, as hexadecimal numbers ("A/1" > "9/FFFF").
- * A missing trailing section counts as 0 (our reading; the docs only define same-shape comparisons).
+ * A missing trailing section counts as 0 (our reading; the docs only define same-shape comparisons); an invalid
+ * one counts as 0 entirely. Works on the text itself: this runs once per CDC row.
  */
 export function compareSequences(a: string, b: string): number {
-  const pa = parseSequence(a) ?? [];
-  const pb = parseSequence(b) ?? [];
-  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
-    const x = pa[i] ?? 0n;
-    const y = pb[i] ?? 0n;
-    if (x !== y) return x < y ? -1 : 1;
+  if (!isValidSequence(a)) a = '';
+  if (!isValidSequence(b)) b = '';
+  let ai = 0;
+  let bi = 0;
+  while (ai < a.length || bi < b.length) {
+    let ae = a.indexOf('/', ai);
+    if (ae < 0) ae = a.length;
+    let be = b.indexOf('/', bi);
+    if (be < 0) be = b.length;
+    const c = compareHexSection(a, ai, ae, b, bi, be);
+    if (c !== 0) return c;
+    ai = Math.min(ae + 1, a.length);
+    bi = Math.min(be + 1, b.length);
   }
   return 0;
 }
@@ -482,6 +526,21 @@ export class Store {
   rows(ref: TableRef): StoredRecord[] {
     const t = this.table(ref);
     return [...t.plainRows, ...t.keyedRows.values()];
+  }
+
+  /** How many rows `rows(ref)` would return, without copying them. */
+  rowCount(ref: TableRef): number {
+    const t = this.table(ref);
+    return t.plainRows.length + t.keyedRows.size;
+  }
+
+  /** Counts the rows that satisfy `keep`, in `rows(ref)` order, without copying them. */
+  countRows(ref: TableRef, keep: (row: StoredRecord) => boolean): number {
+    const t = this.table(ref);
+    let n = 0;
+    for (const row of t.plainRows) if (keep(row)) n++;
+    for (const row of t.keyedRows.values()) if (keep(row)) n++;
+    return n;
   }
 
   appendRows(ref: TableRef, rows: StoredRecord[]): void {

@@ -32,17 +32,11 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import * as protobuf from 'protobufjs';
 import * as descriptorExt from 'protobufjs/ext/descriptor';
-import { findField, toStorageSchema, type FieldSchema } from './schema';
+import { findField, toStorageSchema, type FieldSchema, type TableSchema } from './schema';
 import type { Change, ChangeType, Store, TableRef } from './store';
-import { MAX_CDC_COLUMNS, parseSequence } from './store';
-import {
-  completeRecord,
-  fromProtoScalar,
-  protoTypeAccepted,
-  ValueError,
-  type StoredRecord,
-  type StoredValue,
-} from './values';
+import { isValidSequence, MAX_CDC_COLUMNS } from './store';
+import { compileRowPlan, convertObjectRow, protoTypeOf, type RowPlan } from './proto-rows';
+import { protoTypeAccepted, ValueError, type StoredRecord } from './values';
 
 const CHANGE_TYPE = '_CHANGE_TYPE';
 const CHANGE_SEQUENCE_NUMBER = '_CHANGE_SEQUENCE_NUMBER';
@@ -193,13 +187,6 @@ export function compileDescriptor(descriptor: object): protobuf.Type {
   return type;
 }
 
-const protoTypeOf = (field: protobuf.Field): string =>
-  field.resolvedType instanceof protobuf.Type
-    ? 'message'
-    : field.resolvedType instanceof protobuf.Enum
-      ? 'enum'
-      : field.type;
-
 /** Checks a writer schema against the table schema; returns BigQuery's complaint, or null when compatible. */
 export function checkWriterSchema(
   type: protobuf.Type,
@@ -242,41 +229,6 @@ export function checkWriterSchema(
   return null;
 }
 
-/** Converts a decoded message (protobufjs toObject form) into a stored row for `columns`. */
-function convertMessage(
-  type: protobuf.Type,
-  columns: FieldSchema[],
-  object: Record<string, unknown>,
-  requireAll: boolean,
-): StoredRecord {
-  const out: StoredRecord = {};
-  for (const field of type.fieldsArray) {
-    const column = findField(columns, columnOf(field));
-    const raw = object[field.name];
-    if (!column || raw === undefined || raw === null) continue;
-    const convert = (v: unknown): StoredValue => {
-      if (column.type === 'RECORD') {
-        return convertMessage(
-          field.resolvedType as protobuf.Type,
-          column.fields ?? [],
-          v as Record<string, unknown>,
-          true,
-        );
-      }
-      const scalar = v instanceof Uint8Array && !Buffer.isBuffer(v) ? Buffer.from(v) : v;
-      return fromProtoScalar(column, protoTypeOf(field), scalar);
-    };
-    out[column.name] = column.mode === 'REPEATED' ? (raw as unknown[]).map(convert) : convert(raw);
-  }
-  if (!requireAll) {
-    // DELETE rows only need their key: fill the rest with NULL without REQUIRED checks.
-    for (const column of columns)
-      if (!(column.name in out)) out[column.name] = column.mode === 'REPEATED' ? [] : null;
-    return out;
-  }
-  return completeRecord(columns, out);
-}
-
 /** Decodes one serialized row; a missing proto2 `required` field is reported by our own checks instead. */
 function decodeRow(type: protobuf.Type, bytes: Buffer): Record<string, unknown> {
   let message: protobuf.Message;
@@ -291,7 +243,32 @@ function decodeRow(type: protobuf.Type, bytes: Buffer): Record<string, unknown> 
     }
     message = partial;
   }
-  return type.toObject(message, { longs: String, defaults: false }) as Record<string, unknown>;
+  return message as unknown as Record<string, unknown>;
+}
+
+/** A field of a decoded message as `toObject` would give it: set and not null, else undefined. */
+function presentValue(message: Record<string, unknown>, name: string): unknown {
+  const v = message[name];
+  return v !== null && v !== undefined && Object.prototype.hasOwnProperty.call(message, name) ? v : undefined;
+}
+
+/** A writer schema checked against one table schema, and how its rows convert (cached per connection). */
+interface CheckedSchema {
+  type: protobuf.Type;
+  schema: TableSchema;
+  problem: string | null;
+  /** null: the general path (toObject, then convertObjectRow). */
+  plan: RowPlan | null;
+}
+
+/** Converts a decoded message into a stored row of the checked table schema. */
+function convertRow(checked: CheckedSchema, message: Record<string, unknown>, requireAll: boolean): StoredRecord {
+  if (checked.plan) return checked.plan.convert(message, requireAll);
+  const object = checked.type.toObject(message as unknown as protobuf.Message, {
+    longs: String,
+    defaults: false,
+  }) as Record<string, unknown>;
+  return convertObjectRow(checked.type, checked.schema.fields, object, requireAll, findField, columnOf);
 }
 
 interface Connection {
@@ -304,6 +281,8 @@ interface Connection {
   kind?: 'cdc' | 'plain';
   /** The table schema version this connection last saw, to report `updated_schema` after a change. */
   schemaVersion?: number;
+  /** The last writer schema / table schema pair checked, with its row conversion. */
+  checked?: CheckedSchema;
 }
 
 export class WriteApi {
@@ -582,7 +561,15 @@ export class WriteApi {
     const type = connection.type;
     if (!type)
       return reject(Code.INVALID_ARGUMENT, 'The first request on a connection must carry writer_schema.');
-    const schemaProblem = checkWriterSchema(type, schema.fields);
+    let checked = connection.checked;
+    if (!checked || checked.type !== type || checked.schema !== schema) {
+      // Schemas are never mutated in place (a change makes a new object), so identity is enough.
+      const problem = checkWriterSchema(type, schema.fields);
+      const plan = problem === null ? compileRowPlan(type, schema.fields, columnOf) : null;
+      checked = { type, schema, problem, plan };
+      connection.checked = checked;
+    }
+    const schemaProblem = checked.problem;
     if (schemaProblem) {
       const response = reject(Code.INVALID_ARGUMENT, schemaProblem);
       if (schemaProblem.startsWith('Input schema has more fields')) {
@@ -651,30 +638,32 @@ export class WriteApi {
     const rowErrors: RowError[] = [];
     const plain: StoredRecord[] = [];
     const changes: Change[] = [];
+    const sequenceRequired = type.fields[CHANGE_SEQUENCE_NUMBER]?.required === true;
+    const rowSchema = checked;
     rows.forEach((bytes, index) => {
       try {
-        const object = decodeRow(type, bytes);
+        const message = decodeRow(type, bytes);
         if (kind === 'plain') {
-          plain.push(convertMessage(type, schema.fields, object, true));
+          plain.push(convertRow(rowSchema, message, true));
           return;
         }
-        const changeType = object[CHANGE_TYPE];
+        const changeType = presentValue(message, CHANGE_TYPE);
         if (changeType !== 'UPSERT' && changeType !== 'DELETE') {
           // "The _CHANGE_TYPE pseudocolumn only accepts the values UPSERT and DELETE" (change-data-capture page).
           throw new ValueError(
-            `Invalid value for ${CHANGE_TYPE}: '${changeType ?? ''}'. Only UPSERT and DELETE are accepted.`,
+            `Invalid value for ${CHANGE_TYPE}: '${String(changeType ?? '')}'. Only UPSERT and DELETE are accepted.`,
           );
         }
-        const sequence = object[CHANGE_SEQUENCE_NUMBER];
-        if (sequence === undefined && type.fields[CHANGE_SEQUENCE_NUMBER]?.required) {
+        const sequence = presentValue(message, CHANGE_SEQUENCE_NUMBER);
+        if (sequence === undefined && sequenceRequired) {
           throw new ValueError(`Missing required field: ${CHANGE_SEQUENCE_NUMBER}.`);
         }
-        if (sequence !== undefined && parseSequence(String(sequence)) === null) {
+        if (sequence !== undefined && !isValidSequence(String(sequence))) {
           throw new ValueError(
             `Invalid ${CHANGE_SEQUENCE_NUMBER} '${String(sequence)}': expected up to four '/'-separated sections of 1 to 16 hexadecimal digits.`,
           );
         }
-        const row = convertMessage(type, schema.fields, object, changeType === 'UPSERT');
+        const row = convertRow(rowSchema, message, changeType === 'UPSERT');
         changes.push({
           type: changeType as ChangeType,
           sequence: sequence === undefined ? null : String(sequence),

@@ -1,0 +1,274 @@
+/**
+ * Storage Write API rows → stored records, compiled once per (writer schema, table schema) pair instead of
+ * being worked out again for every value of every row.
+ *
+ * The row is still decoded by protobufjs (its generated decoder defines what the wire bytes mean: wire-type
+ * checks, closed enums, merging of repeated nested messages, missing required fields). What this module saves is
+ * everything after it: `toObject` (a second copy of every row with int64 values turned into decimal strings by
+ * `Long#toString`, a division loop), looking each field's column up by name, and re-validating values whose proto
+ * type already guarantees their shape (a proto int64 is always an integer in the INT64 range). The values it
+ * produces are exactly those of `fromProtoScalar` on the `toObject` form (`convertObjectRow`, kept for writer
+ * schemas with map fields and as the reference the tests compare against).
+ */
+import * as protobuf from 'protobufjs';
+import type { FieldSchema } from './schema';
+import {
+  completeRecord,
+  fromProtoScalar,
+  parseDecimal,
+  timestampFromMicros,
+  ValueError,
+  type StoredRecord,
+  type StoredValue,
+} from './values';
+
+/** The table column a writer-schema field writes (its `column_name` option, else its own name). */
+export type ColumnOf = (field: protobuf.Field) => string;
+
+/** A decoded protobufjs message: fields present are own properties. */
+type Message = Record<string, unknown>;
+type Long = { low: number; high: number; unsigned: boolean };
+
+const hasOwn = Object.prototype.hasOwnProperty;
+const LONG_TYPES: ReadonlySet<string> = new Set(['int64', 'uint64', 'sint64', 'fixed64', 'sfixed64']);
+const TWO_32 = 4294967296;
+/** |high| below this: high * 2^32 + low is below 2^53, so a double holds it exactly. */
+const SAFE_HIGH = 0x200000;
+
+/** Decimal text of a protobufjs Long, as `Long#toString()` prints it (signed or unsigned per the Long). */
+export function longToString(v: Long): string {
+  const low = v.low >>> 0;
+  if (v.unsigned) {
+    const high = v.high >>> 0;
+    if (high < SAFE_HIGH) return String(high * TWO_32 + low);
+    return ((BigInt(high) << 32n) + BigInt(low)).toString();
+  }
+  const high = v.high | 0;
+  if (high >= -SAFE_HIGH && high < SAFE_HIGH) return String(high * TWO_32 + low);
+  return ((BigInt(high) << 32n) + BigInt(low)).toString();
+}
+
+/** The `toObject({longs: String})` form of a scalar as protobufjs decoded it. */
+function objectForm(protoType: string, v: unknown): unknown {
+  if (LONG_TYPES.has(protoType)) return typeof v === 'number' ? String(v) : longToString(v as Long);
+  return v instanceof Uint8Array && !Buffer.isBuffer(v) ? Buffer.from(v) : v;
+}
+
+export const protoTypeOf = (field: protobuf.Field): string =>
+  field.resolvedType instanceof protobuf.Type
+    ? 'message'
+    : field.resolvedType instanceof protobuf.Enum
+      ? 'enum'
+      : field.type;
+
+const TIMESTAMP_MIN_MICROS = -62135596800000000;
+const TIMESTAMP_MAX_MICROS = 253402300799999999;
+const SIMPLE_DECIMAL = /^(-?)(\d+)(?:\.(\d+))?$/;
+
+/**
+ * NUMERIC/BIGNUMERIC from a plain decimal string that needs no rounding and is clearly inside the range: the
+ * canonical text `parseDecimal` prints, without BigInt arithmetic. Anything else goes to `parseDecimal`.
+ */
+function decimalConverter(column: FieldSchema): (v: unknown) => string {
+  const type = column.type as 'NUMERIC' | 'BIGNUMERIC';
+  const scale = column.scale !== undefined ? Number(column.scale) : type === 'NUMERIC' ? 9 : 38;
+  // NUMERIC's maximum is 10^38 - 1 (38 digits); BIGNUMERIC's is 5.78…e76, so 76 digits always fit.
+  const maxDigits = column.precision !== undefined ? Number(column.precision) : type === 'NUMERIC' ? 38 : 76;
+  const slow = (v: unknown): string => parseDecimal(type, v, column);
+  if (!Number.isInteger(scale) || scale < 0 || !Number.isInteger(maxDigits) || maxDigits < 1) return slow;
+  return (v) => {
+    const m = typeof v === 'string' ? SIMPLE_DECIMAL.exec(v) : null;
+    if (!m) return slow(v);
+    const frac = m[3] ?? '';
+    if (frac.length > scale) return slow(v);
+    let i = 0;
+    const intDigits = m[2];
+    while (i < intDigits.length && intDigits.charCodeAt(i) === 48) i++;
+    const whole = i === 0 ? intDigits : intDigits.slice(i);
+    if ((whole.length === 0 ? scale : whole.length + scale) > maxDigits) return slow(v);
+    let j = frac.length;
+    while (j > 0 && frac.charCodeAt(j - 1) === 48) j--;
+    const fraction = j === frac.length ? frac : frac.slice(0, j);
+    if (whole.length === 0 && fraction.length === 0) return '0';
+    return `${m[1]}${whole || '0'}${fraction ? `.${fraction}` : ''}`;
+  };
+}
+
+/**
+ * The converter of one scalar: `fromProtoScalar` on the object form, with fast paths where the proto type makes
+ * the general parsing redundant. Each fast path returns what `fromProtoScalar` returns for the same value.
+ */
+export function scalarConverter(column: FieldSchema, protoType: string): (v: unknown) => StoredValue {
+  const general = (v: unknown): StoredValue => fromProtoScalar(column, protoType, objectForm(protoType, v));
+  const isLong = LONG_TYPES.has(protoType);
+  switch (column.type) {
+    case 'INTEGER':
+      // The accepted proto types (int32, sint32, sfixed32, fixed32, uint32, enum, int64, sint64, sfixed64) all
+      // hold integers within INT64: parseInteger would print the same digits.
+      if (isLong && protoType !== 'uint64' && protoType !== 'fixed64')
+        return (v) => (typeof v === 'number' ? String(v) : longToString(v as Long));
+      if (['int32', 'sint32', 'sfixed32', 'fixed32', 'uint32', 'enum'].includes(protoType))
+        return (v) => (typeof v === 'number' && Number.isInteger(v) ? String(v) : general(v));
+      return general;
+    case 'TIMESTAMP':
+      if (protoType === 'int64' || protoType === 'sint64' || protoType === 'sfixed64')
+        return (v) => {
+          if (typeof v !== 'number') {
+            const long = v as Long;
+            const high = long.high | 0;
+            if (high < -SAFE_HIGH || high >= SAFE_HIGH) return timestampFromMicros(longToString(long));
+            v = high * TWO_32 + (long.low >>> 0);
+          }
+          const n = v as number;
+          return Number.isInteger(n) && n >= TIMESTAMP_MIN_MICROS && n <= TIMESTAMP_MAX_MICROS
+            ? String(n)
+            : timestampFromMicros(String(n));
+        };
+      return general;
+    case 'STRING': {
+      if (protoType !== 'string') return general;
+      const max = column.maxLength !== undefined ? Number(column.maxLength) : undefined;
+      // A string of n UTF-16 units has at most n characters: only longer ones need counting.
+      return (v) => (typeof v === 'string' && (max === undefined || v.length <= max) ? v : general(v));
+    }
+    case 'FLOAT':
+      return (v) => (typeof v === 'number' ? String(v) : general(v));
+    case 'BOOLEAN':
+      if (protoType !== 'bool') return general;
+      return (v) => (v === true ? 'true' : v === false ? 'false' : general(v));
+    case 'NUMERIC':
+    case 'BIGNUMERIC': {
+      if (protoType !== 'string') return general;
+      return decimalConverter(column);
+    }
+    default:
+      return general;
+  }
+}
+
+interface FieldPlan {
+  name: string;
+  repeated: boolean;
+  /** Index of the column in the table schema. */
+  slot: number;
+  convert: (v: unknown) => StoredValue;
+}
+
+/** How to turn one decoded message into a stored record of `columns`. */
+export interface RowPlan {
+  /** Converts a decoded message; `requireAll` false (CDC DELETE) skips the REQUIRED checks. */
+  convert(message: Message, requireAll: boolean): StoredRecord;
+}
+
+/** Whether the fast plan handles this type (map fields keep the general path). */
+function planable(type: protobuf.Type, seen = new Set<protobuf.Type>()): boolean {
+  if (seen.has(type)) return true;
+  seen.add(type);
+  for (const field of type.fieldsArray) {
+    if (field.map) return false;
+    if (field.resolvedType instanceof protobuf.Type && !planable(field.resolvedType, seen)) return false;
+  }
+  return true;
+}
+
+/**
+ * Compiles the conversion of `type`'s messages into records of `columns` (a writer schema already accepted by
+ * checkWriterSchema for them). Returns null when the general path must be used.
+ */
+export function compileRowPlan(type: protobuf.Type, columns: FieldSchema[], columnOf: ColumnOf): RowPlan | null {
+  if (!planable(type)) return null;
+  return buildPlan(type, columns, columnOf);
+}
+
+function buildPlan(type: protobuf.Type, columns: FieldSchema[], columnOf: ColumnOf): RowPlan {
+  const byLowerName = new Map<string, number>();
+  columns.forEach((c, i) => {
+    const lower = c.name.toLowerCase();
+    if (!byLowerName.has(lower)) byLowerName.set(lower, i); // findField returns the first match
+  });
+  const fields: FieldPlan[] = [];
+  for (const field of type.fieldsArray) {
+    const slot = byLowerName.get(columnOf(field).toLowerCase());
+    if (slot === undefined) continue;
+    const column = columns[slot];
+    let convert: (v: unknown) => StoredValue;
+    if (column.type === 'RECORD') {
+      const nested = buildPlan(field.resolvedType as protobuf.Type, column.fields ?? [], columnOf);
+      convert = (v) => nested.convert(v as Message, true);
+    } else convert = scalarConverter(column, protoTypeOf(field));
+    fields.push({ name: field.name, repeated: column.mode === 'REPEATED', slot, convert });
+  }
+  const width = columns.length;
+  const names = columns.map((c) => c.name);
+  const repeatedColumn = columns.map((c) => c.mode === 'REPEATED');
+  const requiredColumn = columns.map((c) => c.mode === 'REQUIRED');
+  return {
+    convert(message, requireAll) {
+      const slots: Array<StoredValue | undefined> = new Array(width);
+      for (const f of fields) {
+        const raw = message[f.name];
+        // toObject's presence rules: a repeated field only when non-empty, others when set and not null.
+        if (f.repeated) {
+          const items = raw as unknown[] | undefined;
+          if (!items || items.length === 0) continue;
+          const out: StoredValue[] = new Array(items.length);
+          for (let i = 0; i < items.length; i++) out[i] = f.convert(items[i]);
+          slots[f.slot] = out;
+        } else {
+          if (raw === undefined || raw === null || !hasOwn.call(message, f.name)) continue;
+          slots[f.slot] = f.convert(raw);
+        }
+      }
+      // completeRecord's rules, in schema order.
+      const out: StoredRecord = {};
+      for (let i = 0; i < width; i++) {
+        const value = slots[i];
+        if (repeatedColumn[i]) out[names[i]] = value ?? [];
+        else if (value === null || value === undefined) {
+          if (requireAll && requiredColumn[i]) throw new ValueError(`Missing required field: ${names[i]}.`);
+          out[names[i]] = null;
+        } else out[names[i]] = value;
+      }
+      return out;
+    },
+  };
+}
+
+/** The general path: a decoded message in protobufjs `toObject({longs: String})` form → stored record. */
+export function convertObjectRow(
+  type: protobuf.Type,
+  columns: FieldSchema[],
+  object: Record<string, unknown>,
+  requireAll: boolean,
+  findColumn: (columns: FieldSchema[], name: string) => FieldSchema | undefined,
+  columnOf: ColumnOf,
+): StoredRecord {
+  const out: StoredRecord = {};
+  for (const field of type.fieldsArray) {
+    const column = findColumn(columns, columnOf(field));
+    const raw = object[field.name];
+    if (!column || raw === undefined || raw === null) continue;
+    const convert = (v: unknown): StoredValue => {
+      if (column.type === 'RECORD') {
+        return convertObjectRow(
+          field.resolvedType as protobuf.Type,
+          column.fields ?? [],
+          v as Record<string, unknown>,
+          true,
+          findColumn,
+          columnOf,
+        );
+      }
+      const scalar = v instanceof Uint8Array && !Buffer.isBuffer(v) ? Buffer.from(v) : v;
+      return fromProtoScalar(column, protoTypeOf(field), scalar);
+    };
+    out[column.name] = column.mode === 'REPEATED' ? (raw as unknown[]).map(convert) : convert(raw);
+  }
+  if (!requireAll) {
+    // DELETE rows only need their key: fill the rest with NULL without REQUIRED checks.
+    for (const column of columns)
+      if (!(column.name in out)) out[column.name] = column.mode === 'REPEATED' ? [] : null;
+    return out;
+  }
+  return completeRecord(columns, out);
+}
