@@ -160,6 +160,14 @@ export interface RowPlan {
   convert(message: Message, requireAll: boolean): StoredRecord;
 }
 
+/**
+ * A column named `__proto__` would be the prototype, not a key, in an object literal (and the general path's
+ * assignments treat it that way too): such schemas keep the general path, whose behaviour is the reference.
+ */
+function hasProtoColumn(columns: FieldSchema[]): boolean {
+  return columns.some((c) => c.name === '__proto__' || hasProtoColumn(c.fields ?? []));
+}
+
 /** Whether the fast plan handles this type (map fields keep the general path). */
 function planable(type: protobuf.Type, seen = new Set<protobuf.Type>()): boolean {
   if (seen.has(type)) return true;
@@ -175,8 +183,12 @@ function planable(type: protobuf.Type, seen = new Set<protobuf.Type>()): boolean
  * Compiles the conversion of `type`'s messages into records of `columns` (a writer schema already accepted by
  * checkWriterSchema for them). Returns null when the general path must be used.
  */
-export function compileRowPlan(type: protobuf.Type, columns: FieldSchema[], columnOf: ColumnOf): RowPlan | null {
-  if (!planable(type)) return null;
+export function compileRowPlan(
+  type: protobuf.Type,
+  columns: FieldSchema[],
+  columnOf: ColumnOf,
+): RowPlan | null {
+  if (!planable(type) || hasProtoColumn(columns)) return null;
   return buildPlan(type, columns, columnOf);
 }
 
@@ -198,40 +210,55 @@ function buildPlan(type: protobuf.Type, columns: FieldSchema[], columnOf: Column
     } else convert = scalarConverter(column, protoTypeOf(field));
     fields.push({ name: field.name, repeated: column.mode === 'REPEATED', slot, convert });
   }
-  const width = columns.length;
-  const names = columns.map((c) => c.name);
-  const repeatedColumn = columns.map((c) => c.mode === 'REPEATED');
-  const requiredColumn = columns.map((c) => c.mode === 'REQUIRED');
-  return {
-    convert(message, requireAll) {
-      const slots: Array<StoredValue | undefined> = new Array(width);
-      for (const f of fields) {
-        const raw = message[f.name];
-        // toObject's presence rules: a repeated field only when non-empty, others when set and not null.
-        if (f.repeated) {
-          const items = raw as unknown[] | undefined;
-          if (!items || items.length === 0) continue;
-          const out: StoredValue[] = new Array(items.length);
-          for (let i = 0; i < items.length; i++) out[i] = f.convert(items[i]);
-          slots[f.slot] = out;
-        } else {
-          if (raw === undefined || raw === null || !hasOwn.call(message, f.name)) continue;
-          slots[f.slot] = f.convert(raw);
-        }
-      }
-      // completeRecord's rules, in schema order.
-      const out: StoredRecord = {};
-      for (let i = 0; i < width; i++) {
-        const value = slots[i];
-        if (repeatedColumn[i]) out[names[i]] = value ?? [];
-        else if (value === null || value === undefined) {
-          if (requireAll && requiredColumn[i]) throw new ValueError(`Missing required field: ${names[i]}.`);
-          out[names[i]] = null;
-        } else out[names[i]] = value;
-      }
-      return out;
-    },
-  };
+  return { convert: generateConvert(fields, columns) };
+}
+
+/**
+ * The converter as generated code (as protobufjs generates its decoders): one local per column and one object
+ * literal in schema order, so every record of a table gets the same shape at once.
+ */
+function generateConvert(fields: FieldPlan[], columns: FieldSchema[]): RowPlan['convert'] {
+  const lines: string[] = ['var v, a, i;'];
+  columns.forEach((_, slot) => lines.push(`var s${slot};`));
+  fields.forEach((f, k) => {
+    const name = JSON.stringify(f.name);
+    // toObject's presence rules: a repeated field only when non-empty, others when set and not null.
+    if (f.repeated)
+      lines.push(
+        `v = m[${name}];`,
+        `if (v && v.length) { a = new Array(v.length); for (i = 0; i < v.length; i++) a[i] = c[${k}](v[i]); s${f.slot} = a; }`,
+      );
+    else
+      lines.push(
+        `v = m[${name}];`,
+        `if (v !== undefined && v !== null && hasOwn.call(m, ${name})) s${f.slot} = c[${k}](v);`,
+      );
+  });
+  // completeRecord's rules, in schema order: the first missing REQUIRED column is the error.
+  columns.forEach((column, slot) => {
+    if (column.mode === 'REQUIRED')
+      lines.push(
+        `if (requireAll && (s${slot} === undefined || s${slot} === null)) throw new ValueError(${JSON.stringify(`Missing required field: ${column.name}.`)});`,
+      );
+  });
+  const entries = columns.map((column, slot) =>
+    column.mode === 'REPEATED'
+      ? `${JSON.stringify(column.name)}: s${slot} === undefined ? [] : s${slot}`
+      : `${JSON.stringify(column.name)}: s${slot} === undefined ? null : s${slot}`,
+  );
+  lines.push(`return {${entries.join(', ')}};`);
+  // eslint-disable-next-line @typescript-eslint/no-implied-eval -- generated from the schema, names JSON-quoted
+  const factory = new Function(
+    'c',
+    'hasOwn',
+    'ValueError',
+    `return function convert(m, requireAll) {\n${lines.join('\n')}\n};`,
+  );
+  return factory(
+    fields.map((f) => f.convert),
+    hasOwn,
+    ValueError,
+  ) as RowPlan['convert'];
 }
 
 /** The general path: a decoded message in protobufjs `toObject({longs: String})` form → stored record. */

@@ -556,8 +556,13 @@ export class Store {
     const now = this.now();
     // Key columns named as the schema spells them (BigQuery column names are case-insensitive).
     const key = primaryKeyOf(t.meta).map((column) => findField(t.schema.fields, column)?.name ?? column);
+    const single = key.length === 1 ? key[0] : undefined;
     for (const change of changes) {
-      const keyValue = JSON.stringify(key.map((column) => change.row[column] ?? null));
+      // JSON of the key values' array; `[${JSON.stringify(v)}]` is the same text for a one-column key.
+      const keyValue =
+        single !== undefined
+          ? `[${JSON.stringify(change.row[single] ?? null)}]`
+          : JSON.stringify(key.map((column) => change.row[column] ?? null));
       let previous = t.applied.get(keyValue);
       if (previous?.deleted && previous.at !== undefined && now - previous.at > DELETE_RETENTION_MS) {
         // The delete retention window has passed: BigQuery no longer remembers this delete for ordering.
@@ -573,7 +578,13 @@ export class Store {
       }
       if (change.type === 'UPSERT') t.keyedRows.set(keyValue, change.row);
       else t.keyedRows.delete(keyValue);
-      t.applied.set(keyValue, { sequence: change.sequence, deleted: change.type === 'DELETE', at: now });
+      if (previous) {
+        // Updated in place: one allocation less per change on a key seen before (the usual case).
+        previous.sequence = change.sequence;
+        previous.deleted = change.type === 'DELETE';
+        previous.at = now;
+      } else
+        t.applied.set(keyValue, { sequence: change.sequence, deleted: change.type === 'DELETE', at: now });
     }
     t.cdcActive = true;
     t.lastModifiedTime = now;

@@ -262,7 +262,11 @@ interface CheckedSchema {
 }
 
 /** Converts a decoded message into a stored row of the checked table schema. */
-function convertRow(checked: CheckedSchema, message: Record<string, unknown>, requireAll: boolean): StoredRecord {
+function convertRow(
+  checked: CheckedSchema,
+  message: Record<string, unknown>,
+  requireAll: boolean,
+): StoredRecord {
   if (checked.plan) return checked.plan.convert(message, requireAll);
   const object = checked.type.toObject(message as unknown as protobuf.Message, {
     longs: String,

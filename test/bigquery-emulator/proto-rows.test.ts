@@ -277,7 +277,10 @@ describe('BigQuery emulator: compiled Storage Write row conversion', () => {
       const message = type.decode(bytes) as unknown as Record<string, unknown>;
       for (const requireAll of [true, false]) {
         const fast = outcome(() => plan!.convert(message, requireAll));
-        const object = type.toObject(message as unknown as protobuf.Message, { longs: String, defaults: false });
+        const object = type.toObject(message as unknown as protobuf.Message, {
+          longs: String,
+          defaults: false,
+        });
         const general = outcome(() =>
           convertObjectRow(type, COLUMNS, object, requireAll, findField, (f) => f.name),
         );
@@ -288,6 +291,24 @@ describe('BigQuery emulator: compiled Storage Write row conversion', () => {
     }
     // Both outcomes must be well represented, or the comparison proves little.
     assert.ok(accepted > 500 && refused > 500, `accepted ${accepted}, refused ${refused}`);
+  });
+
+  it('leaves writer schemas with map fields, and tables with a column named __proto__, to the general path', () => {
+    const type = writerType();
+    const proto = [
+      ...COLUMNS,
+      ...normalizeSchema({ fields: [{ name: '__proto__', type: 'STRING' }] }).fields,
+    ];
+    assert.equal(
+      compileRowPlan(type, proto, (f) => f.name),
+      null,
+    );
+    const withMap = new protobuf.Type('WithMap').add(new protobuf.MapField('m', 1, 'string', 'string'));
+    new protobuf.Root().add(withMap).resolveAll();
+    assert.equal(
+      compileRowPlan(withMap, COLUMNS, (f) => f.name),
+      null,
+    );
   });
 
   it('NUMERIC and BIGNUMERIC from strings match parseDecimal, digits, scale, precision and rounding included', () => {
@@ -337,14 +358,27 @@ describe('BigQuery emulator: compiled Storage Write row conversion', () => {
     };
     const next = random(5);
     const alphabet = '0123456789abcdefABCDEF/g ';
-    const texts = ['', '/', '0', '00', 'F', 'f', '1/0', '0/0/0/0/0', '1//2', '12345678901234567', '0000000000000000a'];
+    const texts = [
+      '',
+      '/',
+      '0',
+      '00',
+      'F',
+      'f',
+      '1/0',
+      '0/0/0/0/0',
+      '1//2',
+      '12345678901234567',
+      '0000000000000000a',
+    ];
     for (let i = 0; i < 3000; i++) {
       // Mostly well-formed: 1 to 5 sections of 0 to 17 digits (leading zeros likely), now and then any character.
       const sections = Array.from({ length: 1 + Math.floor(next() * 5) }, () => {
         let section = '';
         const length = Math.floor(next() * 18);
         for (let j = 0; j < length; j++)
-          section += alphabet[Math.floor(next() * (next() < 0.97 ? (next() < 0.5 ? 2 : 22) : alphabet.length))];
+          section +=
+            alphabet[Math.floor(next() * (next() < 0.97 ? (next() < 0.5 ? 2 : 22) : alphabet.length))];
         return section;
       });
       texts.push(sections.join('/'));
