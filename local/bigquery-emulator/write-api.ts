@@ -187,6 +187,23 @@ export function compileDescriptor(descriptor: object): protobuf.Type {
   return type;
 }
 
+/**
+ * Compiled writer schemas by their JSON: every connection of a writer sends the same descriptor, and compiling
+ * one (fromDescriptor, then protobufjs generating its decoder) costs far more than a lookup. A compiled Type is
+ * never changed afterwards, so connections can share it.
+ */
+const compiledTypes = new Map<string, protobuf.Type>();
+const COMPILED_TYPES_KEPT = 256;
+function compiledDescriptor(key: string, descriptor: object): protobuf.Type {
+  let type = compiledTypes.get(key);
+  if (!type) {
+    type = compileDescriptor(descriptor);
+    if (compiledTypes.size >= COMPILED_TYPES_KEPT) compiledTypes.delete(compiledTypes.keys().next().value!);
+    compiledTypes.set(key, type);
+  }
+  return type;
+}
+
 /** Checks a writer schema against the table schema; returns BigQuery's complaint, or null when compatible. */
 export function checkWriterSchema(
   type: protobuf.Type,
@@ -252,7 +269,7 @@ function presentValue(message: Record<string, unknown>, name: string): unknown {
   return v !== null && v !== undefined && Object.prototype.hasOwnProperty.call(message, name) ? v : undefined;
 }
 
-/** A writer schema checked against one table schema, and how its rows convert (cached per connection). */
+/** A writer schema checked against one table schema, and how its rows convert (cached per writer schema). */
 interface CheckedSchema {
   type: protobuf.Type;
   schema: TableSchema;
@@ -285,8 +302,6 @@ interface Connection {
   kind?: 'cdc' | 'plain';
   /** The table schema version this connection last saw, to report `updated_schema` after a change. */
   schemaVersion?: number;
-  /** The last writer schema / table schema pair checked, with its row conversion. */
-  checked?: CheckedSchema;
 }
 
 export class WriteApi {
@@ -294,6 +309,8 @@ export class WriteApi {
   readonly service = loadService();
   /** Open AppendRows calls per project. */
   private readonly openConnections = new Map<string, number>();
+  /** Per compiled writer schema and table schema (version): the check's outcome and the row conversion. */
+  private readonly checkedSchemas = new WeakMap<protobuf.Type, WeakMap<TableSchema, CheckedSchema>>();
 
   constructor(
     private readonly store: Store,
@@ -555,7 +572,7 @@ export class WriteApi {
       const key = JSON.stringify(descriptor);
       if (key !== connection.descriptorKey) {
         try {
-          connection.type = compileDescriptor(descriptor);
+          connection.type = compiledDescriptor(key, descriptor);
           connection.descriptorKey = key;
         } catch (err) {
           return reject(Code.INVALID_ARGUMENT, `Invalid proto schema: ${(err as Error).message}`);
@@ -565,13 +582,18 @@ export class WriteApi {
     const type = connection.type;
     if (!type)
       return reject(Code.INVALID_ARGUMENT, 'The first request on a connection must carry writer_schema.');
-    let checked = connection.checked;
-    if (!checked || checked.type !== type || checked.schema !== schema) {
+    let bySchema = this.checkedSchemas.get(type);
+    if (!bySchema) {
+      bySchema = new WeakMap();
+      this.checkedSchemas.set(type, bySchema);
+    }
+    let checked = bySchema.get(schema);
+    if (!checked) {
       // Schemas are never mutated in place (a change makes a new object), so identity is enough.
       const problem = checkWriterSchema(type, schema.fields);
       const plan = problem === null ? compileRowPlan(type, schema.fields, columnOf) : null;
       checked = { type, schema, problem, plan };
-      connection.checked = checked;
+      bySchema.set(schema, checked);
     }
     const schemaProblem = checked.problem;
     if (schemaProblem) {
