@@ -15,6 +15,12 @@ export interface EncodedMessage {
   count: number;
   firstSeq: string;
   lastSeq: string;
+  /**
+   * Gives the bytes back for the next messages, once nothing reads `json` any more (compressed, or failed).
+   * Reusing a few buffers instead of allocating one per message keeps V8's external memory flat, which
+   * otherwise triggers a full garbage collection every few messages.
+   */
+  release(): void;
 }
 
 export interface EncoderLimits {
@@ -39,6 +45,7 @@ export function jsonPropertyOrder(names: string[]): number[] {
 }
 
 const HEX = Buffer.from('0123456789ABCDEF');
+const POOLED_BUFFERS = 32;
 const COMMA = 0x2c;
 const QUOTE = 0x22;
 
@@ -67,12 +74,18 @@ export class SnapshotEventEncoder {
   private tail = Buffer.alloc(0);
   private seqHead = '';
   private buf: Buffer;
+  /** Message buffers given back (EncodedMessage.release), all of bufferSize bytes. */
+  private readonly pool: Buffer[] = [];
+  private readonly bufferSize: number;
   private pos = 0;
   private count = 0;
   private eventBytes = 0;
   private firstOrdinal = 0;
   private ordinal = 0;
-  private lastEvent: { buf: Buffer; start: number; end: number } | null = null;
+  /** Where the JSON of the latest event is, until its message is emitted; then its text. */
+  private lastStart = 0;
+  private lastEnd = 0;
+  private lastEventJson: string | null = null;
   /** Event JSON bytes of the current chunk. */
   chunkBytes = 0;
 
@@ -107,7 +120,9 @@ export class SnapshotEventEncoder {
     this.namesBytes = [...this.keyNames, ...this.afterNames].reduce((n, b) => n + b.length, 0);
     const n = columns.length;
     this.fields = { start: new Int32Array(n), end: new Int32Array(n), kind: new Uint8Array(n) };
-    this.buf = this.newBuffer(0);
+    // Room for a full message and the event that makes it full (a larger one grows its own buffer).
+    this.bufferSize = this.head.length + limits.maxMessageBytes + 64 * 1024;
+    this.buf = this.newBuffer();
   }
 
   /** A new consistent read: its rows get seq (lsn - 1)/<ordinal> and carry lsn as lsn and commitLsn. */
@@ -121,7 +136,7 @@ export class SnapshotEventEncoder {
     this.ordinal = 0;
     this.firstOrdinal = 0;
     this.chunkBytes = 0;
-    this.lastEvent = null;
+    this.lastEventJson = null;
   }
 
   /** One COPY text line (with or without its final newline). */
@@ -143,17 +158,17 @@ export class SnapshotEventEncoder {
     const b = this.buf;
     if (this.count > 0) b[this.pos++] = COMMA;
     const start = this.pos;
-    this.pos += this.open.copy(b, this.pos);
+    this.put(this.open);
     for (let i = 0; i < this.keyFields.length; i++) {
-      this.pos += this.keyNames[i].copy(b, this.pos);
+      this.put(this.keyNames[i]);
       this.value(line, this.keyFields[i]);
     }
-    this.pos += this.middle.copy(b, this.pos);
+    this.put(this.middle);
     for (let i = 0; i < this.afterFields.length; i++) {
-      this.pos += this.afterNames[i].copy(b, this.pos);
+      this.put(this.afterNames[i]);
       this.value(line, this.afterFields[i]);
     }
-    this.pos += this.tail.copy(b, this.pos);
+    this.put(this.tail);
     let o = this.ordinal;
     for (let k = 15; k >= 0; k--) {
       b[this.pos + k] = HEX[o & 15];
@@ -163,7 +178,8 @@ export class SnapshotEventEncoder {
     b[this.pos++] = QUOTE;
     b[this.pos++] = 0x7d; // }
     const bytes = this.pos - start;
-    this.lastEvent = { buf: b, start, end: this.pos };
+    this.lastStart = start;
+    this.lastEnd = this.pos;
     this.eventBytes += bytes;
     this.chunkBytes += bytes;
     this.count++;
@@ -176,9 +192,8 @@ export class SnapshotEventEncoder {
   /** Ends the chunk: emits its last message; returns the key of its last row (null when it had none). */
   endChunk(): Row | null {
     this.flush();
-    if (!this.lastEvent) return null;
-    const { buf, start, end } = this.lastEvent;
-    return (JSON.parse(buf.toString('utf8', start, end)) as { key: Row }).key;
+    if (this.lastEventJson === null) return null;
+    return (JSON.parse(this.lastEventJson) as { key: Row }).key;
   }
 
   private flush(): void {
@@ -186,21 +201,41 @@ export class SnapshotEventEncoder {
     this.buf[this.pos++] = 0x5d; // ]
     this.buf[this.pos++] = 0x7d; // }
     const seq = (o: number) => this.seqHead + o.toString(16).toUpperCase().padStart(16, '0');
+    const full = this.buf;
+    // The buffer is reused once released: keep the last event's text, whose key the next chunk starts after.
+    this.lastEventJson = full.toString('utf8', this.lastStart, this.lastEnd);
     this.emit({
-      json: this.buf.subarray(0, this.pos),
+      json: full.subarray(0, this.pos),
+      release: () => {
+        if (this.pool.length < POOLED_BUFFERS && full.length === this.bufferSize) this.pool.push(full);
+      },
       count: this.count,
       firstSeq: seq(this.firstOrdinal),
       lastSeq: seq(this.ordinal - 1),
     });
     // The emitted bytes stay the message's (compressed and published asynchronously): start a new buffer.
-    this.buf = this.newBuffer(0);
+    this.buf = this.newBuffer();
     this.count = 0;
     this.eventBytes = 0;
     this.firstOrdinal = this.ordinal;
   }
 
-  private newBuffer(extra: number): Buffer {
-    const b = Buffer.allocUnsafe(this.head.length + this.limits.maxMessageBytes + 64 * 1024 + extra);
+  /** Appends constant bytes: a plain loop for the short ones (cheaper than a call into Buffer.copy). */
+  private put(src: Buffer): void {
+    const b = this.buf;
+    const n = src.length;
+    if (n > 32) {
+      b.set(src, this.pos);
+      this.pos += n;
+      return;
+    }
+    let p = this.pos;
+    for (let i = 0; i < n; i++) b[p++] = src[i];
+    this.pos = p;
+  }
+
+  private newBuffer(): Buffer {
+    const b = this.pool.pop() ?? Buffer.allocUnsafe(this.bufferSize);
     this.pos = this.head.copy(b, 0);
     return b;
   }
@@ -258,12 +293,15 @@ export class SnapshotEventEncoder {
     const b = this.buf;
     if ((this.fields.kind[field] & 1) === 0) {
       b[this.pos++] = QUOTE;
-      if (e - s > 24) {
-        this.pos += line.copy(b, this.pos, s, e);
+      let p = this.pos;
+      if (e - s > 32) {
+        b.set(line.subarray(s, e), p);
+        p += e - s;
       } else {
-        for (let i = s; i < e; i++) b[this.pos++] = line[i];
+        for (let i = s; i < e; i++) b[p++] = line[i];
       }
-      b[this.pos++] = QUOTE;
+      b[p++] = QUOTE;
+      this.pos = p;
     } else if (isCopyNull(line, s, e)) {
       b[this.pos++] = 0x6e; // null
       b[this.pos++] = 0x75;

@@ -41,7 +41,12 @@ export class SnapshotPublisher {
     const size = msg.json.length;
     this.inFlightBytes += size;
     // Level 1, as contract/codec.ts encodes batches: Pub/Sub bills bytes but CPU time bounds a job's run.
-    const data = this.encoding === 'json+gzip' ? gzip(msg.json, { level: 1 }) : Promise.resolve(msg.json);
+    // Compressed, the JSON bytes are free for the next message once gzip read them; uncompressed, they are
+    // the payload and the sink may keep them, so they are never reused.
+    const data =
+      this.encoding === 'json+gzip'
+        ? gzip(msg.json, { level: 1 }).finally(() => msg.release())
+        : Promise.resolve(msg.json);
     const previous = this.tail;
     let handedOver: () => void = () => undefined;
     this.tail = new Promise<void>((resolve) => (handedOver = resolve));
