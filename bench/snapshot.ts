@@ -70,8 +70,7 @@ function cpuProbe(dataDir: string, emulatorHost: string): () => Record<string, n
       nodeMain,
       nodeOther: (node.user + node.system) / 1e6 - nodeMain,
       // A backend that exited (the snapshot's own connection) counts in the postmaster's cutime/cstime.
-      postgres:
-        cpuOf(`/proc/${postmaster}/stat`, true) + sum(pids.filter((p) => field(p, 1) === postmaster)),
+      postgres: cpuOf(`/proc/${postmaster}/stat`, true) + sum(pids.filter((p) => field(p, 1) === postmaster)),
       pubsub: sum(pids.filter((p) => emulatorGroups.has(field(p, 2)))),
     };
   };
@@ -122,6 +121,8 @@ async function main(): Promise<void> {
         });
         const before = cpu();
         const s = await runSnapshot(cfg, { tables: ['public.t'], chunkRows });
+        // The snapshot's backend exits after the run; its CPU reaches the postmaster once it is reaped.
+        await new Promise((resolve) => setTimeout(resolve, 300));
         const after = cpu();
         const perM = (k: string) => (((after[k] - before[k]) * 1e6) / s.rows).toFixed(2);
         console.log(

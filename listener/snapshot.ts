@@ -13,9 +13,9 @@
 // not see sort above them and win in BigQuery. The slot delivers every change either way, so the replica
 // converges to the source whatever the concurrent writes.
 
-import { Client, ClientConfig, escapeLiteral } from 'pg';
+import { Client, ClientConfig, QueryResult, escapeLiteral } from 'pg';
 import { ColumnInfo, Row } from '../contract/events';
-import { parseLsn } from '../contract/lsn';
+import { Lsn, parseLsn } from '../contract/lsn';
 import { loadCatalog } from './catalog';
 import { ListenerConfig, withOutputSettings } from './config';
 import { CopyTextOut } from './copy-text';
@@ -74,6 +74,29 @@ function qualified(table: string): string {
   return `${quoteIdent(table.slice(0, dot))}.${quoteIdent(table.slice(dot + 1))}`;
 }
 
+// Transactions of this database running now (see waitForRunningTransactions).
+const RUNNING_TRANSACTIONS = `SELECT DISTINCT l.transactionid::text AS xid
+     FROM pg_locks l
+     LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+     LEFT JOIN pg_prepared_xacts p ON l.pid IS NULL AND p.transaction = l.transactionid
+     WHERE l.locktype = 'transactionid' AND l.mode = 'ExclusiveLock' AND l.granted
+       AND l.pid IS DISTINCT FROM pg_backend_pid()
+       AND coalesce(a.datname, p.database) = current_database()`;
+
+/**
+ * Reads the WAL position L0, then (next statement of the same simple query: one round trip, in order) the
+ * transactions running at that point (RUNNING_TRANSACTIONS).
+ */
+async function walPositionAndRunning(client: Client): Promise<{ l0: Lsn; running: string[] }> {
+  const results = (await client.query(
+    `SELECT pg_current_wal_lsn()::text AS l; ${RUNNING_TRANSACTIONS}`,
+  )) as unknown as QueryResult[];
+  return {
+    l0: parseLsn((results[0].rows[0] as { l: string }).l),
+    running: (results[1].rows as { xid: string }[]).map((r) => r.xid),
+  };
+}
+
 /**
  * Waits until every transaction of this database running now has ended (commit or abort); see the header
  * comment. Running transactions are read from their xid locks, which every writing transaction holds until
@@ -86,17 +109,12 @@ export async function waitForRunningTransactions(
   client: Client,
   deadline: number,
   now: () => number,
+  /** The transactions running at the point to wait for, if already read. */
+  runningNow?: string[],
 ): Promise<boolean> {
-  const running = await client.query<{ xid: string }>(
-    `SELECT DISTINCT l.transactionid::text AS xid
-     FROM pg_locks l
-     LEFT JOIN pg_stat_activity a ON a.pid = l.pid
-     LEFT JOIN pg_prepared_xacts p ON l.pid IS NULL AND p.transaction = l.transactionid
-     WHERE l.locktype = 'transactionid' AND l.mode = 'ExclusiveLock' AND l.granted
-       AND l.pid IS DISTINCT FROM pg_backend_pid()
-       AND coalesce(a.datname, p.database) = current_database()`,
-  );
-  let pending = running.rows.map((r) => r.xid);
+  const running =
+    runningNow ?? (await client.query<{ xid: string }>(RUNNING_TRANSACTIONS)).rows.map((r) => r.xid);
+  let pending = running;
   while (pending.length > 0) {
     if (now() > deadline) return false;
     await new Promise((res) => setTimeout(res, 10));
@@ -147,10 +165,8 @@ async function readChunk(
   now: () => number,
 ): Promise<ChunkInFlight | null> {
   const { client, columns, keyCols, encoder, publisher } = r;
-  const l0 = parseLsn(
-    (await client.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l')).rows[0].l,
-  );
-  if (!(await waitForRunningTransactions(client, deadline, now))) return null;
+  const { l0, running } = await walPositionAndRunning(client);
+  if (!(await waitForRunningTransactions(client, deadline, now, running))) return null;
   const cols = columns.map((c) => quoteIdent(c.name)).join(', ');
   const keyList = keyCols.map(quoteIdent).join(', ');
   let where = '';
@@ -168,8 +184,11 @@ async function readChunk(
   }
   const acks: Promise<boolean>[] = [];
   encoder.startChunk(l0, formatUtcMicros(BigInt(Date.now()) * 1000n));
+  // One simple query, one round trip: the chunk's own read-only snapshot, its rows, the end of it.
   const copy = new CopyTextOut(
-    `COPY (SELECT ${cols} FROM ${qualified(r.table)} ${where} ORDER BY ${keyList} LIMIT ${limit}) TO STDOUT`,
+    'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; ' +
+      `COPY (SELECT ${cols} FROM ${qualified(r.table)} ${where} ORDER BY ${keyList} LIMIT ${limit}) TO STDOUT; ` +
+      'COMMIT',
     (line) => encoder.addLine(line),
   );
   r.onMessage = (msg) => {
@@ -180,17 +199,15 @@ async function readChunk(
       void publisher.below(r.maxInFlightBytes).then(() => copy.resume());
     }
   };
-  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
   let rows: number;
-  let key: Row | null;
   try {
     rows = await client.query(copy).done;
-    key = encoder.endChunk();
-    await client.query('COMMIT');
   } catch (e) {
+    // A failed statement leaves the transaction open (aborted) when BEGIN had run.
     await client.query('ROLLBACK').catch(() => undefined);
     throw e;
   }
+  const key = encoder.endChunk();
   const chunk: ChunkInFlight = {
     rows,
     lastKey: key,
