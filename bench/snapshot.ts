@@ -1,7 +1,12 @@
 // npm run bench:snapshot — snapshot rows per second (chunks read, packed, published to the Pub/Sub emulator
 // and acknowledged) next to `COPY ... TO STDOUT` of the same table into /dev/null, our physical limit.
+// Per run it also prints CPU seconds per million rows of each process, read from /proc (utime + stime of
+// /proc/<pid>/stat): this Node process (its main thread, and the rest: zlib on libuv's thread pool, gRPC),
+// the Postgres server (postmaster and its children) and the Pub/Sub emulator (its process group). The last
+// run publishes uncompressed JSON (PGCDC_ENCODING=json) to show what gzip costs.
 
 import { execFileSync } from 'node:child_process';
+import { readFileSync, readdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { PubSub } from '@google-cloud/pubsub';
@@ -11,6 +16,65 @@ import { runSnapshot } from '../listener/snapshot';
 import { BENCH_PROJECT, benchListenerConfig, withBenchStack } from './support';
 
 const ROWS = Number(process.env.BENCH_ROWS ?? 1_000_000);
+
+const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+
+/** Fields of a /proc stat file after the command name: [0] is field 3 (state), [1] ppid, [2] pgid. */
+function statFields(file: string): string[] {
+  const s = readFileSync(file, 'utf8');
+  return s.slice(s.lastIndexOf(')') + 2).split(' ');
+}
+/** utime + stime (fields 14, 15); with `reaped`, also of its waited-for children (cutime, cstime). */
+function cpuOf(file: string, reaped = false): number {
+  try {
+    const f = statFields(file);
+    return (Number(f[11]) + Number(f[12]) + (reaped ? Number(f[13]) + Number(f[14]) : 0)) / CLK_TCK;
+  } catch {
+    return 0; // gone meanwhile
+  }
+}
+function allPids(): number[] {
+  return readdirSync('/proc')
+    .filter((n) => /^\d+$/.test(n))
+    .map(Number);
+}
+function field(pid: number, i: number): number {
+  try {
+    return Number(statFields(`/proc/${pid}/stat`)[i]);
+  } catch {
+    return -1;
+  }
+}
+
+/** CPU seconds so far of the processes a snapshot run keeps busy. */
+function cpuProbe(dataDir: string, emulatorHost: string): () => Record<string, number> {
+  const postmaster = Number(readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+  const port = `:${emulatorHost.split(':').pop()}`;
+  const emulatorGroups = new Set(
+    allPids()
+      .filter((p) => {
+        try {
+          return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(port);
+        } catch {
+          return false;
+        }
+      })
+      .map((p) => field(p, 2)),
+  );
+  return () => {
+    const pids = allPids();
+    const sum = (ps: number[]) => ps.reduce((n, p) => n + cpuOf(`/proc/${p}/stat`), 0);
+    const node = process.cpuUsage();
+    const nodeMain = cpuOf(`/proc/self/task/${process.pid}/stat`);
+    return {
+      nodeMain,
+      nodeOther: (node.user + node.system) / 1e6 - nodeMain,
+      // A backend that exited (the snapshot's own connection) counts in the postmaster's cutime/cstime.
+      postgres: cpuOf(`/proc/${postmaster}/stat`, true) + sum(pids.filter((p) => field(p, 1) === postmaster)),
+      pubsub: sum(pids.filter((p) => emulatorGroups.has(field(p, 2)))),
+    };
+  };
+}
 
 async function main(): Promise<void> {
   await withBenchStack(async (cluster) => {
@@ -42,17 +106,31 @@ async function main(): Promise<void> {
       });
       const copySeconds = Number(process.hrtime.bigint() - t0) / 1e9;
 
-      for (const chunkRows of [10_000, 50_000]) {
+      const cpu = cpuProbe(cluster.dataDir, process.env.PUBSUB_EMULATOR_HOST ?? '');
+      const runs: { chunkRows: number; encoding: 'json' | 'json+gzip' }[] = [
+        { chunkRows: 10_000, encoding: 'json+gzip' },
+        { chunkRows: 50_000, encoding: 'json+gzip' },
+        { chunkRows: 10_000, encoding: 'json' },
+      ];
+      for (const { chunkRows, encoding } of runs) {
         await db.query('DELETE FROM pgcdc.snapshot_progress');
         const cfg = benchListenerConfig(cluster, 'postgres', 'bench-snapshot', {
           slot: 'bench',
           tables: ['public.t'],
+          encoding,
         });
+        const before = cpu();
         const s = await runSnapshot(cfg, { tables: ['public.t'], chunkRows });
+        // The snapshot's backend exits after the run; its CPU reaches the postmaster once it is reaped.
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        const after = cpu();
+        const perM = (k: string) => (((after[k] - before[k]) * 1e6) / s.rows).toFixed(2);
         console.log(
-          `  chunks of ${chunkRows}: pgcdc snapshot ${s.seconds.toFixed(2)} s (${Math.round(s.rows / s.seconds)} rows/s, ` +
+          `  chunks of ${chunkRows}, ${encoding}: pgcdc snapshot ${s.seconds.toFixed(2)} s (${Math.round(s.rows / s.seconds)} rows/s, ` +
             `${s.chunks} chunks, ${s.messages} messages)  COPY TO STDOUT ${copySeconds.toFixed(2)} s ` +
-            `(${Math.round(ROWS / copySeconds)} rows/s)  ratio ${(copySeconds / s.seconds).toFixed(2)}`,
+            `(${Math.round(ROWS / copySeconds)} rows/s)  ratio ${(copySeconds / s.seconds).toFixed(2)}\n` +
+            `    CPU s per million rows: node main thread ${perM('nodeMain')}, node other threads (zlib, gRPC) ` +
+            `${perM('nodeOther')}, postgres ${perM('postgres')}, pubsub emulator ${perM('pubsub')}`,
         );
       }
       await topic.delete();

@@ -13,14 +13,16 @@
 // not see sort above them and win in BigQuery. The slot delivers every change either way, so the replica
 // converges to the source whatever the concurrent writes.
 
-import { Client, ClientConfig } from 'pg';
-import { ChangeEvent, ColumnInfo, Row } from '../contract/events';
-import { Lsn, changeSeq, formatLsn, parseLsn } from '../contract/lsn';
+import { Client, ClientConfig, QueryResult, escapeLiteral } from 'pg';
+import { ColumnInfo, Row } from '../contract/events';
+import { Lsn, parseLsn } from '../contract/lsn';
 import { loadCatalog } from './catalog';
 import { ListenerConfig, withOutputSettings } from './config';
-import { TableState } from './decoders/types';
+import { CopyTextOut } from './copy-text';
 import { ReplicationSetupError, classifyPgError } from './errors';
-import { EventPublisher, MessageSink, pubsubSink } from './publisher';
+import { MessageSink, pubsubSink } from './publisher';
+import { EncodedMessage, SnapshotEventEncoder } from './snapshot-encoder';
+import { SnapshotPublisher } from './snapshot-publisher';
 import { connectWithRetry } from './connect';
 import { formatUtcMicros } from './time';
 
@@ -59,10 +61,9 @@ const PROGRESS = 'pgcdc.snapshot_progress';
 // About this much event JSON per chunk; the first chunk of a table is small, to measure its rows.
 const CHUNK_BYTES = 32 * 1024 * 1024;
 const FIRST_CHUNK_ROWS = 100;
+// Chunks read ahead of the last one Pub/Sub acknowledged entirely (and so repeated after a crash).
+const MAX_CHUNKS_IN_FLIGHT = 4;
 const OWN_SCHEMA = 'pgcdc';
-
-/** `pg` returning every value as the text Postgres sent (the type output function's text). */
-const RAW_TEXT = { getTypeParser: () => (value: string) => value };
 
 function quoteIdent(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
@@ -71,6 +72,29 @@ function quoteIdent(name: string): string {
 function qualified(table: string): string {
   const dot = table.indexOf('.');
   return `${quoteIdent(table.slice(0, dot))}.${quoteIdent(table.slice(dot + 1))}`;
+}
+
+// Transactions of this database running now (see waitForRunningTransactions).
+const RUNNING_TRANSACTIONS = `SELECT DISTINCT l.transactionid::text AS xid
+     FROM pg_locks l
+     LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+     LEFT JOIN pg_prepared_xacts p ON l.pid IS NULL AND p.transaction = l.transactionid
+     WHERE l.locktype = 'transactionid' AND l.mode = 'ExclusiveLock' AND l.granted
+       AND l.pid IS DISTINCT FROM pg_backend_pid()
+       AND coalesce(a.datname, p.database) = current_database()`;
+
+/**
+ * Reads the WAL position L0, then (next statement of the same simple query: one round trip, in order) the
+ * transactions running at that point (RUNNING_TRANSACTIONS).
+ */
+async function walPositionAndRunning(client: Client): Promise<{ l0: Lsn; running: string[] }> {
+  const results = (await client.query(
+    `SELECT pg_current_wal_lsn()::text AS l; ${RUNNING_TRANSACTIONS}`,
+  )) as unknown as QueryResult[];
+  return {
+    l0: parseLsn((results[0].rows[0] as { l: string }).l),
+    running: (results[1].rows as { xid: string }[]).map((r) => r.xid),
+  };
 }
 
 /**
@@ -85,17 +109,12 @@ export async function waitForRunningTransactions(
   client: Client,
   deadline: number,
   now: () => number,
+  /** The transactions running at the point to wait for, if already read. */
+  runningNow?: string[],
 ): Promise<boolean> {
-  const running = await client.query<{ xid: string }>(
-    `SELECT DISTINCT l.transactionid::text AS xid
-     FROM pg_locks l
-     LEFT JOIN pg_stat_activity a ON a.pid = l.pid
-     LEFT JOIN pg_prepared_xacts p ON l.pid IS NULL AND p.transaction = l.transactionid
-     WHERE l.locktype = 'transactionid' AND l.mode = 'ExclusiveLock' AND l.granted
-       AND l.pid IS DISTINCT FROM pg_backend_pid()
-       AND coalesce(a.datname, p.database) = current_database()`,
-  );
-  let pending = running.rows.map((r) => r.xid);
+  const running =
+    runningNow ?? (await client.query<{ xid: string }>(RUNNING_TRANSACTIONS)).rows.map((r) => r.xid);
+  let pending = running;
   while (pending.length > 0) {
     if (now() > deadline) return false;
     await new Promise((res) => setTimeout(res, 10));
@@ -109,51 +128,95 @@ export async function waitForRunningTransactions(
   return true;
 }
 
-interface ChunkRead {
-  lsn: Lsn;
-  rows: Row[];
+/** A chunk read and handed to the publisher, waiting for its messages to be acknowledged. */
+interface ChunkInFlight {
+  rows: number;
+  /** Key of its last row; null when it had none. */
+  lastKey: Row | null;
+  /** Fewer rows than asked for: the table ends with this chunk. */
+  last: boolean;
+  /** Resolves true once every message of the chunk is acknowledged, false if one failed. */
+  acked: Promise<boolean>;
+  settled: boolean;
 }
 
+interface ChunkReader {
+  client: Client;
+  table: string;
+  columns: ColumnInfo[];
+  keyCols: string[];
+  encoder: SnapshotEventEncoder;
+  publisher: SnapshotPublisher;
+  /** Where the encoder's messages of the chunk being read go. */
+  onMessage: (msg: EncodedMessage) => void;
+  maxInFlightBytes: number;
+}
+
+/**
+ * Reads one chunk (rows after `lastKey`, in key order) with COPY and hands its messages to the publisher
+ * as they fill: compression and publishing of a chunk overlap its reading and the next chunk's. Returns
+ * null when older transactions did not end before the deadline (nothing was read).
+ */
 async function readChunk(
-  client: Client,
-  table: string,
-  columns: ColumnInfo[],
-  keyCols: string[],
+  r: ChunkReader,
   lastKey: Row | null,
   limit: number,
   deadline: number,
   now: () => number,
-): Promise<ChunkRead | null> {
-  const l0 = parseLsn(
-    (await client.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l')).rows[0].l,
-  );
-  if (!(await waitForRunningTransactions(client, deadline, now))) return null;
+): Promise<ChunkInFlight | null> {
+  const { client, columns, keyCols, encoder, publisher } = r;
+  const { l0, running } = await walPositionAndRunning(client);
+  if (!(await waitForRunningTransactions(client, deadline, now, running))) return null;
   const cols = columns.map((c) => quoteIdent(c.name)).join(', ');
   const keyList = keyCols.map(quoteIdent).join(', ');
-  const params: unknown[] = [];
   let where = '';
   if (lastKey) {
     // Row-value comparison with each key column cast from its text: resumes exactly after the last key.
-    const casts = keyCols.map((k, i) => {
-      params.push(lastKey[k]);
+    // COPY takes no bind parameters, hence literals (escapeLiteral doubles quotes and backslashes).
+    const casts = keyCols.map((k) => {
+      const value = lastKey[k];
+      if (value === null || value === undefined)
+        throw new Error(`snapshot progress of ${r.table} lacks key ${k}`);
       const type = columns.find((c) => c.name === k)!.type;
-      return `$${i + 1}::${type}`;
+      return `${escapeLiteral(value)}::${type}`;
     });
     where = `WHERE (${keyList}) > (${casts.join(', ')})`;
   }
-  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  const acks: Promise<boolean>[] = [];
+  encoder.startChunk(l0, formatUtcMicros(BigInt(Date.now()) * 1000n));
+  // One simple query, one round trip: the chunk's own read-only snapshot, its rows, the end of it.
+  const copy = new CopyTextOut(
+    'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; ' +
+      `COPY (SELECT ${cols} FROM ${qualified(r.table)} ${where} ORDER BY ${keyList} LIMIT ${limit}) TO STDOUT; ` +
+      'COMMIT',
+    (line) => encoder.addLine(line),
+  );
+  r.onMessage = (msg) => {
+    acks.push(publisher.send(msg));
+    if (publisher.inFlightBytes > r.maxInFlightBytes) {
+      // Stop reading the socket until the publisher caught up: TCP holds the rest back at the server.
+      copy.pause();
+      void publisher.below(r.maxInFlightBytes).then(() => copy.resume());
+    }
+  };
+  let rows: number;
   try {
-    const res = await client.query({
-      text: `SELECT ${cols} FROM ${qualified(table)} ${where} ORDER BY ${keyList} LIMIT ${limit}`,
-      values: params,
-      types: RAW_TEXT,
-    });
-    await client.query('COMMIT');
-    return { lsn: l0, rows: res.rows as Row[] };
+    rows = await client.query(copy).done;
   } catch (e) {
+    // A failed statement leaves the transaction open (aborted) when BEGIN had run.
     await client.query('ROLLBACK').catch(() => undefined);
     throw e;
   }
+  const key = encoder.endChunk();
+  const chunk: ChunkInFlight = {
+    rows,
+    lastKey: key,
+    last: rows < limit,
+    acked: Promise.all(acks).then((ok) => ok.every(Boolean)),
+    settled: false,
+  };
+  void chunk.acked.then(() => (chunk.settled = true));
+  return chunk;
 }
 
 export async function runSnapshot(cfg: ListenerConfig, opts: SnapshotOptions = {}): Promise<SnapshotSummary> {
@@ -169,7 +232,8 @@ export async function runSnapshot(cfg: ListenerConfig, opts: SnapshotOptions = {
     throw classifyPgError(e, { slot: cfg.slot, user: cfg.pg.user, host: String(cfg.pg.host) });
   }
   const ownSink = opts.sink ? undefined : pubsubSink(cfg);
-  const publisher = new EventPublisher(opts.sink ?? ownSink!, cfg);
+  const sink = opts.sink ?? ownSink!;
+  const publishers: SnapshotPublisher[] = [];
   const summary: SnapshotSummary = {
     rows: 0,
     messages: 0,
@@ -238,57 +302,75 @@ export async function runSnapshot(cfg: ListenerConfig, opts: SnapshotOptions = {
       let rowsDone = Number(p.rows[0].rows_done);
       let done = p.rows[0].done;
       const [schema, name] = [table.slice(0, table.indexOf('.')), table.slice(table.indexOf('.') + 1)];
-      const state: TableState = { schema, table: name, columns };
+      const publisher = new SnapshotPublisher(sink, schema, name, cfg.encoding);
+      publishers.push(publisher);
+      const reader: ChunkReader = {
+        client,
+        table,
+        columns,
+        keyCols,
+        publisher,
+        encoder: new SnapshotEventEncoder({ v: 1, schema, table: name, columns }, keyCols, cfg, (m) =>
+          reader.onMessage(m),
+        ),
+        onMessage: () => undefined,
+        maxInFlightBytes: Math.max(2 * cfg.maxMessageBytes, Math.min(16 * cfg.maxMessageBytes, 64 << 20)),
+      };
+      // Chunks read whose messages are not all acknowledged yet, oldest first.
+      const inFlight: ChunkInFlight[] = [];
+      // Progress moves, chunk by chunk in key order, only once Pub/Sub acknowledged every message of the
+      // chunk: a crash repeats at most the chunks in flight (MAX_CHUNKS_IN_FLIGHT). It runs between chunk
+      // reads, on the reading connection (never inside a chunk's read-only transaction).
+      const recordProgress = async (wait: boolean) => {
+        while (inFlight.length > 0 && (wait || inFlight[0].settled)) {
+          const chunk = inFlight[0];
+          if (!(await chunk.acked)) throw publisher.failure ?? new Error('snapshot: a publish failed');
+          inFlight.shift();
+          done = chunk.last;
+          if (chunk.lastKey) lastKey = chunk.lastKey;
+          rowsDone += chunk.rows;
+          await client.query(
+            `UPDATE ${PROGRESS} SET last_key = $2, rows_done = $3, done = $4, updated_at = now() WHERE table_name = $1`,
+            [table, JSON.stringify(lastKey), rowsDone, done],
+          );
+          summary.rows += chunk.rows;
+          summary.chunks++;
+          log(`snapshot ${table}: ${rowsDone} of ~${rowsEstimate ?? '?'} rows${done ? ', done' : ''}`);
+        }
+      };
       // Rows per chunk adapt to the table's row size so a chunk holds about CHUNK_BYTES (bounded memory,
       // DESIGN §4.4): a first small chunk measures, later ones use the measured average.
       let limit = Math.min(chunkRows, FIRST_CHUNK_ROWS);
-      while (!done) {
-        if (now() > deadline) {
-          summary.stoppedBy = 'time-limit';
-          break;
+      let readKey = lastKey;
+      let readAll = done;
+      try {
+        while (!readAll) {
+          if (now() > deadline) {
+            summary.stoppedBy = 'time-limit';
+            break;
+          }
+          if (publisher.failure) break;
+          await recordProgress(inFlight.length >= MAX_CHUNKS_IN_FLIGHT);
+          const chunk = await readChunk(reader, readKey, limit, deadline, now);
+          if (!chunk) {
+            log(
+              `snapshot ${table}: transactions older than the chunk are still running; continuing next run`,
+            );
+            summary.stoppedBy = 'time-limit';
+            break;
+          }
+          inFlight.push(chunk);
+          readAll = chunk.last;
+          if (chunk.lastKey) readKey = chunk.lastKey;
+          const avg = chunk.rows ? reader.encoder.chunkBytes / chunk.rows : 1;
+          limit = Math.max(1, Math.min(chunkRows, Math.floor(CHUNK_BYTES / Math.max(1, avg))));
         }
-        const chunk = await readChunk(client, table, columns, keyCols, lastKey, limit, deadline, now);
-        if (!chunk) {
-          log(`snapshot ${table}: transactions older than the chunk are still running; continuing next run`);
-          summary.stoppedBy = 'time-limit';
-          break;
-        }
-        const seqLsn = chunk.lsn - 1n;
-        const commitTs = formatUtcMicros(BigInt(Date.now()) * 1000n);
-        const charsBefore = publisher.stats.chars;
-        chunk.rows.forEach((row, i) => {
-          const event: ChangeEvent = {
-            op: 'r',
-            key: keyOfRow(row, keyCols),
-            before: null,
-            after: row,
-            unchanged: [],
-            fromSource: [],
-            lsn: formatLsn(chunk.lsn),
-            commitLsn: formatLsn(chunk.lsn),
-            xid: 0,
-            commitTs,
-            seq: changeSeq(seqLsn, i),
-          };
-          publisher.add(state, event);
-        });
-        publisher.flushAll();
+      } finally {
+        // Whatever ended the loop, what was sent is acknowledged (or failed) before progress is final.
         await publisher.drain();
-        if (publisher.failure) throw publisher.failure;
-        // Progress moves only after Pub/Sub acknowledged the chunk: a crash repeats at most one chunk.
-        done = chunk.rows.length < limit;
-        const avgChars = chunk.rows.length ? (publisher.stats.chars - charsBefore) / chunk.rows.length : 1;
-        limit = Math.max(1, Math.min(chunkRows, Math.floor(CHUNK_BYTES / Math.max(1, avgChars))));
-        if (chunk.rows.length > 0) lastKey = keyOfRow(chunk.rows[chunk.rows.length - 1], keyCols);
-        rowsDone += chunk.rows.length;
-        await client.query(
-          `UPDATE ${PROGRESS} SET last_key = $2, rows_done = $3, done = $4, updated_at = now() WHERE table_name = $1`,
-          [table, JSON.stringify(lastKey), rowsDone, done],
-        );
-        summary.rows += chunk.rows.length;
-        summary.chunks++;
-        log(`snapshot ${table}: ${rowsDone} of ~${rowsEstimate ?? '?'} rows${done ? ', done' : ''}`);
       }
+      await recordProgress(true);
+      if (publisher.failure) throw publisher.failure;
       summary.tables.push({ table, rowsDone, rowsEstimate, done });
       if (summary.stoppedBy === 'time-limit') break;
     }
@@ -301,15 +383,12 @@ export async function runSnapshot(cfg: ListenerConfig, opts: SnapshotOptions = {
     }
   } finally {
     await client.end().catch(() => undefined);
+    await Promise.all(publishers.map((p) => p.drain()));
     await ownSink?.close().catch(() => undefined);
   }
-  summary.messages = publisher.stats.messages;
+  summary.messages = publishers.reduce((n, p) => n + p.stats.messages, 0);
   summary.seconds = (now() - started) / 1000;
   return summary;
-}
-
-function keyOfRow(row: Row, keyCols: string[]): Row {
-  return Object.fromEntries(keyCols.map((k) => [k, row[k]]));
 }
 
 /** Key columns in the primary key's own order, so `ORDER BY` and the resume condition can use its index. */
