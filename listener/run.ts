@@ -14,7 +14,7 @@ import { ReplicationSetupError, classifyPgError, lostSlotError } from './errors'
 import { EventPublisher, MessageSink, pubsubSink } from './publisher';
 import { ReplicationStream, statusIntervalFor } from './replication-stream';
 import { connectWithRetry, withConnectRetry } from './connect';
-import { SourceLookup } from './toast-fill';
+import { BlockedLookup, LookupBlockedError, SourceLookup } from './toast-fill';
 
 // The Pub/Sub sink lives with the publisher; re-exported for the callers that import it from here.
 export { pubsubSink };
@@ -32,7 +32,7 @@ export interface ListenerSummary {
   /** Commit time of the last transaction read (null when none). */
   lastCommitTs: string | null;
   seconds: number;
-  stoppedBy: 'wal-end' | 'time-limit';
+  stoppedBy: 'wal-end' | 'time-limit' | 'lookup-blocked';
   /** Peak resident memory of this process so far, in MiB (the memory bound of DESIGN §4.4). */
   peakRssMb: number;
   /** pg_replication_slots.wal_status at run start ("reserved", "extended", "unreserved"; null before PG 13). */
@@ -45,6 +45,11 @@ export interface ListenerSummary {
   stuckTransaction: StuckTransaction | null;
   /** Configured (or, with no table list, existing) tables this run cannot capture, and why. */
   skippedTables: SkippedTable[];
+  /**
+   * Set when a TOAST lookup could not get its lock in time (stoppedBy 'lookup-blocked'): the run stopped
+   * before that change, confirmed nothing past it, and the next run retries (listener/toast-fill.ts).
+   */
+  blockedLookup: BlockedLookup | null;
 }
 
 export interface StuckTransaction {
@@ -324,8 +329,12 @@ export async function runListener(cfg: ListenerConfig, opts: RunOptions = {}): P
       publisher.flushAll();
       checkHardLimit();
     }, 2000);
+    let blocked: LookupBlockedError | undefined;
     try {
       await finished;
+    } catch (e) {
+      // A lookup that would wait on the application's locks stops the run (below), nothing else does.
+      if (!(e instanceof LookupBlockedError)) throw e;
     } finally {
       clearInterval(flushTimer);
       done = true;
@@ -333,7 +342,11 @@ export async function runListener(cfg: ListenerConfig, opts: RunOptions = {}): P
       publisher.flushAll();
       await publisher.drain();
     }
-    if (publisher.failure) throw publisher.failure;
+    if (publisher.failure instanceof LookupBlockedError) {
+      // Stop here: what was acknowledged before the unresolved change is confirmed, nothing after it.
+      blocked = publisher.failure;
+      stoppedBy = 'lookup-blocked';
+    } else if (publisher.failure) throw publisher.failure;
     stream.confirm(publisher.confirmable);
     await stream.stop();
     log(`confirmed ${formatLsn(stream.confirmedLsn)}`);
@@ -347,6 +360,10 @@ export async function runListener(cfg: ListenerConfig, opts: RunOptions = {}): P
           'again. Raise PGCDC_MAX_RUN_SECONDS and the job timeout (README "Troubleshooting").',
         { stuckTransaction: stuck, slot: cfg.slot },
       );
+    }
+
+    if (blocked) {
+      alert('WARNING', blocked.message, { blockedLookup: blocked.blocked, slot: cfg.slot });
     }
 
     const lag = await control.query<{ lag: string | null }>(
@@ -369,6 +386,7 @@ export async function runListener(cfg: ListenerConfig, opts: RunOptions = {}): P
       slotWalStatus,
       stuckTransaction: stuck,
       skippedTables,
+      blockedLookup: blocked?.blocked ?? null,
     };
   } catch (e) {
     // Whatever was acknowledged is still safe to confirm; anything else is read again next run.
