@@ -29,18 +29,12 @@ export async function runListenerJob(
     // Unlogged tables were reported by the stream run; they are never snapshotted (listener/catalog.ts).
     const unlogged = new Set(catalog.unlogged ?? []);
     // Without a table list, the tables the SQL init granted: one created since is not readable by the
-    // replicator yet. It must not stop the others' snapshots; it is named so the user can capture it.
+    // replicator yet. It must not stop the others' snapshots; the stream run named it (skippedTables,
+    // 'not-granted') with the fix. Once `sql init` grants it, it has no finished snapshot, so the first job
+    // after the grant snapshots it: that brings the rows its skipped changes made (neither decoder streamed
+    // it before the grant; wal2json's add-tables follows the grants, decoders/wal2json.ts).
     const unreadable = new Set(cfg.tables.length ? [] : (catalog.unreadable ?? []));
     const tables = cfg.tables.length ? cfg.tables : [...catalog.tables.keys()];
-    const notGranted = tables.filter((t) => unreadable.has(t) && !t.startsWith('pgcdc.') && !unlogged.has(t));
-    if (notGranted.length > 0) {
-      opts.alert?.(
-        'WARNING',
-        `not captured yet, because the replicator may not read them (created after the last sql init): ${notGranted.join(', ')}. ` +
-          'Run `pgcdc sql init --env <env>` to capture them.',
-        { notGranted },
-      );
-    }
     pending = await pendingSnapshots(
       client,
       tables.filter((t) => !t.startsWith('pgcdc.') && !unlogged.has(t) && !unreadable.has(t)),
