@@ -20,6 +20,9 @@ export async function runListenerJob(
   const started = now();
   const stream = await runListener(cfg, opts);
   if (cfg.snapshot === 'off') return { ...stream, snapshot: null };
+  // The application holds a lock that the TOAST lookup would have waited for (a migration, typically): the
+  // snapshot's reads take the same ACCESS SHARE locks, so it waits for the next run too.
+  if (stream.stoppedBy === 'lookup-blocked') return { ...stream, snapshot: null };
   const left = cfg.maxRunSeconds - Math.ceil((now() - started) / 1000);
   if (left <= 0) return { ...stream, snapshot: null };
   const client = await connectWithRetry(cfg.pg, { deadline: started + cfg.maxRunSeconds * 1000, now });
