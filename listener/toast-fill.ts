@@ -32,7 +32,8 @@
 //  - idle_in_transaction_session_timeout: "Terminate any session that has been idle (that is, waiting for a
 //    client query) within an open transaction for longer than the specified amount of time." Our lock is
 //    released even if this process stalls between the statements of a lookup.
-// A lookup that cannot get its lock after LOOKUP_LIMITS.lockAttempts tries (or times out) throws
+// A lookup over statement_timeout is retried in halves (slow, not blocked: lock waits end sooner); one that
+// cannot get its lock after LOOKUP_LIMITS.lockAttempts tries, or a single row over statement_timeout, throws
 // LookupBlockedError, naming the table and the sessions in the way (pg_locks, pg_blocking_pids). The run
 // then stops: nothing at or after the unresolved change is confirmed, and the next run reads it again.
 
@@ -260,6 +261,14 @@ export class SourceLookup implements ToastResolver {
       } catch (e) {
         const reason = timeoutReason(e);
         if (!reason) throw e;
+        if (reason === 'statement-timeout' && wanted.length > 1) {
+          // Slow rather than blocked (a lock wait ends at lock_timeout): halve the batch, each half its own
+          // statement and transaction, so one slow row cannot stall the others.
+          const half = Math.ceil(wanted.length / 2);
+          await this.lookup(table, wanted.slice(0, half));
+          await this.lookup(table, wanted.slice(half));
+          return;
+        }
         lockFailures++;
         if (reason === 'lock-timeout' && lockFailures < this.limits.lockAttempts) {
           await this.wait(1000 * lockFailures);

@@ -9,7 +9,10 @@ import { Client } from 'pg';
 import { formatLsn, parseLsn } from '../../contract/lsn';
 import { DecoderName } from '../../listener/config';
 import { runListener } from '../../listener/run';
-import { LOOKUP_LIMITS } from '../../listener/toast-fill';
+import { LOOKUP_LIMITS, SourceLookup } from '../../listener/toast-fill';
+import { loadCatalog } from '../../listener/catalog';
+import { ChangeEvent } from '../../contract/events';
+import { listenerFixture } from '../support/listener';
 import { CloudSqlFixture, cloudSqlListenerFixture } from '../support/cloudsql';
 import { TableEvent, createTopic, eventsOf, pullAll } from '../support/pubsub';
 import { confirmedFlush } from '../support/slot';
@@ -197,3 +200,51 @@ for (const decoder of ['pgoutput', 'wal2json'] as DecoderName[]) {
     });
   });
 }
+
+describe('TOAST lookup over statement_timeout', function () {
+  this.timeout(120_000);
+
+  it('is retried in halves, so a slow batch still resolves and no statement runs past the limit', async () => {
+    const topic = await createTopic('lookup_slow');
+    const f = await listenerFixture(topic, 'pgoutput');
+    // Casting a key to this domain takes 0.3 s, in the lookup's session only (the cast runs once per key):
+    // 8 keys take 2.4 s, over a 1 s statement_timeout; 2 keys take 0.6 s.
+    await f.sql(`CREATE FUNCTION slow_ok(v int) RETURNS bool LANGUAGE sql AS $$
+      SELECT CASE WHEN current_setting('application_name') = 'pgcdc-listener-toast'
+                  THEN pg_sleep(0.3) IS NOT NULL ELSE true END $$`);
+    await f.sql('CREATE DOMAIN slow_key AS int CHECK (slow_ok(VALUE))');
+    await f.sql('CREATE TABLE slow (id slow_key PRIMARY KEY, body text)');
+    await f.sql("INSERT INTO slow SELECT g, 'v' || g FROM generate_series(1, 2000) g");
+    const c = new Client(f.db);
+    await c.connect();
+    const catalog = await loadCatalog(c).finally(() => c.end());
+    const columns = catalog.tables.get('public.slow')!;
+    const xid = Number((await f.sql('SELECT txid_current()::text::int8 % 4294967296 AS x'))[0].x);
+    const events: ChangeEvent[] = [1, 2, 3, 4, 5, 6, 7, 8].map((g) => ({
+      op: 'u',
+      key: { id: String(g * 100) },
+      before: null,
+      after: { id: String(g * 100) },
+      unchanged: ['body'],
+      fromSource: [],
+      lsn: '0/1',
+      commitLsn: '0/1',
+      xid,
+      commitTs: '2026-01-01 00:00:00.000000+00',
+      seq: `0000000000000001/${g.toString(16).padStart(16, '0')}`,
+    }));
+    const lookup = new SourceLookup(f.db, undefined, { ...LOOKUP_LIMITS, statementTimeoutMs: 1000 });
+    try {
+      await lookup.resolve({ schema: 'public', table: 'slow', columns }, events);
+    } finally {
+      await lookup.close();
+    }
+    for (const e of events) {
+      assert.deepEqual([e.after!.body, e.unchanged, e.fromSource], [`v${e.key!.id}`, [], ['body']]);
+    }
+    assert.ok(
+      lookup.stats.lookups >= 4,
+      `halved down to batches under the limit: ${lookup.stats.lookups} lookups`,
+    );
+  });
+});
