@@ -53,6 +53,19 @@ export interface Catalog {
    * pg_read_all_data): then a table created later is readable as soon as it exists (absent: not known).
    */
   readsAllTables?: boolean;
+  /** Partitioned table "schema.table" → its leaf partitions, the tables its rows and changes live in. */
+  partitions?: Map<string, string[]>;
+}
+
+/**
+ * A PGCDC_TABLES list as the decoders and the snapshot need it: a partitioned table stands for its leaf
+ * partitions (the SQL init grants and publishes them so; changes arrive under the partitions' names because
+ * publish_via_partition_root is off, and wal2json names the partition too). Other names stay as they are.
+ */
+export function expandPartitions(tables: string[], catalog: Catalog): string[] {
+  const out = new Set<string>();
+  for (const t of tables) for (const leaf of catalog.partitions?.get(t) ?? [t]) out.add(leaf);
+  return [...out];
 }
 
 export async function loadCatalog(client: Client): Promise<Catalog> {
@@ -129,6 +142,22 @@ export async function loadCatalog(client: Client): Promise<Catalog> {
     `SELECT rolsuper OR coalesce(pg_has_role(current_user, to_regrole('pg_read_all_data'), 'MEMBER'), false) AS all
      FROM pg_roles WHERE rolname = current_user`,
   );
+  const parts = await client.query<{ parent: string; leaf: string }>(
+    `SELECT pn.nspname || '.' || p.relname AS parent, n.nspname || '.' || c.relname AS leaf
+     FROM pg_class p
+     JOIN pg_namespace pn ON pn.oid = p.relnamespace
+     CROSS JOIN LATERAL pg_partition_tree(p.oid) t
+     JOIN pg_class c ON c.oid = t.relid
+     JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE p.relkind = 'p' AND t.isleaf AND c.relkind = 'r' AND c.relpersistence IN ('p', 'u')
+     ORDER BY 1, 2`,
+  );
+  const partitions = new Map<string, string[]>();
+  for (const r of parts.rows) {
+    let leaves = partitions.get(r.parent);
+    if (!leaves) partitions.set(r.parent, (leaves = []));
+    leaves.push(r.leaf);
+  }
   return {
     tables,
     typeNames,
@@ -140,6 +169,7 @@ export async function loadCatalog(client: Client): Promise<Catalog> {
     unreadable: [...unreadable],
     readable,
     readsAllTables: all.rows[0]?.all ?? false,
+    partitions,
   };
 }
 

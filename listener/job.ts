@@ -5,7 +5,7 @@
 import { ListenerConfig } from './config';
 import { ListenerSummary, RunOptions, runListener } from './run';
 import { SnapshotSummary, pendingSnapshots, runSnapshot } from './snapshot';
-import { loadCatalog } from './catalog';
+import { expandPartitions, loadCatalog } from './catalog';
 import { connectWithRetry } from './connect';
 
 export interface ListenerJobSummary extends ListenerSummary {
@@ -37,7 +37,8 @@ export async function runListenerJob(
     // after the grant snapshots it: that brings the rows its skipped changes made (neither decoder streamed
     // it before the grant; wal2json's add-tables follows the grants, decoders/wal2json.ts).
     const unreadable = new Set(cfg.tables.length ? [] : (catalog.unreadable ?? []));
-    const tables = cfg.tables.length ? cfg.tables : [...catalog.tables.keys()];
+    // A partitioned table in the list is snapshotted partition by partition, as it is streamed (run.ts).
+    const tables = cfg.tables.length ? expandPartitions(cfg.tables, catalog) : [...catalog.tables.keys()];
     pending = await pendingSnapshots(
       client,
       tables.filter((t) => !t.startsWith('pgcdc.') && !unlogged.has(t) && !unreadable.has(t)),

@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { Client } from 'pg';
 import { formatLsn, parseLsn } from '../contract/lsn';
-import { Catalog, loadCatalog } from './catalog';
+import { Catalog, expandPartitions, loadCatalog } from './catalog';
 import { ListenerConfig } from './config';
 import { Decoded, Decoder } from './decoders/types';
 import { PgOutputDecoder } from './decoders/pgoutput';
@@ -186,7 +186,9 @@ export async function runListener(cfg: ListenerConfig, opts: RunOptions = {}): P
       );
     }
     const catalog = await loadCatalog(control);
-    const skippedTables = notCaptured(cfg, catalog);
+    // A partitioned table in PGCDC_TABLES means its partitions, whose names its changes arrive under.
+    const tables = expandPartitions(cfg.tables, catalog);
+    const skippedTables = notCaptured({ tables }, catalog);
     const unlogged = skippedTables.filter((t) => t.reason === 'unlogged');
     if (unlogged.length > 0) {
       // Once per run: unlogged tables never reach the WAL, so their replica would silently freeze.
@@ -209,8 +211,8 @@ export async function runListener(cfg: ListenerConfig, opts: RunOptions = {}): P
     }
     const decoder: Decoder =
       cfg.decoder === 'pgoutput'
-        ? new PgOutputDecoder(catalog, await publicationsToRead(control, cfg), cfg.tables)
-        : new Wal2JsonDecoder(catalog, cfg.tables);
+        ? new PgOutputDecoder(catalog, await publicationsToRead(control, cfg), tables)
+        : new Wal2JsonDecoder(catalog, tables);
 
     try {
       await withConnectRetry(() => stream.connect(), { ...retry, what: 'replication connection' });
