@@ -43,6 +43,29 @@ export interface Catalog {
    * captured tables, so one created after the last init is not readable until `pgcdc sql init` runs again.
    */
   unreadable?: string[];
+  /**
+   * Logged tables the connected role may SELECT, as [schema, table] (names may hold periods): with grants
+   * from the SQL init, exactly the captured tables plus pgcdc's own (absent: not known).
+   */
+  readable?: [string, string][];
+  /**
+   * Whether the role reads every table, present and future, without grants (a superuser, or a member of
+   * pg_read_all_data): then a table created later is readable as soon as it exists (absent: not known).
+   */
+  readsAllTables?: boolean;
+  /** Partitioned table "schema.table" → its leaf partitions, the tables its rows and changes live in. */
+  partitions?: Map<string, string[]>;
+}
+
+/**
+ * A PGCDC_TABLES list as the decoders and the snapshot need it: a partitioned table stands for its leaf
+ * partitions (the SQL init grants and publishes them so; changes arrive under the partitions' names because
+ * publish_via_partition_root is off, and wal2json names the partition too). Other names stay as they are.
+ */
+export function expandPartitions(tables: string[], catalog: Catalog): string[] {
+  const out = new Set<string>();
+  for (const t of tables) for (const leaf of catalog.partitions?.get(t) ?? [t]) out.add(leaf);
+  return [...out];
 }
 
 export async function loadCatalog(client: Client): Promise<Catalog> {
@@ -76,6 +99,7 @@ export async function loadCatalog(client: Client): Promise<Catalog> {
   const generated = new Map<string, Set<string>>();
   const unlogged = new Set<string>();
   const unreadable = new Set<string>();
+  const readable: [string, string][] = [];
   for (const r of cols.rows) {
     const qn = `${r.schema}.${r.table}`;
     if (!r.readable) unreadable.add(qn);
@@ -84,7 +108,10 @@ export async function loadCatalog(client: Client): Promise<Catalog> {
       continue;
     }
     let list = tables.get(qn);
-    if (!list) tables.set(qn, (list = []));
+    if (!list) {
+      tables.set(qn, (list = []));
+      if (r.readable) readable.push([r.schema, r.table]);
+    }
     if (r.generated) {
       let g = generated.get(qn);
       if (!g) generated.set(qn, (g = new Set()));
@@ -109,6 +136,28 @@ export async function loadCatalog(client: Client): Promise<Catalog> {
      FROM pg_attribute WHERE attnum > 0 AND atttypmod >= 0 AND attrelid >= 16384`,
   );
   const typmodNames = new Map(mods.rows.map((m) => [`${m.oid}/${m.typmod}`, m.name]));
+  // pg_read_all_data (PostgreSQL 14+): "Read all data (tables, views, sequences), as if having SELECT rights
+  // on those objects" (https://www.postgresql.org/docs/15/predefined-roles.html).
+  const all = await client.query<{ all: boolean }>(
+    `SELECT rolsuper OR coalesce(pg_has_role(current_user, to_regrole('pg_read_all_data'), 'MEMBER'), false) AS all
+     FROM pg_roles WHERE rolname = current_user`,
+  );
+  const parts = await client.query<{ parent: string; leaf: string }>(
+    `SELECT pn.nspname || '.' || p.relname AS parent, n.nspname || '.' || c.relname AS leaf
+     FROM pg_class p
+     JOIN pg_namespace pn ON pn.oid = p.relnamespace
+     CROSS JOIN LATERAL pg_partition_tree(p.oid) t
+     JOIN pg_class c ON c.oid = t.relid
+     JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE p.relkind = 'p' AND t.isleaf AND c.relkind = 'r' AND c.relpersistence IN ('p', 'u')
+     ORDER BY 1, 2`,
+  );
+  const partitions = new Map<string, string[]>();
+  for (const r of parts.rows) {
+    let leaves = partitions.get(r.parent);
+    if (!leaves) partitions.set(r.parent, (leaves = []));
+    leaves.push(r.leaf);
+  }
   return {
     tables,
     typeNames,
@@ -118,6 +167,9 @@ export async function loadCatalog(client: Client): Promise<Catalog> {
     generated,
     unlogged: [...unlogged],
     unreadable: [...unreadable],
+    readable,
+    readsAllTables: all.rows[0]?.all ?? false,
+    partitions,
   };
 }
 

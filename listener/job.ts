@@ -5,7 +5,7 @@
 import { ListenerConfig } from './config';
 import { ListenerSummary, RunOptions, runListener } from './run';
 import { SnapshotSummary, pendingSnapshots, runSnapshot } from './snapshot';
-import { loadCatalog } from './catalog';
+import { expandPartitions, loadCatalog } from './catalog';
 import { connectWithRetry } from './connect';
 
 export interface ListenerJobSummary extends ListenerSummary {
@@ -20,6 +20,9 @@ export async function runListenerJob(
   const started = now();
   const stream = await runListener(cfg, opts);
   if (cfg.snapshot === 'off') return { ...stream, snapshot: null };
+  // The application holds a lock that the TOAST lookup would have waited for (a migration, typically): the
+  // snapshot's reads take the same ACCESS SHARE locks, so it waits for the next run too.
+  if (stream.stoppedBy === 'lookup-blocked') return { ...stream, snapshot: null };
   const left = cfg.maxRunSeconds - Math.ceil((now() - started) / 1000);
   if (left <= 0) return { ...stream, snapshot: null };
   const client = await connectWithRetry(cfg.pg, { deadline: started + cfg.maxRunSeconds * 1000, now });
@@ -29,18 +32,13 @@ export async function runListenerJob(
     // Unlogged tables were reported by the stream run; they are never snapshotted (listener/catalog.ts).
     const unlogged = new Set(catalog.unlogged ?? []);
     // Without a table list, the tables the SQL init granted: one created since is not readable by the
-    // replicator yet. It must not stop the others' snapshots; it is named so the user can capture it.
+    // replicator yet. It must not stop the others' snapshots; the stream run named it (skippedTables,
+    // 'not-granted') with the fix. Once `sql init` grants it, it has no finished snapshot, so the first job
+    // after the grant snapshots it: that brings the rows its skipped changes made (neither decoder streamed
+    // it before the grant; wal2json's add-tables follows the grants, decoders/wal2json.ts).
     const unreadable = new Set(cfg.tables.length ? [] : (catalog.unreadable ?? []));
-    const tables = cfg.tables.length ? cfg.tables : [...catalog.tables.keys()];
-    const notGranted = tables.filter((t) => unreadable.has(t) && !t.startsWith('pgcdc.') && !unlogged.has(t));
-    if (notGranted.length > 0) {
-      opts.alert?.(
-        'WARNING',
-        `not captured yet, because the replicator may not read them (created after the last sql init): ${notGranted.join(', ')}. ` +
-          'Run `pgcdc sql init --env <env>` to capture them.',
-        { notGranted },
-      );
-    }
+    // A partitioned table in the list is snapshotted partition by partition, as it is streamed (run.ts).
+    const tables = cfg.tables.length ? expandPartitions(cfg.tables, catalog) : [...catalog.tables.keys()];
     pending = await pendingSnapshots(
       client,
       tables.filter((t) => !t.startsWith('pgcdc.') && !unlogged.has(t) && !unreadable.has(t)),

@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { Client } from 'pg';
 import { formatLsn, parseLsn } from '../contract/lsn';
-import { Catalog, loadCatalog } from './catalog';
+import { Catalog, expandPartitions, loadCatalog } from './catalog';
 import { ListenerConfig } from './config';
 import { Decoded, Decoder } from './decoders/types';
 import { PgOutputDecoder } from './decoders/pgoutput';
@@ -14,7 +14,7 @@ import { ReplicationSetupError, classifyPgError, lostSlotError } from './errors'
 import { EventPublisher, MessageSink, pubsubSink } from './publisher';
 import { ReplicationStream, statusIntervalFor } from './replication-stream';
 import { connectWithRetry, withConnectRetry } from './connect';
-import { SourceLookup } from './toast-fill';
+import { BlockedLookup, LookupBlockedError, SourceLookup } from './toast-fill';
 
 // The Pub/Sub sink lives with the publisher; re-exported for the callers that import it from here.
 export { pubsubSink };
@@ -32,7 +32,7 @@ export interface ListenerSummary {
   /** Commit time of the last transaction read (null when none). */
   lastCommitTs: string | null;
   seconds: number;
-  stoppedBy: 'wal-end' | 'time-limit';
+  stoppedBy: 'wal-end' | 'time-limit' | 'lookup-blocked';
   /** Peak resident memory of this process so far, in MiB (the memory bound of DESIGN §4.4). */
   peakRssMb: number;
   /** pg_replication_slots.wal_status at run start ("reserved", "extended", "unreserved"; null before PG 13). */
@@ -45,6 +45,11 @@ export interface ListenerSummary {
   stuckTransaction: StuckTransaction | null;
   /** Configured (or, with no table list, existing) tables this run cannot capture, and why. */
   skippedTables: SkippedTable[];
+  /**
+   * Set when a TOAST lookup could not get its lock in time (stoppedBy 'lookup-blocked'): the run stopped
+   * before that change, confirmed nothing past it, and the next run retries (listener/toast-fill.ts).
+   */
+  blockedLookup: BlockedLookup | null;
 }
 
 export interface StuckTransaction {
@@ -57,7 +62,7 @@ export interface StuckTransaction {
 
 export interface SkippedTable {
   table: string;
-  reason: 'unlogged';
+  reason: 'unlogged' | 'not-granted';
 }
 
 export interface RunOptions {
@@ -181,20 +186,33 @@ export async function runListener(cfg: ListenerConfig, opts: RunOptions = {}): P
       );
     }
     const catalog = await loadCatalog(control);
-    const skippedTables = notCaptured(cfg, catalog);
-    if (skippedTables.length > 0) {
+    // A partitioned table in PGCDC_TABLES means its partitions, whose names its changes arrive under.
+    const tables = expandPartitions(cfg.tables, catalog);
+    const skippedTables = notCaptured({ tables }, catalog);
+    const unlogged = skippedTables.filter((t) => t.reason === 'unlogged');
+    if (unlogged.length > 0) {
       // Once per run: unlogged tables never reach the WAL, so their replica would silently freeze.
       alert(
         'WARNING',
-        `not captured, because unlogged tables are never written to the WAL: ${skippedTables.map((t) => t.table).join(', ')}. ` +
+        `not captured, because unlogged tables are never written to the WAL: ${unlogged.map((t) => t.table).join(', ')}. ` +
           'ALTER TABLE ... SET LOGGED to capture one (its rows are then snapshotted).',
-        { skippedTables },
+        { skippedTables: unlogged },
+      );
+    }
+    const notGranted = skippedTables.filter((t) => t.reason === 'not-granted');
+    if (notGranted.length > 0) {
+      // Neither decoder streams them (not in pgoutput's publications, not in wal2json's add-tables).
+      alert(
+        'WARNING',
+        `not captured yet, because the replicator may not read them (created after the last sql init): ${notGranted.map((t) => t.table).join(', ')}. ` +
+          'Run `pgcdc sql init --env <env>` to capture them (their existing rows are then snapshotted).',
+        { skippedTables: notGranted },
       );
     }
     const decoder: Decoder =
       cfg.decoder === 'pgoutput'
-        ? new PgOutputDecoder(catalog, await publicationsToRead(control, cfg), cfg.tables)
-        : new Wal2JsonDecoder(catalog, cfg.tables);
+        ? new PgOutputDecoder(catalog, await publicationsToRead(control, cfg), tables)
+        : new Wal2JsonDecoder(catalog, tables);
 
     try {
       await withConnectRetry(() => stream.connect(), { ...retry, what: 'replication connection' });
@@ -324,8 +342,12 @@ export async function runListener(cfg: ListenerConfig, opts: RunOptions = {}): P
       publisher.flushAll();
       checkHardLimit();
     }, 2000);
+    let blocked: LookupBlockedError | undefined;
     try {
       await finished;
+    } catch (e) {
+      // A lookup that would wait on the application's locks stops the run (below), nothing else does.
+      if (!(e instanceof LookupBlockedError)) throw e;
     } finally {
       clearInterval(flushTimer);
       done = true;
@@ -333,7 +355,11 @@ export async function runListener(cfg: ListenerConfig, opts: RunOptions = {}): P
       publisher.flushAll();
       await publisher.drain();
     }
-    if (publisher.failure) throw publisher.failure;
+    if (publisher.failure instanceof LookupBlockedError) {
+      // Stop here: what was acknowledged before the unresolved change is confirmed, nothing after it.
+      blocked = publisher.failure;
+      stoppedBy = 'lookup-blocked';
+    } else if (publisher.failure) throw publisher.failure;
     stream.confirm(publisher.confirmable);
     await stream.stop();
     log(`confirmed ${formatLsn(stream.confirmedLsn)}`);
@@ -347,6 +373,10 @@ export async function runListener(cfg: ListenerConfig, opts: RunOptions = {}): P
           'again. Raise PGCDC_MAX_RUN_SECONDS and the job timeout (README "Troubleshooting").',
         { stuckTransaction: stuck, slot: cfg.slot },
       );
+    }
+
+    if (blocked) {
+      alert('WARNING', blocked.message, { blockedLookup: blocked.blocked, slot: cfg.slot });
     }
 
     const lag = await control.query<{ lag: string | null }>(
@@ -369,6 +399,7 @@ export async function runListener(cfg: ListenerConfig, opts: RunOptions = {}): P
       slotWalStatus,
       stuckTransaction: stuck,
       skippedTables,
+      blockedLookup: blocked?.blocked ?? null,
     };
   } catch (e) {
     // Whatever was acknowledged is still safe to confirm; anything else is read again next run.
@@ -386,9 +417,19 @@ export async function runListener(cfg: ListenerConfig, opts: RunOptions = {}): P
   }
 }
 
-/** Tables in scope that cannot be captured: unlogged ones (listener/catalog.ts). */
+/**
+ * Tables in scope that cannot be captured: unlogged ones, and ones the role may not read (listener/catalog.ts;
+ * an unlogged table is reported as unlogged only).
+ */
 export function notCaptured(cfg: Pick<ListenerConfig, 'tables'>, catalog: Catalog): SkippedTable[] {
-  const unlogged = catalog.unlogged ?? [];
-  const inScope = cfg.tables.length ? unlogged.filter((t) => cfg.tables.includes(t)) : unlogged;
-  return inScope.filter((t) => !t.startsWith('pgcdc.')).map((table) => ({ table, reason: 'unlogged' }));
+  const inScope = (names: string[]) =>
+    (cfg.tables.length ? names.filter((t) => cfg.tables.includes(t)) : names).filter(
+      (t) => !t.startsWith('pgcdc.'),
+    );
+  const unlogged = inScope(catalog.unlogged ?? []);
+  const notGranted = inScope(catalog.unreadable ?? []).filter((t) => !unlogged.includes(t));
+  return [
+    ...unlogged.map((table): SkippedTable => ({ table, reason: 'unlogged' })),
+    ...notGranted.map((table): SkippedTable => ({ table, reason: 'not-granted' })),
+  ];
 }

@@ -16,6 +16,26 @@
 // source; the history keeps the WAL truth by flagging such columns in `fromSource`.
 // A row that no longer exists at T was deleted, re-keyed or truncated by a later change: the event is marked
 // `superseded` (history only) and its columns stay `unchanged`.
+//
+// The lookup must never hurt the application (README "Troubleshooting: a TOAST lookup blocked by a lock").
+// Its SELECT takes ACCESS SHARE on the table, which conflicts only with ACCESS EXCLUSIVE (ALTER TABLE, DROP,
+// TRUNCATE, VACUUM FULL...). Two ways it could: waiting behind an ALTER that itself waits for a long
+// transaction (harmless to others, but our run would hang), or being granted first and running long, so
+// that the ALTER waits for us and every application query queues behind the ALTER. The lookup session sets
+// (https://www.postgresql.org/docs/15/runtime-config-client.html):
+//  - lock_timeout: "Abort any statement that waits longer than the specified amount of time while attempting
+//    to acquire a lock on a table, index, row, or other database object. The time limit applies separately
+//    to each lock acquisition attempt. The limit applies both to explicit locking requests (such as LOCK
+//    TABLE ...) and to implicitly-acquired locks."
+//  - statement_timeout: "Abort any statement that takes more than the specified amount of time." Bounds how
+//    long a granted lookup can make an ALTER wait.
+//  - idle_in_transaction_session_timeout: "Terminate any session that has been idle (that is, waiting for a
+//    client query) within an open transaction for longer than the specified amount of time." Our lock is
+//    released even if this process stalls between the statements of a lookup.
+// A lookup over statement_timeout is retried in halves (slow, not blocked: lock waits end sooner); one that
+// cannot get its lock after LOOKUP_LIMITS.lockAttempts tries, or a single row over statement_timeout, throws
+// LookupBlockedError, naming the table and the sessions in the way (pg_locks, pg_blocking_pids). The run
+// then stops: nothing at or after the unresolved change is confirmed, and the next run reads it again.
 
 import { Client, ClientConfig } from 'pg';
 import { ChangeEvent, ColumnInfo, Row } from '../contract/events';
@@ -92,6 +112,78 @@ export interface LookupStats {
   superseded: number;
 }
 
+/** The lookup session's limits (see the top of this file). */
+export interface LookupLimits {
+  lockTimeoutMs: number;
+  statementTimeoutMs: number;
+  idleInTransactionMs: number;
+  /** Tries per lookup before the run gives up on it; 1 s, 2 s... apart (no lock is held in between). */
+  lockAttempts: number;
+}
+
+export const LOOKUP_LIMITS: LookupLimits = {
+  lockTimeoutMs: 1000,
+  statementTimeoutMs: 10_000,
+  idleInTransactionMs: 10_000,
+  lockAttempts: 3,
+};
+
+/** A session holding or awaiting a lock that conflicts with the lookup's, from pg_locks/pg_stat_activity. */
+export interface LockSession {
+  pid: number;
+  /** e.g. AccessExclusiveLock; null for a session listed only because another one waits for it. */
+  mode: string | null;
+  granted: boolean | null;
+  /** pg_blocking_pids(pid): the sessions it waits for (an ALTER TABLE queued behind a long transaction). */
+  blockedBy: number[];
+  user: string | null;
+  application: string | null;
+  state: string | null;
+  xactStart: string | null;
+  /** Up to 200 characters; "<insufficient privilege>" for other roles' sessions unless pg_read_all_stats. */
+  query: string | null;
+}
+
+export interface BlockedLookup {
+  table: string;
+  reason: 'lock-timeout' | 'statement-timeout';
+  attempts: number;
+  lockTimeoutMs: number;
+  statementTimeoutMs: number;
+  /** The sessions in the way, as found right after the last attempt (empty if they had just gone). */
+  sessions: LockSession[];
+}
+
+/** The lookup of a table could not get its lock in time: the run stops before the unresolved change. */
+export class LookupBlockedError extends Error {
+  constructor(readonly blocked: BlockedLookup) {
+    super(describeBlocked(blocked));
+    this.name = 'LookupBlockedError';
+  }
+}
+
+export function describeBlocked(b: BlockedLookup): string {
+  const who = b.sessions.map((s) => {
+    const what = s.mode ? `${s.granted ? 'holds' : 'waits for'} ${s.mode}` : 'is waited for';
+    const by = s.blockedBy.length ? `, blocked by pid ${s.blockedBy.join(', ')}` : '';
+    const detail = [s.user && `user ${s.user}`, s.application && `application "${s.application}"`, s.state]
+      .filter(Boolean)
+      .join(', ');
+    const query = s.query ? `: ${s.query.replace(/\s+/g, ' ').slice(0, 120)}` : '';
+    return `pid ${s.pid} ${what}${by}${detail ? ` (${detail}${s.xactStart ? ` since ${s.xactStart}` : ''})` : ''}${query}`;
+  });
+  const why =
+    b.reason === 'lock-timeout'
+      ? `could not lock it within lock_timeout (${b.lockTimeoutMs} ms, ${b.attempts} attempts)`
+      : `its lookup ran past statement_timeout (${b.statementTimeoutMs} ms)`;
+  return (
+    `unchanged TOAST values of ${b.table} not resolved: ${why}, and pgcdc does not wait on the application's locks. ` +
+    `${who.length ? `In the way: ${who.join('; ')}. ` : ''}` +
+    'The run stopped before that change without confirming it; the next run retries. ' +
+    'If this repeats, end or shorten the session in the way (pg_terminate_backend), or let the ALTER finish.'
+  );
+}
+
 // A decoded commit not yet visible after this long is held up by something (typically a synchronous
 // standby that does not confirm): the run fails with a clear message and the next run reads it again.
 const VISIBILITY_WAIT_MS = 60_000;
@@ -104,13 +196,20 @@ export class SourceLookup implements ToastResolver {
   private queue: Promise<unknown> = Promise.resolve();
   readonly stats: LookupStats = { lookups: 0, rowsRead: 0, resolved: 0, superseded: 0 };
 
+  /** Set once a lookup was blocked: every later one fails at once (the run stops before them anyway). */
+  private blocked: LookupBlockedError | undefined;
+
   constructor(
     private readonly pg: ClientConfig,
     private readonly wait: (ms: number) => Promise<void> = (ms) => new Promise((r) => setTimeout(r, ms)),
+    private readonly limits: LookupLimits = LOOKUP_LIMITS,
   ) {}
 
   resolve(table: TableState, events: ChangeEvent[]): Promise<void> {
-    const run = this.queue.then(() => this.lookup(table, events));
+    const run = this.queue.then(() => {
+      if (this.blocked) throw this.blocked;
+      return this.lookup(table, events);
+    });
     this.queue = run.catch(() => undefined);
     return run;
   }
@@ -126,7 +225,14 @@ export class SourceLookup implements ToastResolver {
     if (this.client) return this.client;
     this.connecting ??= (async () => {
       const c = new Client({ ...withOutputSettings(this.pg), application_name: 'pgcdc-listener-toast' });
+      // A session the server ends (idle_in_transaction_session_timeout) fails the pending query instead.
+      c.on('error', () => undefined);
       await c.connect();
+      const l = this.limits;
+      await c.query(
+        `SET lock_timeout = ${l.lockTimeoutMs}; SET statement_timeout = ${l.statementTimeoutMs}; ` +
+          `SET idle_in_transaction_session_timeout = ${l.idleInTransactionMs}`,
+      );
       this.client = c;
       return c;
     })();
@@ -147,8 +253,37 @@ export class SourceLookup implements ToastResolver {
     if (wanted.length === 0) return;
     const client = await this.connection();
     const started = Date.now();
+    let lockFailures = 0;
     for (let attempt = 0; ; attempt++) {
-      const done = await this.lookupOnce(client, table, keyCols, wanted);
+      let done: boolean;
+      try {
+        done = await this.lookupOnce(client, table, keyCols, wanted);
+      } catch (e) {
+        const reason = timeoutReason(e);
+        if (!reason) throw e;
+        if (reason === 'statement-timeout' && wanted.length > 1) {
+          // Slow rather than blocked (a lock wait ends at lock_timeout): halve the batch, each half its own
+          // statement and transaction, so one slow row cannot stall the others.
+          const half = Math.ceil(wanted.length / 2);
+          await this.lookup(table, wanted.slice(0, half));
+          await this.lookup(table, wanted.slice(half));
+          return;
+        }
+        lockFailures++;
+        if (reason === 'lock-timeout' && lockFailures < this.limits.lockAttempts) {
+          await this.wait(1000 * lockFailures);
+          continue;
+        }
+        this.blocked = new LookupBlockedError({
+          table: `${table.schema}.${table.table}`,
+          reason,
+          attempts: lockFailures,
+          lockTimeoutMs: this.limits.lockTimeoutMs,
+          statementTimeoutMs: this.limits.statementTimeoutMs,
+          sessions: await sessionsInTheWay(client, table).catch(() => []),
+        });
+        throw this.blocked;
+      }
       if (done) return;
       if (Date.now() - started > VISIBILITY_WAIT_MS) {
         throw new Error(
@@ -265,4 +400,63 @@ export class SourceLookup implements ToastResolver {
       if (open) await client.query('ROLLBACK').catch(() => undefined);
     }
   }
+}
+
+/** 55P03 lock_not_available is lock_timeout; 57014 query_canceled is statement_timeout here (we cancel nothing). */
+function timeoutReason(e: unknown): BlockedLookup['reason'] | null {
+  const code = (e as { code?: string }).code;
+  if (code === '55P03') return 'lock-timeout';
+  if (code === '57014') return 'statement-timeout';
+  return null;
+}
+
+/**
+ * The sessions whose locks conflict with the lookup's ACCESS SHARE on the table or its indexes (only ACCESS
+ * EXCLUSIVE does), held or awaited, and the sessions those wait for ("pg_blocking_pids ... Returns an array
+ * of the process ID(s) of the sessions that are blocking the server process with the specified process ID
+ * from acquiring a lock", https://www.postgresql.org/docs/15/functions-info.html). Our own lock is gone by
+ * now, so our pid is blocked by nobody: the lock table itself says who is in the way. Takes no table lock.
+ */
+async function sessionsInTheWay(client: Client, table: TableState): Promise<LockSession[]> {
+  const relation = `${quoteIdent(table.schema)}.${quoteIdent(table.table)}`;
+  const r = await client.query<{
+    pid: number;
+    mode: string | null;
+    granted: boolean | null;
+    blocked_by: number[];
+    user: string | null;
+    application: string | null;
+    state: string | null;
+    xact_start: string | null;
+    query: string | null;
+  }>(
+    `WITH rel AS (SELECT to_regclass($1) AS oid),
+     conflicting AS (
+       SELECT l.pid, l.mode, l.granted FROM pg_locks l, rel
+       WHERE l.locktype = 'relation' AND l.mode = 'AccessExclusiveLock' AND l.pid <> pg_backend_pid()
+         AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+         AND (l.relation = rel.oid OR l.relation IN (SELECT indexrelid FROM pg_index WHERE indrelid = rel.oid))),
+     sessions AS (
+       SELECT pid, mode, granted FROM conflicting
+       UNION
+       SELECT b.pid, NULL, NULL FROM conflicting c, unnest(pg_blocking_pids(c.pid)) AS b(pid)
+       WHERE b.pid NOT IN (SELECT pid FROM conflicting))
+     SELECT s.pid, s.mode, s.granted, pg_blocking_pids(s.pid) AS blocked_by, a.usename AS user,
+            a.application_name AS application, a.state, a.xact_start::text AS xact_start,
+            left(a.query, 200) AS query
+     FROM sessions s LEFT JOIN pg_stat_activity a ON a.pid = s.pid
+     ORDER BY s.granted DESC NULLS LAST, s.pid LIMIT 20`,
+    [relation],
+  );
+  return r.rows.map((x) => ({
+    pid: x.pid,
+    mode: x.mode,
+    granted: x.granted,
+    blockedBy: x.blocked_by,
+    user: x.user,
+    application: x.application,
+    state: x.state,
+    xactStart: x.xact_start,
+    query: x.query,
+  }));
 }

@@ -56,9 +56,48 @@ function toRow(cols: W2jColumn[] | undefined): Row | null {
   return row;
 }
 
-/** wal2json's add-tables syntax: space, quote, comma and asterisk in a name are escaped with a backslash. */
-function escapeTableFilter(name: string): string {
-  return name.replace(/[\\, '*]/g, '\\$&');
+/**
+ * One name in wal2json's add-tables syntax (https://github.com/eulerto/wal2json README, "add-tables: include
+ * only rows from the specified tables ... It has the same rules from filter-tables": "Special characters
+ * (space, single quote, comma, period, asterisk) must be escaped with backslash. Schema and table are
+ * case-sensitive."). Its parser (string_to_SelectTable) also splits on any white space and drops the
+ * backslash before any character, so white space and the backslash itself are escaped too.
+ */
+function escapeTableName(name: string): string {
+  return name.replace(/[\\,.'*\s]/g, '\\$&');
+}
+
+/**
+ * A filter that matches no table: logical decoding never sends changes of system catalogs, and an empty
+ * add-tables would mean every table ("Default is all tables from all schemas").
+ */
+const NO_TABLE = 'pg_catalog.*';
+
+/**
+ * wal2json's add-tables for the tables pgoutput's publications would hold (sql/0-init.sql): the captured
+ * tables the replicator was granted. wal2json reads no publication, so without a filter it streams every
+ * table, including one created after the last `sql init`, which the replicator may not read (its TOAST
+ * lookup would fail every run). So:
+ *  - a table list (PGCDC_TABLES): those tables, less the ones the role may not read (skippedTables names them);
+ *  - no list, and a role that reads every table present and future (superuser, pg_read_all_data): no filter;
+ *  - no list, grants only: the tables readable at run start (pgcdc's own left out). A table granted later is
+ *    streamed from the first run that starts after the grant; its rows before that come with the snapshot
+ *    (PGCDC_SNAPSHOT=auto snapshots every captured table that never had one, listener/job.ts).
+ * Returns undefined for "no filter".
+ */
+export function addTablesFilter(catalog: Catalog, tables: string[]): string | undefined {
+  const unreadable = new Set(catalog.unreadable ?? []);
+  let names: [string, string][];
+  if (tables.length) {
+    // PGCDC_TABLES entries are schema.table with no period in either part (listener/config.ts).
+    names = tables.filter((t) => !unreadable.has(t)).map((t) => t.split('.') as [string, string]);
+  } else if (catalog.readsAllTables !== false || !catalog.readable) {
+    return undefined;
+  } else {
+    names = catalog.readable.filter(([schema]) => schema !== 'pgcdc');
+  }
+  if (names.length === 0) return NO_TABLE;
+  return names.map(([schema, table]) => `${escapeTableName(schema)}.${escapeTableName(table)}`).join(',');
 }
 
 export class Wal2JsonDecoder implements Decoder {
@@ -75,6 +114,7 @@ export class Wal2JsonDecoder implements Decoder {
   ) {
     this.tables = new TableRegistry(catalog);
     this.generated = catalog.generated ?? new Map();
+    const addTables = addTablesFilter(catalog, tables);
     this.pluginOptions = {
       'format-version': '2',
       'include-xids': '1',
@@ -84,7 +124,7 @@ export class Wal2JsonDecoder implements Decoder {
       'include-type-oids': '1',
       'include-types': '1',
       'include-typmod': '1',
-      ...(tables.length ? { 'add-tables': tables.map(escapeTableFilter).join(',') } : {}),
+      ...(addTables !== undefined ? { 'add-tables': addTables } : {}),
     };
   }
 
