@@ -7,7 +7,7 @@ import { ChangeEvent, ColumnInfo, Encoding, qualifiedName } from '../contract/ev
 import { encodeSerializedBatch } from '../contract/codec';
 import { Lsn } from '../contract/lsn';
 import { ListenerConfig } from './config';
-import { TableState } from './decoders/types';
+import { EncodedEvent, TableState, isEncoded } from './decoders/types';
 import { PublishError } from './errors';
 import { ToastResolver, fillFromOldRow } from './toast-fill';
 
@@ -141,7 +141,8 @@ export class EventPublisher {
     private readonly resolver?: ToastResolver,
   ) {}
 
-  add(table: TableState, event: ChangeEvent): void {
+  /** Buffers one event; a decoder's pre-serialised event (EncodedEvent) goes in as its JSON text. */
+  add(table: TableState, event: ChangeEvent | EncodedEvent): void {
     const key = qualifiedName(table.schema, table.table);
     let buf = this.buffers.get(key);
     // A new column list starts a new message: every message describes its events' columns exactly.
@@ -150,8 +151,10 @@ export class EventPublisher {
       buf = undefined;
     }
     // Unchanged TOAST values: from the event's own old row when it has them, else looked up at flush.
-    const hold = this.resolver !== undefined && event.op === 'u' && !fillFromOldRow(event);
-    const json = JSON.stringify(event);
+    // An encoded event has no unchanged columns (types.ts), so it is never held.
+    const encoded = isEncoded(event);
+    const hold = !encoded && this.resolver !== undefined && event.op === 'u' && !fillFromOldRow(event);
+    const json = encoded ? event.json : JSON.stringify(event);
     if (!buf) {
       buf = {
         schema: table.schema,
@@ -167,7 +170,7 @@ export class EventPublisher {
       };
       this.buffers.set(key, buf);
     }
-    buf.events.push(hold ? event : json);
+    buf.events.push(hold ? (event as ChangeEvent) : json);
     if (hold) {
       buf.held++;
       buf.heldChars += json.length;

@@ -13,9 +13,30 @@ export interface TableState {
   columns: ColumnInfo[];
 }
 
+/**
+ * A change event a decoder serialised itself, straight from the plugin's output (the hot path of
+ * wal2json.ts): its JSON text and the fields the listener reads. `JSON.parse(json)` is the ChangeEvent, with
+ * no `unchanged` columns (an event that has some is always a ChangeEvent: toast-fill.ts resolves them).
+ */
+export interface EncodedEvent {
+  op: Op;
+  lsn: string;
+  seq: string;
+  json: string;
+}
+
+export function isEncoded(e: ChangeEvent | EncodedEvent): e is EncodedEvent {
+  return (e as Partial<EncodedEvent>).json !== undefined;
+}
+
+/** The event as an object, whichever form the decoder gave it in. */
+export function changeEventOf(e: ChangeEvent | EncodedEvent): ChangeEvent {
+  return isEncoded(e) ? (JSON.parse(e.json) as ChangeEvent) : e;
+}
+
 export type Decoded =
   | { kind: 'begin'; xid: number; commitLsn: Lsn; endLsn: Lsn; commitTs: string }
-  | { kind: 'change'; table: TableState; event: ChangeEvent }
+  | { kind: 'change'; table: TableState; event: ChangeEvent | EncodedEvent }
   | { kind: 'commit'; endLsn: Lsn }
   | { kind: 'message'; prefix: string; content: string; lsn: Lsn; transactional: boolean };
 
@@ -34,6 +55,8 @@ export class TransactionContext {
   private seqPrefix = '';
   private commitTs = '';
   private ordinal = 0;
+  /** What every encoded event of the transaction ends with, up to its seq: `,"commitLsn":…,"seq":`. */
+  private jsonTail = '';
   open = false;
 
   begin(xid: number, commitLsn: Lsn, commitTs: string): void {
@@ -43,6 +66,13 @@ export class TransactionContext {
     this.commitTs = commitTs;
     this.ordinal = 0;
     this.open = true;
+    this.jsonTail =
+      `,"commitLsn":${JSON.stringify(this.commitLsnText)},"xid":${JSON.stringify(xid)}` +
+      `,"commitTs":${JSON.stringify(commitTs)},"seq":`;
+  }
+
+  private nextSeq(): string {
+    return this.seqPrefix + (this.ordinal++).toString(16).toUpperCase().padStart(16, '0');
   }
 
   commit(): void {
@@ -71,8 +101,22 @@ export class TransactionContext {
       commitLsn: this.commitLsnText,
       xid: this.xid,
       commitTs: this.commitTs,
-      seq: this.seqPrefix + (this.ordinal++).toString(16).toUpperCase().padStart(16, '0'),
+      seq: this.nextSeq(),
     };
+  }
+
+  /**
+   * The same event as `event` would give (no unchanged columns), as JSON text built from parts that already
+   * are JSON: `lsnJson` the LSN as a JSON string, `key`/`before`/`after` JSON objects or `null`. The fields
+   * come in the order JSON.stringify gives a ChangeEvent, so both forms print alike.
+   */
+  encoded(op: Op, lsn: string, lsnJson: string, key: string, before: string, after: string): EncodedEvent {
+    if (!this.open) throw new Error(`change at ${lsn} outside a transaction`);
+    const seq = this.nextSeq();
+    const json =
+      `{"op":"${op}","key":${key},"before":${before},"after":${after},"unchanged":[],"fromSource":[],` +
+      `"lsn":${lsnJson}${this.jsonTail}"${seq}"}`;
+    return { op, lsn, seq, json };
   }
 }
 

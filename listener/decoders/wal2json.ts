@@ -5,6 +5,14 @@
 // digits. That rewrite is exact: inside a JSON string a quote is always escaped, so the text `value":`
 // followed by a digit can only be a key named value outside any string.
 // Known wal2json 2.5 behaviour we cannot undo: NaN and ±Infinity in float/numeric columns arrive as null.
+//
+// Hot path: a B, C, I, U or D record of a table whose columns we know, every column present, is not parsed
+// at all. The scanner (wal2json-scan.ts) finds the value tokens and the event's JSON text is built from them
+// directly: a string token is already JSON (wal2json escapes it), a bare number becomes a string of the same
+// digits, true/false become "t"/"f", bytea gains its \x. Anything else — a new or changed column list, an
+// update that left TOAST columns out, generated columns, T and M records, any text the scanner does not
+// expect — takes the JSON.parse path below, which remains the definition of what an event holds
+// (test/listener/wal2json-fast.test.ts checks both paths give the same events on real wal2json output).
 
 import { ColumnInfo, Row } from '../../contract/events';
 import { Lsn, parseLsn } from '../../contract/lsn';
@@ -12,6 +20,7 @@ import { Catalog } from '../catalog';
 import { XLogData } from '../replication-stream';
 import { normalizeTimestamptz } from '../time';
 import { Decoded, Decoder, TableRegistry, TableState, TransactionContext, keyOf } from './types';
+import { COLUMN_STRIDE, ColumnTokens, Wal2JsonTokens, unquote } from './wal2json-scan';
 
 const BARE_NUMBER_VALUE = /"value":(-?[0-9][^,}\]]*)/g;
 
@@ -128,8 +137,124 @@ export class Wal2JsonDecoder implements Decoder {
     };
   }
 
+  /** Token positions of the record being decoded (reused). */
+  private readonly tokens = new Wal2JsonTokens();
+  /** The table of the last hot-path record, by its schema and table tokens: one table's rows come in runs. */
+  private lastSchemaToken = '';
+  private lastTableToken = '';
+  private lastState: TableState | undefined;
+  /** When false, every record takes the JSON.parse path (the tests compare both). */
+  fastPath = true;
+
   decode(msg: XLogData, emit: (item: Decoded) => void): void {
-    const text = msg.data.toString('utf8').replace(BARE_NUMBER_VALUE, '"value":"$1"');
+    const text = msg.data.toString('utf8');
+    if (this.fastPath && this.tokens.scan(text) && this.decodeScanned(text, msg, emit)) return;
+    // The JSON.parse path may change table states: the hot path's table cache starts over.
+    this.lastState = undefined;
+    this.decodeParsed(text, msg, emit);
+  }
+
+  /**
+   * The hot path, on a record the scanner accepted. Returns false, having changed nothing and emitted
+   * nothing, when the record needs the JSON.parse path.
+   */
+  private decodeScanned(s: string, msg: XLogData, emit: (item: Decoded) => void): boolean {
+    const t = this.tokens;
+    switch (t.action) {
+      case 0x42 /* B */: {
+        if (t.xid[0] < 0 || t.timestamp[0] < 0 || t.lsn[0] < 0 || t.nextlsn[0] < 0) return false;
+        const xid = Number(s.slice(t.xid[0], t.xid[1]));
+        if (!Number.isSafeInteger(xid)) return false;
+        const commitTs = normalizeTimestamptz(unquote(s, t.timestamp[0], t.timestamp[1]));
+        const commitLsn = parseLsn(unquote(s, t.lsn[0], t.lsn[1]));
+        const endLsn = parseLsn(unquote(s, t.nextlsn[0], t.nextlsn[1]));
+        this.txn.begin(xid, commitLsn, commitTs);
+        emit({ kind: 'begin', xid, commitLsn, endLsn, commitTs });
+        return true;
+      }
+      case 0x43 /* C */: {
+        const endLsn = t.nextlsn[0] < 0 ? msg.walStart : parseLsn(unquote(s, t.nextlsn[0], t.nextlsn[1]));
+        this.txn.commit();
+        emit({ kind: 'commit', endLsn });
+        return true;
+      }
+      default:
+        return this.scannedChange(s, t, emit);
+    }
+  }
+
+  private scannedChange(s: string, t: Wal2JsonTokens, emit: (item: Decoded) => void): boolean {
+    if (t.lsn[0] < 0 || t.schema[0] < 0 || t.table[0] < 0) return false;
+    const state = this.knownTable(s, t);
+    if (!state) return false;
+    if (this.generated.size > 0 && this.generated.has(`${state.schema}.${state.table}`)) return false;
+    const layout = layoutOf(state.columns);
+    const identity = t.hasIdentity ? rowJson(s, t.identity, undefined) : 'null';
+    if (identity === undefined) return false;
+    let op: 'c' | 'u' | 'd';
+    let key: string;
+    let before: string;
+    let after: string;
+    if (t.action === 0x44 /* D */) {
+      if (t.hasColumns || !t.hasIdentity) return false;
+      op = 'd';
+      key = identityKey(s, t.identity, layout) ?? identity;
+      before = identity;
+      after = 'null';
+    } else {
+      // Every column the table has, in order: nothing left out (an unchanged TOAST value), nothing new.
+      const cols = t.columns;
+      if (!t.hasColumns || cols.count !== layout.names.length) return false;
+      for (let i = 0; i < cols.count; i++) {
+        const start = cols.pos[i * COLUMN_STRIDE];
+        const name = layout.names[i];
+        if (cols.pos[i * COLUMN_STRIDE + 1] - start !== name.length || !s.startsWith(name, start))
+          return false;
+      }
+      const row = rowJson(s, cols, layout.rowPrefixes);
+      if (row === undefined) return false;
+      let k = layout.keyIndexes.length ? '' : 'null';
+      for (let j = 0; j < layout.keyIndexes.length; j++) {
+        const at = layout.keyIndexes[j] * COLUMN_STRIDE;
+        k +=
+          layout.keyPrefixes[j] + valueJson(s, cols.pos[at + 2], cols.pos[at + 3], cols.pos[at + 4] === 1)!;
+      }
+      if (layout.keyIndexes.length) k += '}';
+      op = t.action === 0x49 /* I */ ? 'c' : 'u';
+      key = k;
+      before = t.action === 0x55 /* U */ ? identity : 'null';
+      after = row;
+    }
+    const lsnJson = s.slice(t.lsn[0], t.lsn[1]);
+    const lsn = unquote(s, t.lsn[0], t.lsn[1]);
+    emit({ kind: 'change', table: state, event: this.txn.encoded(op, lsn, lsnJson, key, before, after) });
+    return true;
+  }
+
+  /** The known table a record's schema and table tokens name, or undefined (the JSON.parse path learns it). */
+  private knownTable(s: string, t: Wal2JsonTokens): TableState | undefined {
+    const [ss, se] = t.schema;
+    const [ts, te] = t.table;
+    const last = this.lastState;
+    if (
+      last &&
+      se - ss === this.lastSchemaToken.length &&
+      te - ts === this.lastTableToken.length &&
+      s.startsWith(this.lastSchemaToken, ss) &&
+      s.startsWith(this.lastTableToken, ts)
+    ) {
+      return last;
+    }
+    const state = this.tables.get(unquote(s, ss, se), unquote(s, ts, te));
+    if (!state) return undefined;
+    this.lastSchemaToken = s.slice(ss, se);
+    this.lastTableToken = s.slice(ts, te);
+    this.lastState = state;
+    return state;
+  }
+
+  private decodeParsed(raw: string, msg: XLogData, emit: (item: Decoded) => void): void {
+    const text = raw.replace(BARE_NUMBER_VALUE, '"value":"$1"');
     const r = JSON.parse(text) as W2jRecord;
     switch (r.action) {
       case 'B': {
@@ -267,4 +392,82 @@ function sameNames(known: ColumnInfo[], cols: W2jColumn[]): boolean {
 
 function lsnOf(r: W2jRecord, msg: XLogData): Lsn | string {
   return r.lsn ?? msg.walStart;
+}
+
+/** What the hot path precomputes for one column list (cached per list: a changed list is a new array). */
+interface Layout {
+  /** Each column's name as a JSON string, to compare with the record's name tokens. */
+  names: string[];
+  /** `{"a":`, `,"b":`, … : the row object's text around the values. */
+  rowPrefixes: string[];
+  /** Positions of the key columns, and the key object's text around their values. */
+  keyIndexes: number[];
+  keyPrefixes: string[];
+}
+
+const layouts = new WeakMap<ColumnInfo[], Layout>();
+
+function layoutOf(columns: ColumnInfo[]): Layout {
+  let l = layouts.get(columns);
+  if (!l) {
+    const names = columns.map((c) => JSON.stringify(c.name));
+    const keyIndexes = columns.flatMap((c, i) => (c.key ? [i] : []));
+    l = {
+      names,
+      rowPrefixes: names.map((n, i) => `${i === 0 ? '{' : ','}${n}:`),
+      keyIndexes,
+      keyPrefixes: keyIndexes.map((k, j) => `${j === 0 ? '{' : ','}${names[k]}:`),
+    };
+    layouts.set(columns, l);
+  }
+  return l;
+}
+
+/**
+ * A value token as the event's JSON value (the text Postgres printed, as a JSON string, or null), the same
+ * as textOf and toRow give on the parsed record; undefined for a token the hot path does not handle.
+ */
+function valueJson(s: string, start: number, end: number, bytea: boolean): string | undefined {
+  const c = s.charCodeAt(start);
+  if (c === 0x22 /* " */) return bytea ? `"\\\\x${s.slice(start + 1, end)}` : s.slice(start, end);
+  const len = end - start;
+  if (len === 4 && s.startsWith('null', start)) return 'null';
+  if (len === 4 && s.startsWith('true', start)) return '"t"';
+  if (len === 5 && s.startsWith('false', start)) return '"f"';
+  // A bare number: its exact digits as a string (never through a JavaScript number).
+  if (c === 0x2d /* - */ || (c >= 0x30 && c <= 0x39)) return `"${s.slice(start, end)}"`;
+  return undefined;
+}
+
+/** A row object's JSON from column tokens; with no prefixes, the record's own name tokens name the columns. */
+function rowJson(s: string, cols: ColumnTokens, prefixes: string[] | undefined): string | undefined {
+  if (cols.count === 0) return '{}';
+  let out = '';
+  for (let i = 0; i < cols.count; i++) {
+    const at = i * COLUMN_STRIDE;
+    const v = valueJson(s, cols.pos[at + 2], cols.pos[at + 3], cols.pos[at + 4] === 1);
+    if (v === undefined) return undefined;
+    out += prefixes
+      ? prefixes[i] + v
+      : `${i === 0 ? '{' : ','}${s.slice(cols.pos[at], cols.pos[at + 1])}:${v}`;
+  }
+  return out + '}';
+}
+
+/** keyOf on an old-row (identity) record: the key columns it holds, in the table's order; undefined if none. */
+function identityKey(s: string, identity: ColumnTokens, layout: Layout): string | undefined {
+  let out = '';
+  let n = 0;
+  for (const k of layout.keyIndexes) {
+    const name = layout.names[k];
+    for (let i = 0; i < identity.count; i++) {
+      const at = i * COLUMN_STRIDE;
+      if (identity.pos[at + 1] - identity.pos[at] === name.length && s.startsWith(name, identity.pos[at])) {
+        const v = valueJson(s, identity.pos[at + 2], identity.pos[at + 3], identity.pos[at + 4] === 1)!;
+        out += `${n++ === 0 ? '{' : ','}${name}:${v}`;
+        break;
+      }
+    }
+  }
+  return n > 0 ? out + '}' : undefined;
 }

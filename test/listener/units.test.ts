@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Catalog, emptyCatalog } from '../../listener/catalog';
 import { PgOutputDecoder } from '../../listener/decoders/pgoutput';
-import { Decoded } from '../../listener/decoders/types';
+import { Decoded, changeEventOf } from '../../listener/decoders/types';
 import { defaultSqlDir, splitStatements } from '../../listener/sql-init';
 import { formatPgMicros, normalizeTimestamptz } from '../../listener/time';
 
@@ -92,7 +92,7 @@ describe('listener units', () => {
     feed(new Bytes().ch('C').u8(0).i64(0x2000n).i64(0x2040n).i64(0n));
     const changes = out.filter((x) => x.kind === 'change');
     assert.equal(changes.length, 2);
-    const [u, del] = changes.map((c) => (c.kind === 'change' ? c.event : undefined)!);
+    const [u, del] = changes.map((c) => (c.kind === 'change' ? changeEventOf(c.event) : undefined)!);
     assert.deepEqual(u.after, { id: '5', note: null });
     assert.deepEqual(u.unchanged, ['body']);
     assert.deepEqual(u.key, { id: '5' }, 'without a catalog entry the replica identity is the key');
