@@ -320,8 +320,8 @@ export async function runSnapshot(cfg: ListenerConfig, opts: SnapshotOptions = {
       const inFlight: ChunkInFlight[] = [];
       // Progress moves, chunk by chunk in key order, only once Pub/Sub acknowledged every message of the
       // chunk: a crash repeats at most the chunks in flight (MAX_CHUNKS_IN_FLIGHT). It runs between chunk
-      // reads, on the reading connection (never inside a chunk's read-only transaction).
-      // Records the acknowledged chunks at the head, waiting for more until at most `keep` remain.
+      // reads, on the reading connection (never inside a chunk's read-only transaction). recordProgress
+      // records the acknowledged chunks at the head, and waits for more until at most `keep` remain.
       const recordProgress = async (keep: number) => {
         while (inFlight.length > 0 && (inFlight.length > keep || inFlight[0].settled)) {
           const chunk = inFlight[0];
