@@ -107,11 +107,15 @@ async function main(): Promise<void> {
       const copySeconds = Number(process.hrtime.bigint() - t0) / 1e9;
 
       const cpu = cpuProbe(cluster.dataDir, process.env.PUBSUB_EMULATOR_HOST ?? '');
-      const runs: { chunkRows: number; encoding: 'json' | 'json+gzip' }[] = [
-        { chunkRows: 10_000, encoding: 'json+gzip' },
-        { chunkRows: 50_000, encoding: 'json+gzip' },
-        { chunkRows: 10_000, encoding: 'json' },
-      ];
+      // BENCH_RUNS="10000:json+gzip,50000:json+gzip" picks runs (chunk rows : encoding).
+      const runs = (process.env.BENCH_RUNS ?? '10000:json+gzip,50000:json+gzip,10000:json')
+        .split(',')
+        .map((r) => {
+          const [rows, encoding] = r.split(':');
+          if (encoding !== 'json' && encoding !== 'json+gzip')
+            throw new Error(`BENCH_RUNS: bad encoding in ${r}`);
+          return { chunkRows: Number(rows), encoding: encoding as 'json' | 'json+gzip' };
+        });
       for (const { chunkRows, encoding } of runs) {
         await db.query('DELETE FROM pgcdc.snapshot_progress');
         const cfg = benchListenerConfig(cluster, 'postgres', 'bench-snapshot', {

@@ -169,10 +169,10 @@ export class SnapshotEventEncoder {
       this.value(line, this.afterFields[i]);
     }
     this.put(this.tail);
-    let o = this.ordinal;
+    let o = this.ordinal; // < 2^32: chunks hold at most 1,000,000 rows
     for (let k = 15; k >= 0; k--) {
       b[this.pos + k] = HEX[o & 15];
-      o = Math.floor(o / 16);
+      o >>>= 4;
     }
     this.pos += 16;
     b[this.pos++] = QUOTE;
@@ -256,6 +256,7 @@ export class SnapshotEventEncoder {
     let f = 0;
     let s = 0;
     let k = 0;
+    let high = 0;
     for (let i = 0; i < len; i++) {
       const c = line[i];
       if (c === 0x09) {
@@ -266,6 +267,7 @@ export class SnapshotEventEncoder {
         }
         f++;
         s = i + 1;
+        high |= k;
         k = 0;
       } else if (c < 0x20 || c === QUOTE || c === 0x5c) {
         k |= 1;
@@ -279,11 +281,10 @@ export class SnapshotEventEncoder {
       kind[f] = k;
     }
     f++;
+    high |= k;
     // Bytes >= 0x80 can be copied as they are when the line is valid UTF-8 (JSON.stringify leaves non-ASCII
     // characters alone); otherwise the slow path decodes them as pg would (U+FFFD for invalid bytes).
-    let high = false;
-    for (let i = 0; i < Math.min(f, max); i++) if (kind[i] & 2) high = true;
-    if (high && !isUtf8(line)) for (let i = 0; i < Math.min(f, max); i++) if (kind[i] & 2) kind[i] |= 1;
+    if (high & 2 && !isUtf8(line)) for (let i = 0; i < Math.min(f, max); i++) if (kind[i] & 2) kind[i] |= 1;
     return f;
   }
 

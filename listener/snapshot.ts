@@ -320,9 +320,10 @@ export async function runSnapshot(cfg: ListenerConfig, opts: SnapshotOptions = {
       const inFlight: ChunkInFlight[] = [];
       // Progress moves, chunk by chunk in key order, only once Pub/Sub acknowledged every message of the
       // chunk: a crash repeats at most the chunks in flight (MAX_CHUNKS_IN_FLIGHT). It runs between chunk
-      // reads, on the reading connection (never inside a chunk's read-only transaction).
-      const recordProgress = async (wait: boolean) => {
-        while (inFlight.length > 0 && (wait || inFlight[0].settled)) {
+      // reads, on the reading connection (never inside a chunk's read-only transaction). recordProgress
+      // records the acknowledged chunks at the head, and waits for more until at most `keep` remain.
+      const recordProgress = async (keep: number) => {
+        while (inFlight.length > 0 && (inFlight.length > keep || inFlight[0].settled)) {
           const chunk = inFlight[0];
           if (!(await chunk.acked)) throw publisher.failure ?? new Error('snapshot: a publish failed');
           inFlight.shift();
@@ -350,7 +351,7 @@ export async function runSnapshot(cfg: ListenerConfig, opts: SnapshotOptions = {
             break;
           }
           if (publisher.failure) break;
-          await recordProgress(inFlight.length >= MAX_CHUNKS_IN_FLIGHT);
+          await recordProgress(MAX_CHUNKS_IN_FLIGHT - 1);
           const chunk = await readChunk(reader, readKey, limit, deadline, now);
           if (!chunk) {
             log(
@@ -369,7 +370,7 @@ export async function runSnapshot(cfg: ListenerConfig, opts: SnapshotOptions = {
         // Whatever ended the loop, what was sent is acknowledged (or failed) before progress is final.
         await publisher.drain();
       }
-      await recordProgress(true);
+      await recordProgress(0);
       if (publisher.failure) throw publisher.failure;
       summary.tables.push({ table, rowsDone, rowsEstimate, done });
       if (summary.stoppedBy === 'time-limit') break;

@@ -6,6 +6,8 @@ import path from 'node:path';
 import { Client } from 'pg';
 import { ChangeEvent, Row } from '../../contract/events';
 import { runListener } from '../../listener/run';
+import { decodeBatch } from '../../contract/codec';
+import { MessageSink, OutgoingMessage } from '../../listener/publisher';
 import { runSnapshot } from '../../listener/snapshot';
 import { CdcReplica } from '../support/cdc';
 import { TestTopic, createTopic, pullAll } from '../support/pubsub';
@@ -124,6 +126,56 @@ describe('initial snapshot', function () {
     assert.ok(resumed.rows <= 200_000 - doneBeforeKill + 5_000, `resumed run read ${resumed.rows} rows`);
     await runListener(f.cfg);
     await assertReplicaEqualsSource(f, topic);
+  });
+
+  it('a publish failing while later chunks are in flight moves progress only past fully acknowledged chunks; a rerun completes', async () => {
+    const topic = await createTopic('snap_fail');
+    const f = await listenerFixture(
+      topic,
+      'pgoutput',
+      { maxEventsPerMessage: 100 },
+      await existingRows(20_000),
+    );
+    const acked = new Map<string, Row>();
+    let publishes = 0;
+    const record = (m: OutgoingMessage) => {
+      const batch = decodeBatch(m.data, m.attributes);
+      for (const e of batch.events) acked.set(e.key!.id!, e.after!);
+    };
+    // Fails the 57th message (in the sixth chunk of 1000 rows); the reader does not wait for acks, so later
+    // chunks may be read, and even published, meanwhile.
+    const failing: MessageSink = {
+      publish: async (m) => {
+        if (++publishes === 57) throw new Error('injected publish failure');
+        record(m);
+        return String(publishes);
+      },
+    };
+    await assert.rejects(
+      runSnapshot(f.cfg, { tables: ['public.t'], chunkRows: 1000, sink: failing }),
+      /injected publish failure/,
+    );
+    const [p] = await f.sql('SELECT last_key, rows_done::int AS n, done FROM pgcdc.snapshot_progress');
+    const lastKey = Number((p.last_key as Row).id);
+    assert.equal(p.done, false);
+    assert.ok(lastKey >= 1000 && lastKey < 6000, `progress at ${lastKey}`);
+    assert.equal(p.n, lastKey);
+    // Every row the progress claims was acknowledged.
+    for (let id = 1; id <= lastKey; id++)
+      assert.ok(acked.has(String(id)), `row ${id} claimed, not published`);
+
+    const good: MessageSink = {
+      publish: async (m) => {
+        record(m);
+        return 'ok';
+      },
+    };
+    const rerun = await runSnapshot(f.cfg, { tables: ['public.t'], chunkRows: 1000, sink: good });
+    assert.equal(rerun.stoppedBy, 'done');
+    assert.equal(rerun.rows, 20_000 - lastKey);
+    const source = await f.sql('SELECT id::text AS id, v, n::text AS n FROM t');
+    assert.equal(acked.size, source.length);
+    for (const r of source) assert.deepEqual(acked.get(r.id as string), r, `row ${String(r.id)}`);
   });
 
   it('runs by itself after a listen run for tables never snapshotted, bounded by the run time, then never again', async () => {
