@@ -70,18 +70,20 @@ const base = protobuf.BufferReader.prototype as unknown as Record<
 >;
 
 /**
- * A varint of at most 7 bytes (below 2^49, so exact as a double) as decimal text, advancing the reader; undefined
- * (reader untouched) for anything longer or running past the end, which protobufjs' own method then reads.
+ * A varint whose value is below 2^53 (so exact as a double: every partial sum is an exact integer below the final
+ * one) as decimal text, advancing the reader; undefined (reader untouched) for larger values, 10-byte varints
+ * (negative int64) and anything running past the end, which protobufjs' own method then reads.
  */
 function shortVarintText(r: ReaderState, zigzag: boolean): string | undefined {
   const { buf, len } = r;
   let pos = r.pos;
   let value = 0;
   let scale = 1;
-  for (let i = 0; i < 7 && pos < len; i++) {
+  for (let i = 0; i < 9 && pos < len; i++) {
     const b = buf[pos++];
     value += (b & 127) * scale;
     if (b < 128) {
+      if (value > Number.MAX_SAFE_INTEGER) return undefined;
       r.pos = pos;
       // zig-zag: 0, -1, 1, -2, ... (protobufjs LongBits#zzDecode)
       if (zigzag) value = value % 2 === 0 ? value / 2 : -(value + 1) / 2;
@@ -191,8 +193,9 @@ export function scalarConverter(column: FieldSchema, protoType: string): (v: unk
     case 'TIMESTAMP':
       if (protoType === 'int64' || protoType === 'sint64' || protoType === 'sfixed64')
         return (v) => {
-          // Text of at most 15 characters is below 10^15 in magnitude: inside the range, and already canonical.
-          if (typeof v === 'string') return v.length <= 15 ? v : timestampFromMicros(v);
+          // Canonical text (what the readers print) of at most 17 characters is below 10^17 when positive and
+          // above -10^16 when negative: inside the range (-62135596800000000 to 253402300799999999 µs).
+          if (typeof v === 'string') return v.length <= 17 ? v : timestampFromMicros(v);
           if (typeof v !== 'number') {
             const long = v as Long;
             const high = long.high | 0;
