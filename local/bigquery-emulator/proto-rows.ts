@@ -48,10 +48,93 @@ export function longToString(v: Long): string {
   return ((BigInt(high) << 32n) + BigInt(low)).toString();
 }
 
-/** The `toObject({longs: String})` form of a scalar as protobufjs decoded it. */
+/** A 64-bit proto value as decimal text: from RowReader (already text), a number, or a protobufjs Long. */
+const longText = (v: unknown): string =>
+  typeof v === 'string' ? v : typeof v === 'number' ? String(v) : longToString(v as Long);
+
+/** The `toObject({longs: String})` form of a scalar as decoded. */
 function objectForm(protoType: string, v: unknown): unknown {
-  if (LONG_TYPES.has(protoType)) return typeof v === 'number' ? String(v) : longToString(v as Long);
+  if (LONG_TYPES.has(protoType)) return longText(v);
   return v instanceof Uint8Array && !Buffer.isBuffer(v) ? Buffer.from(v) : v;
+}
+
+interface ReaderState {
+  buf: Buffer;
+  pos: number;
+  len: number;
+}
+type ReadLong = (this: ReaderState) => Long;
+const base = protobuf.BufferReader.prototype as unknown as Record<
+  'int64' | 'uint64' | 'sint64' | 'fixed64' | 'sfixed64',
+  ReadLong
+>;
+
+/**
+ * A varint whose value is below 2^53 (so exact as a double: every partial sum is an exact integer below the final
+ * one) as decimal text, advancing the reader; undefined (reader untouched) for larger values, 10-byte varints
+ * (negative int64) and anything running past the end, which protobufjs' own method then reads.
+ */
+function shortVarintText(r: ReaderState, zigzag: boolean): string | undefined {
+  const { buf, len } = r;
+  let pos = r.pos;
+  let value = 0;
+  let scale = 1;
+  for (let i = 0; i < 9 && pos < len; i++) {
+    const b = buf[pos++];
+    value += (b & 127) * scale;
+    if (b < 128) {
+      if (value > Number.MAX_SAFE_INTEGER) return undefined;
+      r.pos = pos;
+      // zig-zag: 0, -1, 1, -2, ... (protobufjs LongBits#zzDecode)
+      if (zigzag) value = value % 2 === 0 ? value / 2 : -(value + 1) / 2;
+      return String(value);
+    }
+    scale *= 128;
+  }
+  return undefined;
+}
+
+/** Fixed 64 bits (little endian) as decimal text when the value is below 2^53, else undefined. */
+function fixed64Text(r: ReaderState, signed: boolean): string | undefined {
+  if (r.pos + 8 > r.len) return undefined;
+  const low = r.buf.readUInt32LE(r.pos);
+  const high = signed ? r.buf.readInt32LE(r.pos + 4) : r.buf.readUInt32LE(r.pos + 4);
+  if (high < -SAFE_HIGH || high >= SAFE_HIGH) return undefined;
+  r.pos += 8;
+  return String(high * TWO_32 + low);
+}
+
+/**
+ * protobufjs' BufferReader, except that 64-bit integers come out as decimal text (the `toObject({longs: String})`
+ * form) instead of Long objects: no Long, no LongBits, no `Long#toString` per value. protobufjs' generated decoders
+ * accept any Reader subclass. Values that are not short (or that protobufjs would refuse) go through protobufjs'
+ * own methods, so errors and edge cases are its own.
+ */
+class RowReader extends protobuf.BufferReader {}
+Object.assign(RowReader.prototype, {
+  int64(this: ReaderState): string {
+    return shortVarintText(this, false) ?? longToString(base.int64.call(this));
+  },
+  uint64(this: ReaderState): string {
+    return shortVarintText(this, false) ?? longToString(base.uint64.call(this));
+  },
+  sint64(this: ReaderState): string {
+    return shortVarintText(this, true) ?? longToString(base.sint64.call(this));
+  },
+  fixed64(this: ReaderState): string {
+    return fixed64Text(this, false) ?? longToString(base.fixed64.call(this));
+  },
+  sfixed64(this: ReaderState): string {
+    return fixed64Text(this, true) ?? longToString(base.sfixed64.call(this));
+  },
+});
+
+/**
+ * Decodes a row with `type`'s generated decoder, 64-bit integers as decimal text. Only for RowPlan converters,
+ * which take that form; the general path (toObject) needs protobufjs' Longs.
+ */
+export function decodeWithTextLongs(type: protobuf.Type, bytes: Buffer): protobuf.Message {
+  return type.decode(new RowReader(bytes));
 }
 
 export const protoTypeOf = (field: protobuf.Field): string =>
@@ -61,8 +144,6 @@ export const protoTypeOf = (field: protobuf.Field): string =>
       ? 'enum'
       : field.type;
 
-const TIMESTAMP_MIN_MICROS = -62135596800000000;
-const TIMESTAMP_MAX_MICROS = 253402300799999999;
 const SIMPLE_DECIMAL = /^(-?)(\d+)(?:\.(\d+))?$/;
 
 /**
@@ -105,24 +186,25 @@ export function scalarConverter(column: FieldSchema, protoType: string): (v: unk
     case 'INTEGER':
       // The accepted proto types (int32, sint32, sfixed32, fixed32, uint32, enum, int64, sint64, sfixed64) all
       // hold integers within INT64: parseInteger would print the same digits.
-      if (isLong && protoType !== 'uint64' && protoType !== 'fixed64')
-        return (v) => (typeof v === 'number' ? String(v) : longToString(v as Long));
+      if (isLong && protoType !== 'uint64' && protoType !== 'fixed64') return longText;
       if (['int32', 'sint32', 'sfixed32', 'fixed32', 'uint32', 'enum'].includes(protoType))
         return (v) => (typeof v === 'number' && Number.isInteger(v) ? String(v) : general(v));
       return general;
     case 'TIMESTAMP':
       if (protoType === 'int64' || protoType === 'sint64' || protoType === 'sfixed64')
         return (v) => {
+          // Canonical text (what the readers print) of at most 17 characters is below 10^17 when positive and
+          // above -10^16 when negative: inside the range (-62135596800000000 to 253402300799999999 µs).
+          if (typeof v === 'string') return v.length <= 17 ? v : timestampFromMicros(v);
           if (typeof v !== 'number') {
             const long = v as Long;
             const high = long.high | 0;
             if (high < -SAFE_HIGH || high >= SAFE_HIGH) return timestampFromMicros(longToString(long));
             v = high * TWO_32 + (long.low >>> 0);
           }
+          // |n| < 2^53 is well inside TIMESTAMP's range (-62135596800000000 to 253402300799999999 µs).
           const n = v as number;
-          return Number.isInteger(n) && n >= TIMESTAMP_MIN_MICROS && n <= TIMESTAMP_MAX_MICROS
-            ? String(n)
-            : timestampFromMicros(String(n));
+          return Number.isSafeInteger(n) ? String(n) : timestampFromMicros(String(n));
         };
       return general;
     case 'STRING': {
@@ -247,7 +329,7 @@ function generateConvert(fields: FieldPlan[], columns: FieldSchema[]): RowPlan['
       : `${JSON.stringify(column.name)}: s${slot} === undefined ? null : s${slot}`,
   );
   lines.push(`return {${entries.join(', ')}};`);
-  // eslint-disable-next-line @typescript-eslint/no-implied-eval -- generated from the schema, names JSON-quoted
+  // Generated from the schema; every name in it is JSON-quoted.
   const factory = new Function(
     'c',
     'hasOwn',

@@ -35,7 +35,13 @@ import * as descriptorExt from 'protobufjs/ext/descriptor';
 import { findField, toStorageSchema, type FieldSchema, type TableSchema } from './schema';
 import type { Change, ChangeType, Store, TableRef } from './store';
 import { isValidSequence, MAX_CDC_COLUMNS } from './store';
-import { compileRowPlan, convertObjectRow, protoTypeOf, type RowPlan } from './proto-rows';
+import {
+  compileRowPlan,
+  convertObjectRow,
+  decodeWithTextLongs,
+  protoTypeOf,
+  type RowPlan,
+} from './proto-rows';
 import { protoTypeAccepted, ValueError, type StoredRecord } from './values';
 
 const CHANGE_TYPE = '_CHANGE_TYPE';
@@ -247,10 +253,10 @@ export function checkWriterSchema(
 }
 
 /** Decodes one serialized row; a missing proto2 `required` field is reported by our own checks instead. */
-function decodeRow(type: protobuf.Type, bytes: Buffer): Record<string, unknown> {
+function decodeRow(type: protobuf.Type, bytes: Buffer, textLongs: boolean): Record<string, unknown> {
   let message: protobuf.Message;
   try {
-    message = type.decode(bytes);
+    message = textLongs ? decodeWithTextLongs(type, bytes) : type.decode(bytes);
   } catch (err) {
     const partial = (err as { instance?: protobuf.Message }).instance;
     if (!(err instanceof protobuf.util.ProtocolError) || !partial) {
@@ -668,7 +674,7 @@ export class WriteApi {
     const rowSchema = checked;
     rows.forEach((bytes, index) => {
       try {
-        const message = decodeRow(type, bytes);
+        const message = decodeRow(type, bytes, rowSchema.plan !== null);
         if (kind === 'plain') {
           plain.push(convertRow(rowSchema, message, true));
           return;
