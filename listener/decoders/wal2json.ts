@@ -154,7 +154,8 @@ export class Wal2JsonDecoder implements Decoder {
   }
 
   private scannedChange(s: string, t: Wal2JsonTokens, emit: (item: Decoded) => void): boolean {
-    if (t.lsn[0] < 0 || t.schema[0] < 0 || t.table[0] < 0) return false;
+    // Outside a transaction the JSON.parse path raises the error.
+    if (!this.txn.open || t.lsn[0] < 0 || t.schema[0] < 0 || t.table[0] < 0) return false;
     const state = this.knownTable(s, t);
     if (!state) return false;
     if (this.generated.size > 0 && this.generated.has(`${state.schema}.${state.table}`)) return false;
