@@ -2,7 +2,10 @@
 //
 // For each workload, slots are created before the changes, so pg_recvlogical (writing to /dev/null) and the
 // listener (publishing to the Pub/Sub emulator and waiting for every acknowledgement) decode the same WAL.
-// Both run with the same output-plugin options. Prints one line per measurement and the ratio.
+// Both run with the same output-plugin options. Prints one line per measurement and the ratio, and the
+// listener's own CPU seconds per million changes (this process: decoding, packing, gzip, the Pub/Sub client),
+// a steadier number than wall time on a shared machine.
+// `--decoder wal2json|pgoutput` measures one decoder only.
 
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
@@ -16,7 +19,17 @@ import { Wal2JsonDecoder } from '../listener/decoders/wal2json';
 import { runListener } from '../listener/run';
 import { PostgresCluster } from '../local/postgres';
 import { BENCH_PROJECT, benchListenerConfig, withBenchStack } from './support';
-const DECODERS: DecoderName[] = ['wal2json', 'pgoutput'];
+const ALL_DECODERS: DecoderName[] = ['wal2json', 'pgoutput'];
+
+function decodersFromArgs(argv: string[]): DecoderName[] {
+  const i = argv.indexOf('--decoder');
+  if (i < 0) return ALL_DECODERS;
+  const d = argv[i + 1] as DecoderName;
+  if (!ALL_DECODERS.includes(d)) throw new Error(`--decoder takes one of ${ALL_DECODERS.join(', ')}`);
+  return [d];
+}
+
+const DECODERS = decodersFromArgs(process.argv.slice(2));
 
 interface Workload {
   name: string;
@@ -123,13 +136,17 @@ async function main(): Promise<void> {
             publication: 'bench_pub',
             decoder,
           });
+          const cpu0 = process.cpuUsage();
           const s = await runListener(cfg);
+          const cpu = process.cpuUsage(cpu0);
+          const cpuPerMillion = ((cpu.user + cpu.system) / 1e6 / s.changes) * 1e6;
           const recvRate = workload.changes / recvSeconds;
           const ourRate = s.changes / s.seconds;
           console.log(
             `  ${decoder.padEnd(8)}  pg_recvlogical ${recvSeconds.toFixed(2)} s (${Math.round(recvRate)}/s)` +
               `  pgcdc ${s.seconds.toFixed(2)} s (${Math.round(ourRate)}/s, ${s.messages} messages, ` +
-              `${(s.bytes / s.changes).toFixed(1)} B/change, peak RSS ${s.peakRssMb} MB)` +
+              `${(s.bytes / s.changes).toFixed(1)} B/change, peak RSS ${s.peakRssMb} MB, ` +
+              `${cpuPerMillion.toFixed(1)} CPU-s/M changes)` +
               `  ratio ${(ourRate / recvRate).toFixed(2)}`,
           );
           if (s.changes !== workload.changes)

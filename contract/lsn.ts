@@ -13,7 +13,17 @@ export function parseLsn(text: string): Lsn {
   return (BigInt('0x' + m[1]) << 32n) | BigInt('0x' + m[2]);
 }
 
+const TWO_32 = 2 ** 32;
+const MAX_EXACT = BigInt(Number.MAX_SAFE_INTEGER);
+
 export function formatLsn(lsn: Lsn): string {
+  // Hot path (pgoutput: one call per change): below 2^53 a JavaScript number holds the LSN exactly, and
+  // number arithmetic allocates nothing, where each bigint operation makes a new bigint.
+  if (lsn >= 0n && lsn <= MAX_EXACT) {
+    const n = Number(lsn);
+    const lo = n % TWO_32;
+    return `${((n - lo) / TWO_32).toString(16).toUpperCase()}/${lo.toString(16).toUpperCase()}`;
+  }
   return `${(lsn >> 32n).toString(16).toUpperCase()}/${(lsn & 0xffffffffn).toString(16).toUpperCase()}`;
 }
 

@@ -55,8 +55,12 @@ export class TransactionContext {
   private seqPrefix = '';
   private commitTs = '';
   private ordinal = 0;
-  /** What every encoded event of the transaction ends with, up to its seq: `,"commitLsn":…,"seq":`. */
-  private jsonTail = '';
+  /**
+   * What an event of this transaction serialised by a decoder (EncodedEvent) holds after its `lsn`, up to its
+   * seq's value: `,"commitLsn":…,"xid":…,"commitTs":…,"seq":`, the fields in the order JSON.stringify gives
+   * a ChangeEvent.
+   */
+  jsonTail = '';
   open = false;
 
   begin(xid: number, commitLsn: Lsn, commitTs: string): void {
@@ -71,7 +75,8 @@ export class TransactionContext {
       `,"commitTs":${JSON.stringify(commitTs)},"seq":`;
   }
 
-  private nextSeq(): string {
+  /** The next event's seq (every event takes one, in order). */
+  nextSeq(): string {
     return this.seqPrefix + (this.ordinal++).toString(16).toUpperCase().padStart(16, '0');
   }
 
@@ -103,20 +108,6 @@ export class TransactionContext {
       commitTs: this.commitTs,
       seq: this.nextSeq(),
     };
-  }
-
-  /**
-   * The same event as `event` would give (no unchanged columns), as JSON text built from parts that already
-   * are JSON: `lsnJson` the LSN as a JSON string, `key`/`before`/`after` JSON objects or `null`. The fields
-   * come in the order JSON.stringify gives a ChangeEvent, so both forms print alike.
-   */
-  encoded(op: Op, lsn: string, lsnJson: string, key: string, before: string, after: string): EncodedEvent {
-    if (!this.open) throw new Error(`change at ${lsn} outside a transaction`);
-    const seq = this.nextSeq();
-    const json =
-      `{"op":"${op}","key":${key},"before":${before},"after":${after},"unchanged":[],"fromSource":[],` +
-      `"lsn":${lsnJson}${this.jsonTail}"${seq}"}`;
-    return { op, lsn, seq, json };
   }
 }
 

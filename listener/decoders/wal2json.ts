@@ -19,7 +19,15 @@ import { Lsn, parseLsn } from '../../contract/lsn';
 import { Catalog } from '../catalog';
 import { XLogData } from '../replication-stream';
 import { normalizeTimestamptz } from '../time';
-import { Decoded, Decoder, TableRegistry, TableState, TransactionContext, keyOf } from './types';
+import {
+  Decoded,
+  Decoder,
+  EncodedEvent,
+  TableRegistry,
+  TableState,
+  TransactionContext,
+  keyOf,
+} from './types';
 import { COLUMN_STRIDE, ColumnTokens, Wal2JsonTokens, unquote } from './wal2json-scan';
 
 const BARE_NUMBER_VALUE = /"value":(-?[0-9][^,}\]]*)/g;
@@ -143,6 +151,8 @@ export class Wal2JsonDecoder implements Decoder {
   private lastSchemaToken = '';
   private lastTableToken = '';
   private lastState: TableState | undefined;
+  /** Pieces of the event JSON being built (reused). */
+  private readonly parts: string[] = [];
   /** When false, every record takes the JSON.parse path (the tests compare both). */
   fastPath = true;
 
@@ -184,26 +194,18 @@ export class Wal2JsonDecoder implements Decoder {
   }
 
   private scannedChange(s: string, t: Wal2JsonTokens, emit: (item: Decoded) => void): boolean {
-    if (t.lsn[0] < 0 || t.schema[0] < 0 || t.table[0] < 0) return false;
+    // Outside a transaction the JSON.parse path raises the error.
+    if (!this.txn.open || t.lsn[0] < 0 || t.schema[0] < 0 || t.table[0] < 0) return false;
     const state = this.knownTable(s, t);
     if (!state) return false;
     if (this.generated.size > 0 && this.generated.has(`${state.schema}.${state.table}`)) return false;
     const layout = layoutOf(state.columns);
-    const identity = t.hasIdentity ? rowJson(s, t.identity, undefined) : 'null';
-    if (identity === undefined) return false;
-    let op: 'c' | 'u' | 'd';
-    let key: string;
-    let before: string;
-    let after: string;
-    if (t.action === 0x44 /* D */) {
+    const cols = t.columns;
+    const isDelete = t.action === 0x44; /* D */
+    if (isDelete) {
       if (t.hasColumns || !t.hasIdentity) return false;
-      op = 'd';
-      key = identityKey(s, t.identity, layout) ?? identity;
-      before = identity;
-      after = 'null';
     } else {
       // Every column the table has, in order: nothing left out (an unchanged TOAST value), nothing new.
-      const cols = t.columns;
       if (!t.hasColumns || cols.count !== layout.names.length) return false;
       for (let i = 0; i < cols.count; i++) {
         const start = cols.pos[i * COLUMN_STRIDE];
@@ -211,23 +213,37 @@ export class Wal2JsonDecoder implements Decoder {
         if (cols.pos[i * COLUMN_STRIDE + 1] - start !== name.length || !s.startsWith(name, start))
           return false;
       }
-      const row = rowJson(s, cols, layout.rowPrefixes);
-      if (row === undefined) return false;
-      let k = layout.keyIndexes.length ? '' : 'null';
-      for (let j = 0; j < layout.keyIndexes.length; j++) {
-        const at = layout.keyIndexes[j] * COLUMN_STRIDE;
-        k +=
-          layout.keyPrefixes[j] + valueJson(s, cols.pos[at + 2], cols.pos[at + 3], cols.pos[at + 4] === 1)!;
-      }
-      if (layout.keyIndexes.length) k += '}';
-      op = t.action === 0x49 /* I */ ? 'c' : 'u';
-      key = k;
-      before = t.action === 0x55 /* U */ ? identity : 'null';
-      after = row;
     }
-    const lsnJson = s.slice(t.lsn[0], t.lsn[1]);
-    const lsn = unquote(s, t.lsn[0], t.lsn[1]);
-    emit({ kind: 'change', table: state, event: this.txn.encoded(op, lsn, lsnJson, key, before, after) });
+    if (!valuesHandled(s, cols) || !valuesHandled(s, t.identity)) return false;
+
+    // The event's JSON, fields in the order JSON.stringify gives a ChangeEvent (types.ts TransactionContext).
+    const p = this.parts;
+    p.length = 0;
+    p.push(
+      isDelete ? '{"op":"d","key":' : t.action === 0x49 /* I */ ? '{"op":"c","key":' : '{"op":"u","key":',
+    );
+    if (!isDelete) pushKey(p, s, cols, layout);
+    else if (!pushIdentityKey(p, s, t.identity, layout)) pushRow(p, s, t.identity, undefined);
+    p.push(',"before":');
+    if (t.action !== 0x49 && t.hasIdentity) pushRow(p, s, t.identity, undefined);
+    else p.push('null');
+    p.push(',"after":');
+    if (isDelete) p.push('null');
+    else pushRow(p, s, cols, layout.rowPrefixes);
+    const seq = this.txn.nextSeq();
+    p.push(
+      ',"unchanged":[],"fromSource":[],"lsn":',
+      s.slice(t.lsn[0], t.lsn[1]),
+      this.txn.jsonTail,
+      '"',
+      seq,
+      '"}',
+    );
+    const op = isDelete ? 'd' : t.action === 0x49 ? 'c' : 'u';
+    // One join gives a flat string; chained `+` would build a rope of slices that keeps the whole record
+    // alive and that every later reader (the message's join, Buffer.from) walks again.
+    const event: EncodedEvent = { op, lsn: unquote(s, t.lsn[0], t.lsn[1]), seq, json: p.join('') };
+    emit({ kind: 'change', table: state, event });
     return true;
   }
 
@@ -423,51 +439,83 @@ function layoutOf(columns: ColumnInfo[]): Layout {
   return l;
 }
 
-/**
- * A value token as the event's JSON value (the text Postgres printed, as a JSON string, or null), the same
- * as textOf and toRow give on the parsed record; undefined for a token the hot path does not handle.
- */
-function valueJson(s: string, start: number, end: number, bytea: boolean): string | undefined {
-  const c = s.charCodeAt(start);
-  if (c === 0x22 /* " */) return bytea ? `"\\\\x${s.slice(start + 1, end)}` : s.slice(start, end);
-  const len = end - start;
-  if (len === 4 && s.startsWith('null', start)) return 'null';
-  if (len === 4 && s.startsWith('true', start)) return '"t"';
-  if (len === 5 && s.startsWith('false', start)) return '"f"';
-  // A bare number: its exact digits as a string (never through a JavaScript number).
-  if (c === 0x2d /* - */ || (c >= 0x30 && c <= 0x39)) return `"${s.slice(start, end)}"`;
-  return undefined;
-}
-
-/** A row object's JSON from column tokens; with no prefixes, the record's own name tokens name the columns. */
-function rowJson(s: string, cols: ColumnTokens, prefixes: string[] | undefined): string | undefined {
-  if (cols.count === 0) return '{}';
-  let out = '';
+/** Whether every value token is one `pushValue` handles: a string, null, true, false, or a number. */
+function valuesHandled(s: string, cols: ColumnTokens): boolean {
   for (let i = 0; i < cols.count; i++) {
     const at = i * COLUMN_STRIDE;
-    const v = valueJson(s, cols.pos[at + 2], cols.pos[at + 3], cols.pos[at + 4] === 1);
-    if (v === undefined) return undefined;
-    out += prefixes
-      ? prefixes[i] + v
-      : `${i === 0 ? '{' : ','}${s.slice(cols.pos[at], cols.pos[at + 1])}:${v}`;
+    const start = cols.pos[at + 2];
+    const c = s.charCodeAt(start);
+    if (c === 0x22 /* " */ || c === 0x2d /* - */ || (c >= 0x30 && c <= 0x39)) continue;
+    const len = cols.pos[at + 3] - start;
+    const literal =
+      (len === 4 && (s.startsWith('null', start) || s.startsWith('true', start))) ||
+      (len === 5 && s.startsWith('false', start));
+    if (!literal) return false;
   }
-  return out + '}';
+  return true;
 }
 
-/** keyOf on an old-row (identity) record: the key columns it holds, in the table's order; undefined if none. */
-function identityKey(s: string, identity: ColumnTokens, layout: Layout): string | undefined {
-  let out = '';
+/**
+ * A value token as the event's JSON value — the text Postgres printed, as a JSON string, or null — the same
+ * as textOf and toRow give on the parsed record. A string token is JSON already; a bare number becomes a
+ * string of its digits (never a JavaScript number); bytea gains the \x of Postgres' own text form (`\\x` in
+ * JSON).
+ */
+function pushValue(p: string[], s: string, at: number, cols: ColumnTokens): void {
+  const start = cols.pos[at + 2];
+  const end = cols.pos[at + 3];
+  const c = s.charCodeAt(start);
+  if (c === 0x22 /* " */) {
+    if (cols.pos[at + 4] === 1) p.push('"\\\\x', s.slice(start + 1, end));
+    else p.push(s.slice(start, end));
+  } else if (c === 0x6e /* n */) p.push('null');
+  else if (c === 0x74 /* t */) p.push('"t"');
+  else if (c === 0x66 /* f */) p.push('"f"');
+  else p.push('"', s.slice(start, end), '"');
+}
+
+/** A row object; with no prefixes, the record's own name tokens name the columns. */
+function pushRow(p: string[], s: string, cols: ColumnTokens, prefixes: string[] | undefined): void {
+  if (cols.count === 0) {
+    p.push('{}');
+    return;
+  }
+  for (let i = 0; i < cols.count; i++) {
+    const at = i * COLUMN_STRIDE;
+    if (prefixes) p.push(prefixes[i]);
+    else p.push(i === 0 ? '{' : ',', s.slice(cols.pos[at], cols.pos[at + 1]), ':');
+    pushValue(p, s, at, cols);
+  }
+  p.push('}');
+}
+
+/** keyOf on a full row (the record's columns match the table's): its key columns, or null without any. */
+function pushKey(p: string[], s: string, cols: ColumnTokens, layout: Layout): void {
+  if (layout.keyIndexes.length === 0) {
+    p.push('null');
+    return;
+  }
+  for (let j = 0; j < layout.keyIndexes.length; j++) {
+    p.push(layout.keyPrefixes[j]);
+    pushValue(p, s, layout.keyIndexes[j] * COLUMN_STRIDE, cols);
+  }
+  p.push('}');
+}
+
+/** keyOf on an old row (identity): the key columns it holds, in the table's order; false if none. */
+function pushIdentityKey(p: string[], s: string, identity: ColumnTokens, layout: Layout): boolean {
   let n = 0;
   for (const k of layout.keyIndexes) {
     const name = layout.names[k];
     for (let i = 0; i < identity.count; i++) {
       const at = i * COLUMN_STRIDE;
       if (identity.pos[at + 1] - identity.pos[at] === name.length && s.startsWith(name, identity.pos[at])) {
-        const v = valueJson(s, identity.pos[at + 2], identity.pos[at + 3], identity.pos[at + 4] === 1)!;
-        out += `${n++ === 0 ? '{' : ','}${name}:${v}`;
+        p.push(n++ === 0 ? '{' : ',', name, ':');
+        pushValue(p, s, at, identity);
         break;
       }
     }
   }
-  return n > 0 ? out + '}' : undefined;
+  if (n > 0) p.push('}');
+  return n > 0;
 }

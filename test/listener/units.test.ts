@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { formatLsn, parseLsn } from '../../contract/lsn';
 import { Catalog, emptyCatalog } from '../../listener/catalog';
 import { PgOutputDecoder } from '../../listener/decoders/pgoutput';
 import { Decoded, changeEventOf } from '../../listener/decoders/types';
@@ -100,6 +101,26 @@ describe('listener units', () => {
     assert.equal(u.seq, '0000000000002000/0000000000000000');
     assert.deepEqual(del.before, { id: '5' }, 'an old-key tuple carries only the key columns');
     assert.deepEqual(out[out.length - 1], { kind: 'commit', endLsn: 0x2040n });
+  });
+
+  it('LSNs print as Postgres prints them on both sides of 2^53 (the number fast path and the bigint one)', () => {
+    const bigintForm = (l: bigint) =>
+      `${(l >> 32n).toString(16).toUpperCase()}/${(l & 0xffffffffn).toString(16).toUpperCase()}`;
+    const edges = [
+      0n,
+      1n,
+      0xffffffffn,
+      0x100000000n,
+      0x16b374d848n,
+      2n ** 53n - 1n,
+      2n ** 53n,
+      2n ** 64n - 1n,
+    ];
+    for (const l of edges) {
+      assert.equal(formatLsn(l), bigintForm(l));
+      assert.equal(parseLsn(formatLsn(l)), l);
+    }
+    assert.equal(formatLsn(0x16b374d848n), '16/B374D848');
   });
 
   it('commit timestamps are normalised to UTC with microseconds, whatever the server time zone', () => {
