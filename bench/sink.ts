@@ -1,17 +1,23 @@
 // `npm run bench:sink [-- EVENTS]`: how fast the sink drains a subscription into BigQuery, on the local
 // stack (Google's Pub/Sub emulator, our BigQuery emulator). Publishes EVENTS change events (default 50 000:
 // 80% inserts, 15% updates, 5% deletes of a 6-column table, 1000 events a message, gzip), runs one
-// bounded sink run, and prints events/s and bytes/event (Pub/Sub payload, and rows sent to BigQuery).
+// bounded sink run in this process with the sink's default configuration, and prints events/s, the sink's
+// CPU seconds per million events and bytes/event (Pub/Sub payload, and rows sent to BigQuery).
+// The BigQuery emulator runs in its own process (dist/local/bigquery-emulator/main.js), so this process's CPU
+// time is the sink's (plus the small publishing phase before, which is not counted):
+// `node --cpu-prof dist/bench/sink.js` profiles the sink alone.
 
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { createInterface } from 'node:readline';
 import { PubSub } from '@google-cloud/pubsub';
 import { encodeBatch } from '../contract/codec';
 import type { ChangeEvent, ColumnInfo } from '../contract/events';
 import { changeSeq, formatLsn } from '../contract/lsn';
-import { startBigQueryEmulator } from '../local/bigquery-emulator';
 import { startPubSubEmulator } from '../local/pubsub-emulator';
+import { loadSinkConfig } from '../sink/config';
 import { runSink } from '../sink/run';
 import { writeStats } from '../sink/storage-writer';
 
@@ -62,11 +68,42 @@ function events(total: number): ChangeEvent[] {
   return out;
 }
 
+/** Our BigQuery emulator in a child process: its CPU is not the sink's. */
+async function startBigQueryProcess(): Promise<{
+  restHost: string;
+  grpcHost: string;
+  stop(): Promise<void>;
+}> {
+  const main = path.resolve(__dirname, '..', 'local', 'bigquery-emulator', 'main.js');
+  const child = spawn(process.execPath, [main, '--rest-port', '0', '--grpc-port', '0'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const stop = async (): Promise<void> => {
+    if (child.exitCode === null) child.kill('SIGTERM');
+    await exited;
+  };
+  const lines = createInterface({ input: child.stdout! });
+  for await (const line of lines) {
+    try {
+      const e = JSON.parse(line) as { restHost?: string; grpcHost?: string };
+      if (e.restHost && e.grpcHost) {
+        lines.removeAllListeners();
+        child.stdout!.resume();
+        return { restHost: e.restHost, grpcHost: e.grpcHost, stop };
+      }
+    } catch {
+      /* not the endpoints line */
+    }
+  }
+  throw new Error('the BigQuery emulator exited before printing its endpoints');
+}
+
 async function main(): Promise<void> {
   const total = Number(process.argv[2] ?? 50_000);
   const dir = mkdtempSync(path.join(os.tmpdir(), 'pgcdc-bench-sink-'));
   const ps = await startPubSubEmulator({ dir });
-  const bq = await startBigQueryEmulator();
+  const bq = await startBigQueryProcess();
   try {
     process.env.PUBSUB_EMULATOR_HOST = ps.host;
     process.env.BIGQUERY_EMULATOR_HOST = `http://${bq.restHost}`;
@@ -87,29 +124,30 @@ async function main(): Promise<void> {
       payloadBytes += data.length;
       await topic.publishMessage({ data, attributes });
     }
+    const cpuBefore = process.cpuUsage();
     const started = process.hrtime.bigint();
     // Every event is one history row and one replica row: the time until BigQuery accepted them all is
     // the sink's work (the bounded run then still waits for two empty pulls before it ends).
     let writtenAt: bigint | undefined;
+    let cpuAtWritten: NodeJS.CpuUsage | undefined;
     const watch = setInterval(() => {
-      if (writtenAt === undefined && writeStats.rows >= 2 * total) writtenAt = process.hrtime.bigint();
+      if (writtenAt === undefined && writeStats.rows >= 2 * total) {
+        writtenAt = process.hrtime.bigint();
+        cpuAtWritten = process.cpuUsage(cpuBefore);
+      }
     }, 5);
-    const summary = await runSink(
-      {
-        projectId: PROJECT,
-        subscription: `projects/${PROJECT}/subscriptions/bench-sink`,
-        bigQueryProject: PROJECT,
-        dataset: 'bench',
-        maxStalenessMinutes: 15,
-        maxRunSeconds: 600,
-        mode: 'once',
-        batchMessages: 10,
-        pullWaitSeconds: 3,
-        bigQueryStorageEmulatorHost: bq.grpcHost,
-      },
-      { log: () => undefined },
-    );
+    // The sink's defaults (batch size, …), as the job runs it; only the end-of-run wait is shortened.
+    const cfg = loadSinkConfig({
+      PGCDC_PROJECT: PROJECT,
+      PGCDC_SUBSCRIPTION: `projects/${PROJECT}/subscriptions/bench-sink`,
+      PGCDC_DATASET: 'bench',
+      PGCDC_MAX_RUN_SECONDS: '600',
+      PGCDC_SINK_PULL_WAIT_SECONDS: '5',
+      PGCDC_BQ_STORAGE_EMULATOR_HOST: bq.grpcHost,
+    });
+    const summary = await runSink(cfg, { log: () => undefined });
     clearInterval(watch);
+    const cpu = cpuAtWritten ?? process.cpuUsage(cpuBefore);
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     if (summary.events !== total)
       throw new Error(`expected ${total} events, the sink wrote ${summary.events}`);
@@ -119,6 +157,7 @@ async function main(): Promise<void> {
       secondsToWrite: Number(busy.toFixed(2)),
       secondsRun: Number(seconds.toFixed(2)),
       eventsPerSecond: Math.round(total / busy),
+      sinkCpuSecondsPerMillionEvents: Number((((cpu.user + cpu.system) / 1e6 / total) * 1e6).toFixed(1)),
       pubsubBytesPerEvent: Number((payloadBytes / total).toFixed(1)),
       bigQueryRows: writeStats.rows,
       bigQueryBytesPerEvent: Number((writeStats.bytes / total).toFixed(1)),

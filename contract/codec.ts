@@ -86,15 +86,29 @@ function requireString(o: Record<string, unknown>, field: string, where: string)
   return v;
 }
 
-function validateRow(x: unknown, where: string): Row | null {
+// Validation runs for every event of every message: plain loops, no per-call allocations (the `where`
+// text of an error is built only when one is thrown).
+
+function validateRow(x: unknown, i: number, part: string): Row | null {
   if (x === null || x === undefined) return null;
-  if (!isObject(x)) throw new ContractError(`${where} must be an object of column values or null`);
-  for (const [k, v] of Object.entries(x)) {
+  if (!isObject(x))
+    throw new ContractError(`events[${i}].${part} must be an object of column values or null`);
+  for (const k in x) {
+    const v = x[k];
     if (v !== null && typeof v !== 'string') {
-      throw new ContractError(`${where}.${k} must be the text of the value or null, got ${typeof v}`);
+      throw new ContractError(
+        `events[${i}].${part}.${k} must be the text of the value or null, got ${typeof v}`,
+      );
     }
   }
   return x as Row;
+}
+
+const OP_SET: ReadonlySet<string> = new Set(OPS);
+
+function isStringArray(x: unknown[]): boolean {
+  for (let i = 0; i < x.length; i++) if (typeof x[i] !== 'string') return false;
+  return true;
 }
 
 function validateColumns(x: unknown): ColumnInfo[] {
@@ -110,53 +124,57 @@ function validateColumns(x: unknown): ColumnInfo[] {
 }
 
 function validateEvent(x: unknown, i: number): ChangeEvent {
-  const where = `events[${i}]`;
-  if (!isObject(x)) throw new ContractError(`${where} must be an object`);
+  if (!isObject(x)) throw new ContractError(`events[${i}] must be an object`);
   const op = x.op;
-  if (typeof op !== 'string' || !(OPS as readonly string[]).includes(op)) {
-    throw new ContractError(`${where}: "op" must be one of ${OPS.join(', ')}, got ${JSON.stringify(op)}`);
+  if (typeof op !== 'string' || !OP_SET.has(op)) {
+    throw new ContractError(`events[${i}]: "op" must be one of ${OPS.join(', ')}, got ${JSON.stringify(op)}`);
   }
-  const seq = requireString(x, 'seq', where);
-  if (!isChangeSeq(seq))
-    throw new ContractError(`${where}: "seq" ${JSON.stringify(seq)} is not a change sequence`);
+  const seq = x.seq;
+  if (typeof seq !== 'string') requireString(x, 'seq', `events[${i}]`);
+  if (!isChangeSeq(seq as string))
+    throw new ContractError(`events[${i}]: "seq" ${JSON.stringify(seq)} is not a change sequence`);
   const unchanged = x.unchanged ?? [];
-  if (!Array.isArray(unchanged) || unchanged.some((u) => typeof u !== 'string')) {
-    throw new ContractError(`${where}: "unchanged" must be an array of column names`);
+  if (!Array.isArray(unchanged) || !isStringArray(unchanged)) {
+    throw new ContractError(`events[${i}]: "unchanged" must be an array of column names`);
   }
   const fromSource = x.fromSource ?? [];
-  if (!Array.isArray(fromSource) || fromSource.some((u) => typeof u !== 'string')) {
-    throw new ContractError(`${where}: "fromSource" must be an array of column names`);
+  if (!Array.isArray(fromSource) || !isStringArray(fromSource)) {
+    throw new ContractError(`events[${i}]: "fromSource" must be an array of column names`);
   }
   if (x.superseded !== undefined && x.superseded !== true) {
-    throw new ContractError(`${where}: "superseded" must be true when present`);
+    throw new ContractError(`events[${i}]: "superseded" must be true when present`);
   }
-  if (typeof x.xid !== 'number') throw new ContractError(`${where}: "xid" must be a number`);
+  if (typeof x.xid !== 'number') throw new ContractError(`events[${i}]: "xid" must be a number`);
+  const { lsn, commitLsn, commitTs } = x;
+  if (typeof lsn !== 'string') requireString(x, 'lsn', `events[${i}]`);
+  if (typeof commitLsn !== 'string') requireString(x, 'commitLsn', `events[${i}]`);
+  if (typeof commitTs !== 'string') requireString(x, 'commitTs', `events[${i}]`);
   const ev: ChangeEvent = {
     op: op as ChangeEvent['op'],
-    key: validateRow(x.key, `${where}.key`),
-    before: validateRow(x.before, `${where}.before`),
-    after: validateRow(x.after, `${where}.after`),
+    key: validateRow(x.key, i, 'key'),
+    before: validateRow(x.before, i, 'before'),
+    after: validateRow(x.after, i, 'after'),
     unchanged: unchanged as string[],
     fromSource: fromSource as string[],
-    ...(x.superseded === true ? { superseded: true as const } : {}),
-    lsn: requireString(x, 'lsn', where),
-    commitLsn: requireString(x, 'commitLsn', where),
+    lsn: lsn as string,
+    commitLsn: commitLsn as string,
     xid: x.xid,
-    commitTs: requireString(x, 'commitTs', where),
-    seq,
+    commitTs: commitTs as string,
+    seq: seq as string,
   };
+  if (x.superseded === true) ev.superseded = true;
   if ((ev.op === 'c' || ev.op === 'u' || ev.op === 'r') && ev.after === null) {
-    throw new ContractError(`${where}: op "${ev.op}" needs "after"`);
+    throw new ContractError(`events[${i}]: op "${ev.op}" needs "after"`);
   }
   for (const c of ev.fromSource) {
     if (!ev.after || !(c in ev.after)) {
       throw new ContractError(
-        `${where}: "fromSource" names ${JSON.stringify(c)}, which "after" does not hold`,
+        `events[${i}]: "fromSource" names ${JSON.stringify(c)}, which "after" does not hold`,
       );
     }
   }
   if (ev.op === 'd' && ev.key === null && ev.before === null) {
-    throw new ContractError(`${where}: op "d" needs "key" or "before"`);
+    throw new ContractError(`events[${i}]: op "d" needs "key" or "before"`);
   }
   return ev;
 }

@@ -52,6 +52,21 @@ export function isChangeSeq(text: string): boolean {
 
 /** Compare two change sequences the way BigQuery does: section by section, as hex numbers. */
 export function compareSeq(a: string, b: string): number {
+  if (a === b) return 0;
+  // Fast path (the sink sorts every batch): strings of equal length that first differ at a hex digit of
+  // one case, inside sections of equal width, compare like the numbers (the sections before are equal).
+  if (a.length === b.length) {
+    let i = 0;
+    while (a.charCodeAt(i) === b.charCodeAt(i)) i++;
+    const x = a.charCodeAt(i);
+    const y = b.charCodeAt(i);
+    const cx = hexClass(x);
+    const cy = hexClass(y);
+    const sameCase = cx === 1 || cy === 1 || cx === cy;
+    if (cx !== 0 && cy !== 0 && sameCase && a.indexOf('/', i) === b.indexOf('/', i)) {
+      return x < y ? -1 : 1;
+    }
+  }
   const as = a.split('/');
   const bs = b.split('/');
   for (let i = 0; i < Math.max(as.length, bs.length); i++) {
@@ -59,5 +74,16 @@ export function compareSeq(a: string, b: string): number {
     const y = BigInt('0x' + (bs[i] ?? '0'));
     if (x !== y) return x < y ? -1 : 1;
   }
+  return 0;
+}
+
+/**
+ * 1 for a digit, 2 for A-F, 3 for a-f, 0 otherwise. Character order is numeric order among digits and the
+ * letters of one case (every digit is below every letter); 'a' against 'B' is left to the exact comparison.
+ */
+function hexClass(c: number): number {
+  if (c >= 48 && c <= 57) return 1;
+  if (c >= 65 && c <= 70) return 2;
+  if (c >= 97 && c <= 102) return 3;
   return 0;
 }

@@ -8,7 +8,7 @@
 //     the others;
 //   - UNAVAILABLE is retried a few times quickly; anything else fails the run (messages are not acked).
 
-import { ProtoRow, RowError, StorageWriteError } from './storage-writer';
+import { AppendRow, ProtoRow, RowError, StorageWriteError } from './storage-writer';
 import type { Appender } from './writer-pool';
 
 /**
@@ -82,7 +82,7 @@ export interface Failable {
 export async function appendItems<T extends Failable>(
   appender: Appender,
   items: T[],
-  toRows: (item: T) => ProtoRow[],
+  toRows: (item: T) => AppendRow[],
 ): Promise<number> {
   let pending = items.filter((w) => !w.failed);
   for (let round = 0; round < MAX_ROUNDS; round++) {

@@ -8,7 +8,7 @@
 
 import type { ChangeEvent, EventBatch, Row } from '../contract/events';
 import { keyText } from './names';
-import { ValueError, parseTimestamptz } from './pg-text';
+import { lastValueCache, ValueError, parseTimestamptz } from './pg-text';
 import type { ProtoRow } from './storage-writer';
 import type { ColumnField } from './table-schema';
 
@@ -34,6 +34,8 @@ export interface EventWork {
   mapping: ColumnField[];
   /** Values by history field name (the replica's names may differ: `replicaRename`). */
   values: ProtoRow;
+  /** The commit time as TIMESTAMP micros (null when unparsable). */
+  commitMicros: string | number | null;
   /** Key text of the row after the event (or of the deleted row). */
   key: string | null;
   /** Key text of the row before a primary-key change. */
@@ -69,6 +71,7 @@ export function decodeEvent(
     msg,
     mapping,
     values: {},
+    commitMicros: commitMicros(ev),
     key: null,
     oldKey: null,
     unresolved: [...ev.unchanged],
@@ -125,10 +128,13 @@ export function decodeEvent(
   return w;
 }
 
+// Every event of a transaction has the same commit time.
+const commitTimestamp = lastValueCache(parseTimestamptz);
+
 /** Commit time as TIMESTAMP micros; an unparsable commit time is left empty rather than failing the event. */
-export function commitMicros(ev: ChangeEvent): string | null {
+function commitMicros(ev: ChangeEvent): string | number | null {
   try {
-    return parseTimestamptz(ev.commitTs);
+    return commitTimestamp(ev.commitTs);
   } catch {
     return null;
   }

@@ -93,8 +93,86 @@ function parseTsParts(text: string): TsParts {
   };
 }
 
-/** timestamptz text → microseconds since the epoch (as a decimal string: protobuf int64). */
-export function parseTimestamptz(text: string): string {
+// Fast path for the shape Postgres prints (DateStyle ISO): "YYYY-MM-DD HH:MM:SS[.f{1,6}]" and, for
+// timestamptz, "±HH[:MM[:SS]]". Anything else (T separator, BC, 5-digit years) takes the regex path.
+// Within ±MAX_SAFE_DAYS of 1970 the microseconds stay below 2^53, so plain numbers are exact.
+const MAX_SAFE_DAYS = 104_000;
+
+/** Two decimal digits at i, or -1. */
+function digits2(t: string, i: number): number {
+  const a = t.charCodeAt(i) - 48;
+  const b = t.charCodeAt(i + 1) - 48;
+  return a >= 0 && a <= 9 && b >= 0 && b <= 9 ? a * 10 + b : -1;
+}
+
+interface FastTs {
+  days: number;
+  /** Microseconds within the day. */
+  micros: number;
+  /** Index after the fraction: where an offset starts, if any. */
+  end: number;
+}
+
+function fastTsParts(t: string): FastTs | null {
+  if (t.length < 19 || t.charCodeAt(4) !== 45 || t.charCodeAt(7) !== 45 || t.charCodeAt(10) !== 32)
+    return null;
+  if (t.charCodeAt(13) !== 58 || t.charCodeAt(16) !== 58) return null;
+  const y1 = digits2(t, 0);
+  const y2 = digits2(t, 2);
+  const mo = digits2(t, 5);
+  const d = digits2(t, 8);
+  const h = digits2(t, 11);
+  const mi = digits2(t, 14);
+  const s = digits2(t, 17);
+  if (y1 < 0 || y2 < 0 || mo < 0 || d < 0 || h < 0 || mi < 0 || s < 0) return null;
+  const y = y1 * 100 + y2;
+  if (y < 1) return null;
+  let i = 19;
+  let frac = 0;
+  if (t.charCodeAt(i) === 46) {
+    i += 1;
+    let k = 0;
+    for (; k < 6; k++, i++) {
+      const c = t.charCodeAt(i) - 48;
+      if (!(c >= 0 && c <= 9)) break;
+      frac = frac * 10 + c;
+    }
+    if (k === 0) return null;
+    for (; k < 6; k++) frac *= 10;
+  }
+  const days = daysFromCivil(y, mo, d);
+  if (days > MAX_SAFE_DAYS || days < -MAX_SAFE_DAYS) return null;
+  return { days, micros: (h * 3600 + mi * 60 + s) * 1_000_000 + frac, end: i };
+}
+
+/** "±HH[[:]MM[[:]SS]]" from i to the end, in seconds; null when it is not exactly that. */
+function fastOffset(t: string, i: number): number | null {
+  const sign = t.charCodeAt(i);
+  if (sign !== 43 && sign !== 45) return null;
+  const parts = [0, 0, 0];
+  i += 1;
+  for (let p = 0; p < 3 && i < t.length; p++) {
+    if (p > 0 && t.charCodeAt(i) === 58) i += 1;
+    const v = digits2(t, i);
+    if (v < 0) return null;
+    parts[p] = v;
+    i += 2;
+  }
+  if (i !== t.length) return null;
+  const seconds = parts[0] * 3600 + parts[1] * 60 + parts[2];
+  return sign === 45 ? -seconds : seconds;
+}
+
+/**
+ * timestamptz text → microseconds since the epoch, for a protobuf int64: a number when it is exact (within
+ * about 280 years of 1970), else the decimal string.
+ */
+export function parseTimestamptz(text: string): number | string {
+  const f = fastTsParts(text);
+  if (f) {
+    const offset = fastOffset(text, f.end);
+    if (offset !== null) return f.days * 86_400_000_000 + f.micros - offset * 1_000_000;
+  }
   if (text === 'infinity') return BQ_MAX_MICROS.toString();
   if (text === '-infinity') return BQ_MIN_MICROS.toString();
   const p = parseTsParts(text);
@@ -108,11 +186,30 @@ export function parseTimestamptz(text: string): string {
 
 /** timestamp (without time zone) text → BigQuery DATETIME text. */
 export function parseTimestamp(text: string): string {
+  // Postgres's own form is already BigQuery's DATETIME text.
+  const f = fastTsParts(text);
+  if (f && f.end === text.length) return text;
   if (text === 'infinity') return '9999-12-31 23:59:59.999999';
   if (text === '-infinity') return '0001-01-01 00:00:00';
   const p = parseTsParts(text);
   const base = text.slice(0, 19).replace('T', ' ');
   return p.fraction ? `${base}.${p.fraction}` : base;
+}
+
+/**
+ * `convert` remembering its last input: a table's rows often repeat a value (a transaction's `now()`, its
+ * commit time). Only successes are remembered; a refused value throws again.
+ */
+export function lastValueCache<T>(convert: (text: string) => T): (text: string) => T {
+  let lastText: string | undefined;
+  let lastValue: T;
+  return (text) => {
+    if (text === lastText) return lastValue;
+    const v = convert(text);
+    lastText = text;
+    lastValue = v;
+    return v;
+  };
 }
 
 /** bytea text output: hex format ("\x0a0b") or the older escape format. */

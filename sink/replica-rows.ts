@@ -14,35 +14,49 @@
 //   d               DELETE of the key;
 //   t               nothing here: truncate.ts.
 
-import { commitMicros, EventWork } from './event-work';
-import type { ProtoRow } from './storage-writer';
+import type { EventWork } from './event-work';
+import { MetaFields, ProtoRow, SplitRow } from './storage-writer';
+
+const UPSERT_META = new MetaFields(['_event_id', '_commit_ts', '_CHANGE_SEQUENCE_NUMBER', '_CHANGE_TYPE']);
+const DELETE_META = new MetaFields(['_CHANGE_SEQUENCE_NUMBER', '_CHANGE_TYPE']);
 
 /** The replica rows of one event (history field names; `forReplica` renames them). */
-export function replicaRows(w: EventWork): ProtoRow[] {
+export function replicaRows(w: EventWork): SplitRow[] {
   const ev = w.ev;
   if (!w.hasReplica || ev.op === 't') return [];
-  const meta = { _CHANGE_SEQUENCE_NUMBER: ev.seq };
   if (w.replicaFailed) return w.oldKey && ev.before ? [oldKeyDelete(w)] : [];
-  if (ev.op === 'd') return [{ ...keyValues(w), ...meta, _CHANGE_TYPE: 'DELETE' }];
-  const rows: ProtoRow[] = [];
+  if (ev.op === 'd') return [deleteRow(keyValues(w), ev.seq)];
+  const rows: SplitRow[] = [];
   if (ev.op === 'u' && w.oldKey && ev.before) rows.push(oldKeyDelete(w));
   if (ev.superseded || w.unresolved.length > 0) return rows;
-  rows.push({
-    ...w.values,
-    _event_id: ev.seq,
-    _commit_ts: commitMicros(ev),
-    ...meta,
-    _CHANGE_TYPE: 'UPSERT',
-  });
+  rows.push(
+    new SplitRow(
+      w.values,
+      {
+        _event_id: ev.seq,
+        _commit_ts: w.commitMicros,
+        _CHANGE_SEQUENCE_NUMBER: ev.seq,
+        _CHANGE_TYPE: 'UPSERT',
+      },
+      UPSERT_META,
+    ),
+  );
   return rows;
 }
 
 /** Replica rows in the replica's field names (they differ where a retyped column was renamed). */
-export function forReplica(w: EventWork): ProtoRow[] {
+export function forReplica(w: EventWork): SplitRow[] {
   const rows = replicaRows(w);
   const rename = w.replicaRename;
   if (rename.size === 0) return rows;
-  return rows.map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [rename.get(k) ?? k, v])));
+  return rows.map(
+    (r) =>
+      new SplitRow(
+        Object.fromEntries(Object.entries(r.values).map(([k, v]) => [rename.get(k) ?? k, v])),
+        r.meta,
+        r.metaFields,
+      ),
+  );
 }
 
 /** Why an event wrote no replica row although its table has a replica, for a `_failed` warning. */
@@ -55,15 +69,19 @@ export function replicaSkipReason(w: EventWork): string | null {
   );
 }
 
+function deleteRow(key: ProtoRow, seq: string): SplitRow {
+  return new SplitRow(key, { _CHANGE_SEQUENCE_NUMBER: seq, _CHANGE_TYPE: 'DELETE' }, DELETE_META);
+}
+
 /** The CDC DELETE of a key-changing update's old key, at the event's sequence. */
-function oldKeyDelete(w: EventWork): ProtoRow {
+function oldKeyDelete(w: EventWork): SplitRow {
   const old: ProtoRow = {};
   for (const m of w.mapping) {
     if (!m.column.key) continue;
     const text = w.ev.before?.[m.column.name];
     old[m.field] = text === null || text === undefined ? null : m.mapping.convert(text);
   }
-  return { ...old, _CHANGE_SEQUENCE_NUMBER: w.ev.seq, _CHANGE_TYPE: 'DELETE' };
+  return deleteRow(old, w.ev.seq);
 }
 
 function keyValues(w: EventWork): ProtoRow {

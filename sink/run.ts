@@ -60,6 +60,8 @@ const MAX_IN_HAND_BYTES = 256 * 1024 * 1024;
 // A table whose schema change the Write API does not see yet is retried after these delays (the last one
 // repeats): BigQuery speaks of minutes.
 const PROPAGATION_BACKOFF_MS = [1000, 2000, 5000, 10_000, 20_000, 30_000];
+// Longest stretch of decoding before the event loop gets a turn.
+const ROUTE_SLICE_MS = 20;
 
 interface Queued {
   inbound: Inbound;
@@ -135,6 +137,7 @@ export async function runSink(
   // One `_failed` write at a time: it is one table, one connection.
   let failedChain: Promise<void> = Promise.resolve();
   const writeFailed = (records: FailedRecord[]): Promise<void> => {
+    if (records.length === 0) return Promise.resolve();
     const p = failedChain.then(() => failedTable.write(records));
     failedChain = p.catch(() => undefined);
     summary.failed += records.length;
@@ -219,6 +222,14 @@ export async function runSink(
     for (const m of batch) {
       inHand.add(m);
       inHandBytes += m.data.length;
+    }
+    let sliceStart = Date.now();
+    for (const m of batch) {
+      // Decoding is synchronous: between messages, let acks, lease renewals and the tables' writes run.
+      if (Date.now() - sliceStart >= ROUTE_SLICE_MS) {
+        await new Promise((r) => setImmediate(r));
+        sliceStart = Date.now();
+      }
       let decoded;
       try {
         decoded = decodeBatch(m.data, m.attributes);

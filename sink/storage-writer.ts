@@ -58,17 +58,94 @@ const MAX_REQUEST_BYTES = 8 * 1024 * 1024;
 const APPEND_TIMEOUT_MS = 120_000;
 
 type FromDescriptor = (d: unknown) => protobuf.Type;
+const fromDescriptor = (protobuf.Type as unknown as { fromDescriptor: FromDescriptor }).fromDescriptor;
 
 /** Rows and serialized bytes this process has sent to BigQuery (all tables), for benchmarks and logs. */
 export const writeStats = { rows: 0, bytes: 0 };
 
-export class TableAppender {
+/** The names of the meta columns a kind of row sets (one constant per row builder: the split is cached by it). */
+export class MetaFields {
+  readonly names: ReadonlySet<string>;
+  constructor(names: readonly string[]) {
+    this.names = new Set(names);
+  }
+}
+
+/**
+ * A row as two objects, the source columns' values and the row's meta columns, encoded without merging them:
+ * V8 makes `{ ...values, meta… }` copies slowly (tens of µs each), and every event is two rows. A protobuf
+ * message may be written as any sequence of its fields ("parsers must be able to parse fields in any order",
+ * https://protobuf.dev/programming-guides/encoding/#order), so the two halves are written one after the other.
+ */
+export class SplitRow {
+  constructor(
+    readonly values: ProtoRow,
+    readonly meta: ProtoRow,
+    readonly metaFields: MetaFields,
+  ) {}
+}
+
+export type AppendRow = ProtoRow | SplitRow;
+
+/** Serialises rows for one table's fields (the proto descriptor the connection declares). */
+export class RowEncoder {
+  readonly descriptor: protos.google.protobuf.DescriptorProto;
+  private readonly normalized: { field?: { name?: string | null }[] | null };
   private readonly type: protobuf.Type;
+  private readonly halves = new Map<MetaFields, { values: protobuf.Type; meta: protobuf.Type }>();
+
+  constructor(fields: TableField[], cdc: boolean) {
+    const storageSchema = adapt.convertBigQuerySchemaToStorageTableSchema({ fields });
+    const options = cdc ? [adapt.withChangeType(), adapt.withChangeSequenceNumber()] : [];
+    this.descriptor = adapt.convertStorageSchemaToProto2Descriptor(storageSchema, 'root', ...options);
+    this.normalized = adapt.normalizeDescriptor(this.descriptor) as typeof this.normalized;
+    this.type = fromDescriptor(this.normalized);
+  }
+
+  /**
+   * Serialises a row whose values type-map.ts already converted to what protobufjs writes for each field
+   * type (int64: number or decimal string; bytes: Buffer; …), so the plain objects are encoded as they are,
+   * without `fromObject`'s copy (which encodes the same bytes: test/sink/row-encoder.test.ts). Should that
+   * throw on a value protobufjs does not write as is, the row is merged and normalised through `fromObject`.
+   */
+  encode(row: AppendRow): Uint8Array {
+    try {
+      if (!(row instanceof SplitRow)) return this.type.encode(row).finish();
+      const h = this.halvesFor(row.metaFields);
+      const w = protobuf.Writer.create();
+      h.values.encode(row.values, w);
+      h.meta.encode(row.meta, w);
+      return w.finish();
+    } catch {
+      const whole = row instanceof SplitRow ? { ...row.values, ...row.meta } : row;
+      return this.type.encode(this.type.fromObject(whole)).finish();
+    }
+  }
+
+  /** The message type cut in two: the meta fields, and all others; same field numbers, same rules. */
+  private halvesFor(meta: MetaFields) {
+    let h = this.halves.get(meta);
+    if (!h) {
+      const all = this.normalized.field ?? [];
+      const part = (keep: boolean) =>
+        fromDescriptor({
+          ...this.normalized,
+          field: all.filter((f) => meta.names.has(f.name ?? '') === keep),
+        });
+      h = { values: part(false), meta: part(true) };
+      this.halves.set(meta, h);
+    }
+    return h;
+  }
+}
+
+export class TableAppender {
+  private readonly rows: RowEncoder;
   private readonly writer: managedwriter.Writer;
   private readonly connection: { close(): void };
 
-  private constructor(type: protobuf.Type, writer: managedwriter.Writer, connection: { close(): void }) {
-    this.type = type;
+  private constructor(rows: RowEncoder, writer: managedwriter.Writer, connection: { close(): void }) {
+    this.rows = rows;
     this.writer = writer;
     this.connection = connection;
   }
@@ -79,11 +156,7 @@ export class TableAppender {
     fields: TableField[],
     cdc: boolean,
   ): Promise<TableAppender> {
-    const storageSchema = adapt.convertBigQuerySchemaToStorageTableSchema({ fields });
-    const options = cdc ? [adapt.withChangeType(), adapt.withChangeSequenceNumber()] : [];
-    const descriptor = adapt.convertStorageSchemaToProto2Descriptor(storageSchema, 'root', ...options);
-    const fromDescriptor = (protobuf.Type as unknown as { fromDescriptor: FromDescriptor }).fromDescriptor;
-    const type = fromDescriptor(adapt.normalizeDescriptor(descriptor));
+    const rows = new RowEncoder(fields, cdc);
     const connection = await client.createStreamConnection({
       streamId: managedwriter.DefaultStream,
       destinationTable: tablePath,
@@ -91,16 +164,13 @@ export class TableAppender {
     // A connection error with no write pending is reported again on the next append; without a
     // listener EventEmitter would throw it.
     connection.onConnectionError(() => undefined);
-    const writer = new managedwriter.Writer({ connection, protoDescriptor: descriptor });
-    return new TableAppender(type, writer, connection);
+    const writer = new managedwriter.Writer({ connection, protoDescriptor: rows.descriptor });
+    return new TableAppender(rows, writer, connection);
   }
 
-  /**
-   * Serialises a row (values already converted by type-map.ts; fromObject turns int64 decimal strings
-   * into Longs exactly); throws when a REQUIRED field is missing.
-   */
-  encode(row: ProtoRow): Uint8Array {
-    return this.type.encode(this.type.fromObject(row)).finish();
+  /** See RowEncoder.encode. */
+  encode(row: AppendRow): Uint8Array {
+    return this.rows.encode(row);
   }
 
   /**

@@ -3,6 +3,7 @@
 
 import type { ColumnInfo } from '../contract/events';
 import {
+  lastValueCache,
   parseArray,
   parseBytea,
   parseDate,
@@ -73,9 +74,13 @@ function boolValue(text: string): boolean {
   throw new ValueError(`${JSON.stringify(text)} is not a boolean`);
 }
 
-function intValue(text: string): string {
+// Up to 15 digits a JS number is exact (2^53 has 16), and protobufjs writes a number to an int64 field
+// without parsing text into a Long; longer values stay decimal text, which it converts exactly.
+const MAX_EXACT_DIGITS = 15;
+
+function intValue(text: string): string | number {
   if (!/^-?\d+$/.test(text)) throw new ValueError(`${JSON.stringify(text)} is not an integer`);
-  return text;
+  return text.length <= MAX_EXACT_DIGITS ? Number(text) : text;
 }
 
 const identity = (text: string): string => text;
@@ -214,16 +219,16 @@ function scalarFor(name: string, typmod: string | null): Scalar | null {
     case 'bytea':
       return { bqType: 'BYTES', convert: parseBytea };
     case 'date':
-      return { bqType: 'DATE', convert: parseDate };
+      return { bqType: 'DATE', convert: lastValueCache(parseDate) };
     case 'time without time zone':
     case 'time':
       return { bqType: 'TIME', convert: parseTime };
     case 'timestamp without time zone':
     case 'timestamp':
-      return { bqType: 'DATETIME', convert: parseTimestamp };
+      return { bqType: 'DATETIME', convert: lastValueCache(parseTimestamp) };
     case 'timestamp with time zone':
     case 'timestamptz':
-      return { bqType: 'TIMESTAMP', convert: parseTimestamptz };
+      return { bqType: 'TIMESTAMP', convert: lastValueCache(parseTimestamptz) };
     case 'json':
     case 'jsonb':
       return { bqType: 'JSON', convert: exactJson };

@@ -9,7 +9,7 @@
 
 import { managedwriter } from '@google-cloud/bigquery-storage';
 import type { TableField } from './bigquery-rest';
-import { ProtoRow, RowError, TableAppender } from './storage-writer';
+import { AppendRow, RowError, TableAppender } from './storage-writer';
 
 // Our share: a run writes at most MAX_TABLE_WORKERS tables at once (run.ts), two connections each, so 16
 // leaves room for reuse across batches while staying far below the project quota even with parallel tasks.
@@ -94,7 +94,7 @@ export class WriterPool {
 }
 
 export interface Appender {
-  encode(row: ProtoRow): Uint8Array;
+  encode(row: AppendRow): Uint8Array;
   append(rows: Uint8Array[]): Promise<RowError[]>;
 }
 
@@ -102,7 +102,7 @@ export interface Appender {
 export class PooledAppender implements Appender {
   constructor(private readonly entry: Entry) {}
 
-  encode(row: ProtoRow): Uint8Array {
+  encode(row: AppendRow): Uint8Array {
     return this.entry.appender.encode(row);
   }
 
