@@ -33,6 +33,8 @@ import { PostgresCluster, startPostgres } from '../local/postgres';
 import { PubSubEmulator, startPubSubEmulator } from '../local/pubsub-emulator';
 import { emptyCatalog } from '../listener/catalog';
 import { PgOutputDecoder } from '../listener/decoders/pgoutput';
+// The listener image's NODE_OPTIONS (listener/Dockerfile; a test keeps the two equal), so its RSS is the job's.
+import { LISTENER_NODE_OPTIONS } from '../listener/runtime';
 import { Wal2JsonDecoder } from '../listener/decoders/wal2json';
 
 const PROJECT = 'pgcdc-bench';
@@ -42,8 +44,6 @@ const DIST = path.resolve(__dirname, '..');
 const LISTENER_MAIN = path.join(DIST, 'listener', 'main.js');
 const SINK_MAIN = path.join(DIST, 'sink', 'main.js');
 const BIGQUERY_MAIN = path.join(DIST, 'local', 'bigquery-emulator', 'main.js');
-/** The listener image's heap cap (listener/Dockerfile), so its RSS is the job's. */
-const LISTENER_NODE_OPTIONS = '--max-old-space-size=160';
 /** The plugin options the listener's decoders send, for pg_recvlogical: taken from the decoders themselves. */
 const PLUGIN_OPTIONS: Record<Decoder, Record<string, string>> = {
   wal2json: new Wal2JsonDecoder(emptyCatalog(), []).pluginOptions,
