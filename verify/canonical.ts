@@ -40,6 +40,10 @@ function canon(plan: ColumnPlan, v: ProtoValue): string {
   if (v === null || v === undefined) return 'null';
   if (Array.isArray(v)) return `[${v.map((e) => canon(plan, e)).join(',')}]`;
   if (Buffer.isBuffer(v)) return `b:${v.toString('base64')}`;
+  // The sink hands protobufjs an INT64 or TIMESTAMP as a JS number when it is exact (|n| < 2^53) and as
+  // decimal text otherwise (sink/type-map.ts); the REST API gives text. Both are the same integer.
+  if (typeof v === 'number' && (plan.bqType === 'INT64' || plan.bqType === 'TIMESTAMP'))
+    return JSON.stringify(String(v));
   if (typeof v === 'number') return Object.is(v, -0) ? 'n:0' : `n:${String(v)}`;
   if (typeof v === 'boolean') return v ? 'true' : 'false';
   if (plan.bqType === 'JSON') return `j:${stableJson(v)}`;
