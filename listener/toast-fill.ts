@@ -225,8 +225,16 @@ export class SourceLookup implements ToastResolver {
     if (this.client) return this.client;
     this.connecting ??= (async () => {
       const c = new Client({ ...withOutputSettings(this.pg), application_name: 'pgcdc-listener-toast' });
-      // A session the server ends (idle_in_transaction_session_timeout) fails the pending query instead.
-      c.on('error', () => undefined);
+      // A session the server ends (idle_in_transaction_session_timeout) fails the pending query instead, and
+      // is forgotten so the next lookup connects afresh rather than failing the run on a dead connection.
+      const forget = () => {
+        if (this.client === c) {
+          this.client = undefined;
+          this.connecting = undefined;
+        }
+      };
+      c.on('error', forget);
+      c.on('end', forget);
       await c.connect();
       const l = this.limits;
       await c.query(

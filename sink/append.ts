@@ -6,7 +6,12 @@
 //   - a schema BigQuery's Write API has not caught up with (the table was just created or patched) is
 //     reported as SchemaPropagatingError at once, so the caller retries that table later without stalling
 //     the others;
-//   - UNAVAILABLE is retried a few times quickly; anything else fails the run (messages are not acked).
+//   - UNAVAILABLE, ABORTED and INTERNAL are retried a few times quickly ("ABORTED: Request processing is
+//     aborted because of prior failures. The request can be retried if previous failure is addressed.",
+//     "INTERNAL: Indicates server side error(s) that can be retried", AppendRowsResponse.error in storage.proto;
+//     with several requests in flight on a connection, those behind a failed one may be aborted); a resend is
+//     harmless: history rows are deduplicated by `_event_id`, replica rows ordered by their sequence number.
+//     Anything else fails the run (messages are not acked).
 
 import { AppendRow, ProtoRow, RowError, StorageWriteError } from './storage-writer';
 import type { Appender } from './writer-pool';
@@ -23,7 +28,10 @@ export class SchemaPropagatingError extends Error {
 
 const GRPC_INVALID_ARGUMENT = 3;
 const GRPC_NOT_FOUND = 5;
+const GRPC_ABORTED = 10;
+const GRPC_INTERNAL = 13;
 const GRPC_UNAVAILABLE = 14;
+const RETRIED = new Set([GRPC_ABORTED, GRPC_INTERNAL, GRPC_UNAVAILABLE]);
 const UNAVAILABLE_BACKOFF_MS = [500, 1000, 2000];
 const MAX_ROUNDS = 5;
 const YIELD_EVERY = 500;
@@ -49,7 +57,7 @@ async function appendOnce(appender: Appender, rows: Uint8Array[]): Promise<RowEr
     } catch (e) {
       if (!(e instanceof StorageWriteError)) throw e;
       if (isPropagating(e)) throw new SchemaPropagatingError(e.message);
-      if (e.code !== GRPC_UNAVAILABLE || attempt >= UNAVAILABLE_BACKOFF_MS.length) throw e;
+      if (e.code === undefined || !RETRIED.has(e.code) || attempt >= UNAVAILABLE_BACKOFF_MS.length) throw e;
       await new Promise((r) => setTimeout(r, UNAVAILABLE_BACKOFF_MS[attempt]));
     }
   }

@@ -239,7 +239,14 @@ export class PgOutputDecoder implements Decoder {
   }
 
   private isWanted(rel: Relation): boolean {
-    return !this.wanted || this.wanted.has(`${rel.state.schema}.${rel.state.table}`);
+    if (!this.wanted) return true;
+    const name = `${rel.state.schema}.${rel.state.table}`;
+    // A relation the run-start catalog did not know can only reach us through the publications, which
+    // `sql init` builds from the captured tables: it is a partition created during the run of a captured
+    // partitioned table ("all of its existing and future partitions are implicitly considered to be part of
+    // the publication", https://www.postgresql.org/docs/15/sql-createpublication.html). Dropping it would
+    // confirm the slot past its changes.
+    return this.wanted.has(name) || !this.catalog.tables.has(name);
   }
 
   private tuple(r: BinaryReader, rel: Relation, keyOnly = false): Tuple {

@@ -153,7 +153,7 @@ const SIMPLE_DECIMAL = /^(-?)(\d+)(?:\.(\d+))?$/;
 function decimalConverter(column: FieldSchema): (v: unknown) => string {
   const type = column.type as 'NUMERIC' | 'BIGNUMERIC';
   const scale = column.scale !== undefined ? Number(column.scale) : type === 'NUMERIC' ? 9 : 38;
-  // NUMERIC's maximum is 10^38 - 1 (38 digits); BIGNUMERIC's is 5.78…e76, so 76 digits always fit.
+  // NUMERIC's maximum is 10^38 - 1 (38 digits); BIGNUMERIC's is about 5.79e38 (2^255 / 10^38).
   const maxDigits = column.precision !== undefined ? Number(column.precision) : type === 'NUMERIC' ? 38 : 76;
   const slow = (v: unknown): string => parseDecimal(type, v, column);
   if (!Number.isInteger(scale) || scale < 0 || !Number.isInteger(maxDigits) || maxDigits < 1) return slow;
