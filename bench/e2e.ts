@@ -36,6 +36,7 @@ import { PgOutputDecoder } from '../listener/decoders/pgoutput';
 // The listener image's NODE_OPTIONS (listener/Dockerfile; a test keeps the two equal), so its RSS is the job's.
 import { LISTENER_NODE_OPTIONS } from '../listener/runtime';
 import { Wal2JsonDecoder } from '../listener/decoders/wal2json';
+import { BigQueryEmulatorProcess, startBigQueryEmulatorProcess } from './support';
 
 const PROJECT = 'pgcdc-bench';
 const DECODERS = ['wal2json', 'pgoutput'] as const;
@@ -43,7 +44,6 @@ type Decoder = (typeof DECODERS)[number];
 const DIST = path.resolve(__dirname, '..');
 const LISTENER_MAIN = path.join(DIST, 'listener', 'main.js');
 const SINK_MAIN = path.join(DIST, 'sink', 'main.js');
-const BIGQUERY_MAIN = path.join(DIST, 'local', 'bigquery-emulator', 'main.js');
 /** The plugin options the listener's decoders send, for pg_recvlogical: taken from the decoders themselves. */
 const PLUGIN_OPTIONS: Record<Decoder, Record<string, string>> = {
   wal2json: new Wal2JsonDecoder(emptyCatalog(), []).pluginOptions,
@@ -157,27 +157,6 @@ async function stopJob(job: Job, name: string): Promise<void> {
   if (code !== 0) throw new Error(`${name} exited with code ${code}`);
 }
 
-async function startBigQueryEmulator(): Promise<{ restHost: string; grpcHost: string; child: ChildProcess }> {
-  const argv = [...profileFlags('bigquery-emulator'), BIGQUERY_MAIN, '--rest-port', '0', '--grpc-port', '0'];
-  const child = spawn(process.execPath, argv, {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const lines = createInterface({ input: child.stdout! });
-  for await (const line of lines) {
-    try {
-      const e = JSON.parse(line) as { restHost?: string; grpcHost?: string };
-      if (e.restHost && e.grpcHost) {
-        lines.removeAllListeners();
-        child.stdout!.resume();
-        return { restHost: e.restHost, grpcHost: e.grpcHost, child };
-      }
-    } catch {
-      /* not the endpoints line */
-    }
-  }
-  throw new Error('the BigQuery emulator exited before printing its endpoints');
-}
-
 // ---------------------------------------------------------------------------------------------------------
 // workload
 
@@ -229,7 +208,7 @@ function workload(scale: number): Workload {
 interface Env {
   cluster: PostgresCluster;
   pubsub: PubSubEmulator;
-  bq: { restHost: string; grpcHost: string; child: ChildProcess };
+  bq: BigQueryEmulatorProcess;
   dir: string;
 }
 
@@ -528,7 +507,7 @@ async function main(): Promise<void> {
   let bqEmu: Env['bq'] | undefined;
   try {
     pubsub = await startPubSubEmulator({ dir: path.join(dir, 'pubsub') });
-    bqEmu = await startBigQueryEmulator();
+    bqEmu = await startBigQueryEmulatorProcess(profileFlags('bigquery-emulator'));
     const e: Env = { cluster, pubsub, bq: bqEmu, dir };
     const ps = new PubSub({
       projectId: PROJECT,
@@ -581,7 +560,7 @@ async function main(): Promise<void> {
       await ps.close();
     }
   } finally {
-    bqEmu?.child.kill('SIGTERM');
+    await bqEmu?.stop();
     await pubsub?.stop();
     cluster.stop();
     rmSync(dir, { recursive: true, force: true });

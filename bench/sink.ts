@@ -7,11 +7,9 @@
 // time is the sink's (plus the small publishing phase before, which is not counted):
 // `node --cpu-prof dist/bench/sink.js` profiles the sink alone.
 
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { PubSub } from '@google-cloud/pubsub';
 import { encodeBatch } from '../contract/codec';
 import type { ChangeEvent, ColumnInfo } from '../contract/events';
@@ -20,6 +18,7 @@ import { startPubSubEmulator } from '../local/pubsub-emulator';
 import { loadSinkConfig } from '../sink/config';
 import { runSink } from '../sink/run';
 import { writeStats } from '../sink/storage-writer';
+import { startBigQueryEmulatorProcess } from './support';
 
 const PROJECT = 'pgcdc-bench';
 const PER_MESSAGE = 1000;
@@ -68,42 +67,11 @@ function events(total: number): ChangeEvent[] {
   return out;
 }
 
-/** Our BigQuery emulator in a child process: its CPU is not the sink's. */
-async function startBigQueryProcess(): Promise<{
-  restHost: string;
-  grpcHost: string;
-  stop(): Promise<void>;
-}> {
-  const main = path.resolve(__dirname, '..', 'local', 'bigquery-emulator', 'main.js');
-  const child = spawn(process.execPath, [main, '--rest-port', '0', '--grpc-port', '0'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const stop = async (): Promise<void> => {
-    if (child.exitCode === null) child.kill('SIGTERM');
-    await exited;
-  };
-  const lines = createInterface({ input: child.stdout! });
-  for await (const line of lines) {
-    try {
-      const e = JSON.parse(line) as { restHost?: string; grpcHost?: string };
-      if (e.restHost && e.grpcHost) {
-        lines.removeAllListeners();
-        child.stdout!.resume();
-        return { restHost: e.restHost, grpcHost: e.grpcHost, stop };
-      }
-    } catch {
-      /* not the endpoints line */
-    }
-  }
-  throw new Error('the BigQuery emulator exited before printing its endpoints');
-}
-
 async function main(): Promise<void> {
   const total = Number(process.argv[2] ?? 50_000);
   const dir = mkdtempSync(path.join(os.tmpdir(), 'pgcdc-bench-sink-'));
   const ps = await startPubSubEmulator({ dir });
-  const bq = await startBigQueryProcess();
+  const bq = await startBigQueryEmulatorProcess();
   try {
     process.env.PUBSUB_EMULATOR_HOST = ps.host;
     process.env.BIGQUERY_EMULATOR_HOST = `http://${bq.restHost}`;

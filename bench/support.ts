@@ -1,9 +1,11 @@
 // What the benchmarks share: a throwaway Postgres cluster and Pub/Sub emulator for one run, and the
 // listener configuration they measure (the production defaults, pointed at them).
 
+import { ChildProcess, spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { createInterface } from 'node:readline';
 import { ListenerConfig, loadListenerConfig } from '../listener/config';
 import { PostgresCluster, startPostgres } from '../local/postgres';
 import { startPubSubEmulator } from '../local/pubsub-emulator';
@@ -39,4 +41,44 @@ export function benchListenerConfig(
     PGCDC_SNAPSHOT: 'off',
   });
   return { ...defaults, pg: cluster.connection(database), maxRunSeconds: 3600, ...overrides };
+}
+
+export interface BigQueryEmulatorProcess {
+  restHost: string;
+  grpcHost: string;
+  child: ChildProcess;
+  stop(): Promise<void>;
+}
+
+/**
+ * Our BigQuery emulator in its own Node process (dist/local/bigquery-emulator/main.js), so its CPU is measured
+ * apart from the sink's; `nodeFlags` go before the script (e.g. --cpu-prof). Resolves once it prints its
+ * endpoints.
+ */
+export async function startBigQueryEmulatorProcess(
+  nodeFlags: string[] = [],
+): Promise<BigQueryEmulatorProcess> {
+  const main = path.resolve(__dirname, '..', 'local', 'bigquery-emulator', 'main.js');
+  const child = spawn(process.execPath, [...nodeFlags, main, '--rest-port', '0', '--grpc-port', '0'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const stop = async (): Promise<void> => {
+    if (child.exitCode === null) child.kill('SIGTERM');
+    await exited;
+  };
+  const lines = createInterface({ input: child.stdout! });
+  for await (const line of lines) {
+    try {
+      const e = JSON.parse(line) as { restHost?: string; grpcHost?: string };
+      if (e.restHost && e.grpcHost) {
+        lines.removeAllListeners();
+        child.stdout!.resume();
+        return { restHost: e.restHost, grpcHost: e.grpcHost, child, stop };
+      }
+    } catch {
+      /* not the endpoints line */
+    }
+  }
+  throw new Error('the BigQuery emulator exited before printing its endpoints');
 }
