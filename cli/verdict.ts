@@ -63,6 +63,7 @@ export interface VerdictInput {
         value: {
           blockedLookup: {
             table: string;
+            reason: string;
             runs: number;
             atLeast: boolean;
             since: string | null;
@@ -141,11 +142,13 @@ export function assess(r: VerdictInput): Verdict {
       const pids = sessionsToEnd(b.sessions);
       add(
         b.runs >= BLOCKED_RUNS_FAILING ? 'failing' : 'lagging',
-        `the TOAST lookup of ${b.table} was refused a lock by the application in ${runs}` +
+        `the TOAST lookup of ${b.table} ${b.reason === 'statement-timeout' ? 'ran past statement_timeout' : 'was refused a lock by the application'} in ${runs}` +
           `${b.since ? ` (since ${b.since})` : ''}: changes from there on wait, nothing is lost`,
-        pids.length
-          ? `end the session in the way (SELECT pg_terminate_backend(${pids.join('), pg_terminate_backend(')});) or let the migration finish; the next run retries`
-          : 'let the migration on that table finish (its lock is gone by the next run: it retries)',
+        b.reason === 'statement-timeout'
+          ? 'a single primary-key lookup on that table takes longer than statement_timeout: check its primary-key index and what holds it up (README "Troubleshooting"); the next run retries'
+          : pids.length
+            ? `end the session in the way (SELECT pg_terminate_backend(${pids.join('), pg_terminate_backend(')});) or let the migration finish; the next run retries`
+            : 'let the migration on that table finish (its lock is gone by the next run: it retries)',
       );
     }
     for (const t of skippedTables)

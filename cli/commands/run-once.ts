@@ -21,7 +21,7 @@ export function describeListener(s: ListenerSummary): string {
     `slot confirmed at ${s.confirmedLsn}, ${formatBytes(s.lagBytes)} behind; stopped by ${s.stoppedBy} after ${s.seconds.toFixed(1)}s` +
     // Older summaries (and the fakes of some tests) lack these two fields.
     (s.blockedLookup
-      ? `; the TOAST lookup of ${s.blockedLookup.table} was refused a lock (${s.blockedLookup.reason}): the next run retries, \`pgcdc status\` names the sessions in the way`
+      ? `; the TOAST lookup of ${s.blockedLookup.table} ${s.blockedLookup.reason === 'statement-timeout' ? 'ran past statement_timeout' : 'was refused a lock'}: the next run retries, \`pgcdc status\` names the sessions in the way`
       : '') +
     (s.skippedTables?.length
       ? `; not captured: ${s.skippedTables.map((t) => `${t.table} (${t.reason})`).join(', ')}`

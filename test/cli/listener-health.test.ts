@@ -202,6 +202,21 @@ describe('status: what the listener runs reported about capture', () => {
     assert.match(unlogged.fix ?? '', /^ALTER TABLE public\.u SET LOGGED/);
   });
 
+  it('a single row over statement_timeout is said so, not called a lock', () => {
+    const slow = blocked({ ...HELD, reason: 'statement-timeout', attempts: 1, sessions: [] });
+    const h = listenerHealth(history(slow, summary()), 'dev');
+    const v = assess({ ...healthy, listener: { ok: true, value: h } });
+    assert.equal(v.state, 'lagging');
+    assert.match(
+      v.reasons[0],
+      /^the TOAST lookup of public\.docs ran past statement_timeout in 1 listener run in a row/,
+    );
+    assert.match(
+      v.fix ?? '',
+      /^a single primary-key lookup on that table takes longer than statement_timeout/,
+    );
+  });
+
   it('reports it cannot read the listener reports instead of calling the pipeline healthy', () => {
     const v = assess({ ...healthy, listener: { ok: false, error: 'PERMISSION_DENIED' } });
     assert.equal(v.state, 'failing');
