@@ -256,7 +256,7 @@ describe('pgcdc status shows a blocked lookup and skipped tables', () => {
     assert.match(out, /fix: end the session in the way \(SELECT pg_terminate_backend\(4242\);\)/);
     assert.match(
       out,
-      /Listener capture\n {2}TOAST lookup of public\.docs refused a lock in the last 3 run\(s\), since 2026-01-01T11:36:00\.000Z \(lock-timeout, 3 attempt\(s\) a run\)/,
+      /Listener capture\n {2}TOAST lookup of public\.docs was refused a lock in the last 3 run\(s\), since 2026-01-01T11:36:00\.000Z \(lock-timeout, 3 attempt\(s\) a run\)/,
     );
     assert.match(
       out,
