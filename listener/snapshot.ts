@@ -564,6 +564,9 @@ export async function runSnapshot(cfg: ListenerConfig, opts: SnapshotOptions = {
             const sessions = await sessionsInTheWay(client, ref).catch(() => [] as LockSession[]);
             if (reason === 'statement-timeout' && sessions.length === 0 && limit > 1) {
               // Slow rather than in anyone's way: go on with smaller chunks.
+              log(
+                `snapshot ${table}: a chunk read ran past ${limits.statementTimeoutMs} ms (nobody waits for its lock); going on with chunks a quarter the size`,
+              );
               chunkBytes = Math.max(1, Math.floor(chunkBytes / 4));
               limit = Math.max(1, Math.floor(limit / 4));
               continue;

@@ -237,6 +237,61 @@ describe('snapshot limits', function () {
     }
   });
 
+  it('a chunk read paused for Pub/Sub longer than the statement limit lets a waiting ALTER through at once; the snapshot still ends with every row', async () => {
+    const topic = await createTopic('snap_hold');
+    // Uncompressed small messages: the reader pauses after about 1 MiB not acknowledged.
+    const f = await listenerFixture(
+      topic,
+      'pgoutput',
+      { encoding: 'json', maxMessageBytes: 64 * 1024 },
+      async (sql) => {
+        await sql('CREATE TABLE t (id int PRIMARY KEY, v text)');
+        // More COPY text per chunk than the sockets buffer: the server blocks writing to the paused reader.
+        await sql('INSERT INTO t SELECT g, repeat(md5(g::text), 4) FROM generate_series(1, 200000) g');
+        await sql('ANALYZE t');
+      },
+    );
+    const limits: SnapshotLimits = {
+      lockTimeoutMs: 1000,
+      statementTimeoutMs: 1500,
+      idleInTransactionMs: 10_000,
+      lockAttempts: 3,
+    };
+    const acked = new Map<string, Row>();
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    const lines: string[] = [];
+    const snapshot = runSnapshot(f.cfg, {
+      tables: ['public.t'],
+      sink: recordingSink(acked, () => released),
+      limits,
+      log: (line) => lines.push(line),
+    });
+    // The snapshot's chunk transaction holds ACCESS SHARE (its COPY is running)...
+    for (;;) {
+      const [r] = await f.sql(
+        `SELECT count(*)::int AS n FROM pg_stat_activity
+         WHERE datname = current_database() AND state = 'active' AND query LIKE 'BEGIN ISOLATION LEVEL REPEATABLE READ%'`,
+      );
+      if (r.n === 1) break;
+    }
+    // ...and the migration's ALTER completes while every publish is still unacknowledged: the snapshot let
+    // go of its lock instead of holding it until Pub/Sub answers.
+    await f.sql('ALTER TABLE t ADD COLUMN extra int');
+    release();
+    let s = await snapshot;
+    assert.ok(
+      lines.some((l) => /ran past 1500 ms/.test(l)) || s.blocked?.reason === 'statement-timeout',
+      `no statement limit was hit: ${JSON.stringify(s)}`,
+    );
+    if (s.stoppedBy === 'blocked')
+      s = await runSnapshot(f.cfg, { tables: ['public.t'], sink: recordingSink(acked), limits });
+    assert.equal(s.stoppedBy, 'done');
+    const source = await f.sql('SELECT id::text AS id, v FROM t');
+    assert.equal(acked.size, source.length);
+    for (const r of source) assert.equal(acked.get(r.id as string)?.v, r.v, `row ${String(r.id)}`);
+  });
+
   it('a schema and a table whose names hold periods and quotes are snapshotted under their own names', async () => {
     const topic = await createTopic('snap_names');
     const schema = 'we.ird"s';
