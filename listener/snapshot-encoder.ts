@@ -150,6 +150,11 @@ export class SnapshotEventEncoder {
     this.firstOrdinal = 0;
     this.chunkBytes = 0;
     this.lastEventJson = null;
+    // Events not flushed are from a read that failed or was ended (endChunk flushes): drop them, they
+    // belong to no chunk. The buffer still starts with the batch head.
+    this.pos = this.head.length;
+    this.count = 0;
+    this.eventBytes = 0;
   }
 
   /** One COPY text line (with or without its final newline). */
