@@ -123,6 +123,15 @@ export class CopyTextOut implements Submittable {
     this.connection.stream.resume();
   }
 
+  /**
+   * Closes the connection under the statement: the server ends the backend (and its transaction and locks)
+   * even while it is blocked writing to us, which a cancel or statement_timeout would not interrupt. `done`
+   * rejects; the client cannot be used again.
+   */
+  abort(): void {
+    this.connection?.stream.destroy();
+  }
+
   handleCopyData(msg: { chunk: Buffer }): void {
     this.rows++;
     if (this.failure) return;

@@ -12,6 +12,11 @@ import { decodeCopyText, isCopyNull } from './copy-text';
 export interface EncodedMessage {
   /** The batch JSON, uncompressed. */
   json: Buffer;
+  /**
+   * Bytes of memory the message holds until released: the whole buffer `json` is a view of (at least
+   * json.length). In-flight limits count these, so a wide row's grown buffer counts in full.
+   */
+  heldBytes: number;
   count: number;
   firstSeq: string;
   lastSeq: string;
@@ -45,7 +50,8 @@ export function jsonPropertyOrder(names: string[]): number[] {
 }
 
 const HEX = Buffer.from('0123456789ABCDEF');
-const POOLED_BUFFERS = 32;
+// Message buffers kept for reuse: at most this many bytes (and never more than were in use at once).
+const POOL_BYTES = 32 * 1024 * 1024;
 const COMMA = 0x2c;
 const QUOTE = 0x22;
 
@@ -70,13 +76,15 @@ export class SnapshotEventEncoder {
   private readonly open = Buffer.from('{"op":"r","key":{');
   private readonly middle = Buffer.from('},"before":null,"after":{');
   private readonly fields: Fields;
-  private readonly namesBytes: number;
+  /** Bytes of an event besides its values: the constant fragments, the names, the seq. */
+  private readonly fixedBytes: number;
   private tail = Buffer.alloc(0);
   private seqHead = '';
   private buf: Buffer;
   /** Message buffers given back (EncodedMessage.release), all of bufferSize bytes. */
   private readonly pool: Buffer[] = [];
   private readonly bufferSize: number;
+  private readonly poolSize: number;
   private pos = 0;
   private count = 0;
   private eventBytes = 0;
@@ -117,11 +125,16 @@ export class SnapshotEventEncoder {
     const frag = (name: string, i: number) => Buffer.from(`${i > 0 ? ',' : ''}${JSON.stringify(name)}:`);
     this.keyNames = this.keyFields.map((f, i) => frag(names[f], i));
     this.afterNames = this.afterFields.map((f, i) => frag(names[f], i));
-    this.namesBytes = [...this.keyNames, ...this.afterNames].reduce((n, b) => n + b.length, 0);
+    this.fixedBytes =
+      this.open.length +
+      this.middle.length +
+      32 + // the tail's own text is added per chunk (startChunk); this is the seq ordinal, quotes and braces
+      [...this.keyNames, ...this.afterNames].reduce((n, b) => n + b.length, 0);
     const n = columns.length;
     this.fields = { start: new Int32Array(n), end: new Int32Array(n), kind: new Uint8Array(n) };
     // Room for a full message and the event that makes it full (a larger one grows its own buffer).
     this.bufferSize = this.head.length + limits.maxMessageBytes + 64 * 1024;
+    this.poolSize = Math.max(2, Math.floor(POOL_BYTES / this.bufferSize));
     this.buf = this.newBuffer();
   }
 
@@ -137,6 +150,11 @@ export class SnapshotEventEncoder {
     this.firstOrdinal = 0;
     this.chunkBytes = 0;
     this.lastEventJson = null;
+    // Events not flushed are from a read that failed or was ended (endChunk flushes): drop them, they
+    // belong to no chunk. The buffer still starts with the batch head.
+    this.pos = this.head.length;
+    this.count = 0;
+    this.eventBytes = 0;
   }
 
   /** One COPY text line (with or without its final newline). */
@@ -145,15 +163,11 @@ export class SnapshotEventEncoder {
     if (nFields !== this.fields.start.length) {
       throw new Error(`COPY sent ${nFields} fields where ${this.fields.start.length} columns were asked for`);
     }
-    // Worst case: every byte escaped as \u00XX (6 bytes), key fields twice.
     this.reserve(
-      this.open.length +
-        this.middle.length +
+      this.fixedBytes +
         this.tail.length +
-        20 +
-        this.namesBytes +
-        12 * line.length +
-        8 * nFields,
+        this.valueBytes(this.keyFields) +
+        this.valueBytes(this.afterFields),
     );
     const b = this.buf;
     if (this.count > 0) b[this.pos++] = COMMA;
@@ -189,6 +203,18 @@ export class SnapshotEventEncoder {
     }
   }
 
+  /**
+   * At most the JSON bytes of these fields' values: as they are when plain (kind 0 or 2), else at most 6
+   * bytes per byte (a control character printed as \u00XX is the worst case; an invalid UTF-8 byte becomes
+   * U+FFFD, 3 bytes), plus quotes (or `null`). Exact enough that a wide row reserves about its own size.
+   */
+  private valueBytes(fields: number[]): number {
+    const { start, end, kind } = this.fields;
+    let n = 0;
+    for (const f of fields) n += (end[f] - start[f]) * (kind[f] & 1 ? 6 : 1) + 4;
+    return n;
+  }
+
   /** Ends the chunk: emits its last message; returns the key of its last row (null when it had none). */
   endChunk(): Row | null {
     this.flush();
@@ -206,8 +232,9 @@ export class SnapshotEventEncoder {
     this.lastEventJson = full.toString('utf8', this.lastStart, this.lastEnd);
     this.emit({
       json: full.subarray(0, this.pos),
+      heldBytes: full.length,
       release: () => {
-        if (this.pool.length < POOLED_BUFFERS && full.length === this.bufferSize) this.pool.push(full);
+        if (this.pool.length < this.poolSize && full.length === this.bufferSize) this.pool.push(full);
       },
       count: this.count,
       firstSeq: seq(this.firstOrdinal),

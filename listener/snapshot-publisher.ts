@@ -21,7 +21,7 @@ export class SnapshotPublisher {
   private tail: Promise<void> = Promise.resolve();
   private readonly pending = new Set<Promise<boolean>>();
   private waiters: (() => void)[] = [];
-  /** Uncompressed bytes handed to send() and not yet acknowledged or failed. */
+  /** Memory held by messages handed to send() and not yet acknowledged or failed (EncodedMessage.heldBytes). */
   inFlightBytes = 0;
   failure: Error | undefined;
   readonly stats: SnapshotPublisherStats = { messages: 0, bytes: 0 };
@@ -38,14 +38,23 @@ export class SnapshotPublisher {
    * failed (false; it never rejects: the error is kept in `failure`).
    */
   send(msg: EncodedMessage): Promise<boolean> {
-    const size = msg.json.length;
+    // What the message holds until acknowledged: its JSON buffer until compressed, then the compressed
+    // payload (the sink keeps it until Pub/Sub answers); uncompressed, the buffer itself is the payload.
+    let size = msg.heldBytes;
     this.inFlightBytes += size;
     // Level 1, as contract/codec.ts encodes batches: Pub/Sub bills bytes but CPU time bounds a job's run.
     // Compressed, the JSON bytes are free for the next message once gzip read them; uncompressed, they are
     // the payload and the sink may keep them, so they are never reused.
     const data =
       this.encoding === 'json+gzip'
-        ? gzip(msg.json, { level: 1 }).finally(() => msg.release())
+        ? gzip(msg.json, { level: 1 })
+            .then((payload) => {
+              this.inFlightBytes -= size - payload.length;
+              size = payload.length;
+              this.wake();
+              return payload;
+            })
+            .finally(() => msg.release())
         : Promise.resolve(msg.json);
     const previous = this.tail;
     let handedOver: () => void = () => undefined;
@@ -80,13 +89,17 @@ export class SnapshotPublisher {
         return false;
       } finally {
         this.inFlightBytes -= size;
-        const ready = this.waiters;
-        this.waiters = [];
-        for (const w of ready) w();
+        this.wake();
       }
     })().finally(() => this.pending.delete(p));
     this.pending.add(p);
     return p;
+  }
+
+  private wake(): void {
+    const ready = this.waiters;
+    this.waiters = [];
+    for (const w of ready) w();
   }
 
   /** Resolves once at most `bytes` are in flight (at once if so already). */

@@ -425,7 +425,10 @@ function timeoutReason(e: unknown): BlockedLookup['reason'] | null {
  * from acquiring a lock", https://www.postgresql.org/docs/15/functions-info.html). Our own lock is gone by
  * now, so our pid is blocked by nobody: the lock table itself says who is in the way. Takes no table lock.
  */
-async function sessionsInTheWay(client: Client, table: TableState): Promise<LockSession[]> {
+export async function sessionsInTheWay(
+  client: Client,
+  table: Pick<TableState, 'schema' | 'table'>,
+): Promise<LockSession[]> {
   const relation = `${quoteIdent(table.schema)}.${quoteIdent(table.table)}`;
   const r = await client.query<{
     pid: number;
