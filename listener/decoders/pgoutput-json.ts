@@ -108,10 +108,25 @@ export function readTupleSpans(
   return pos;
 }
 
-/** Writes an event's JSON into a growing buffer; `text()` decodes it once. Reused from event to event. */
+/** ASCII text as bytes, for the fixed parts of an event. */
+export function asciiBytes(s: string): Buffer {
+  return Buffer.from(s, 'latin1');
+}
+
+const OPEN = 0x7b; // {
+const CLOSE = 0x7d; // }
+const COMMA = 0x2c;
+const NULL_TEXT = asciiBytes('null');
+const EMPTY_OBJECT = asciiBytes('{}');
+const UPPER_HEX = '0123456789ABCDEF';
+
+/**
+ * Writes an event's JSON into a growing buffer; `toString()` decodes it once. Reused from event to event.
+ * Short byte runs are copied in a loop: Buffer#copy's native call costs more than it saves below ~100 bytes.
+ */
 export class JsonWriter {
   private out = Buffer.allocUnsafe(64 * 1024);
-  private n = 0;
+  n = 0;
   private nonAscii = false;
 
   reset(): void {
@@ -126,34 +141,51 @@ export class JsonWriter {
     this.out = bigger;
   }
 
-  /** ASCII text (the fixed parts of an event, LSNs, seqs). */
-  ascii(s: string): void {
-    this.reserve(s.length);
+  byte(c: number): void {
+    this.reserve(1);
+    this.out[this.n++] = c;
+  }
+
+  bytes(b: Buffer, nonAscii = false): void {
+    const len = b.length;
+    this.reserve(len);
+    if (len > 96) {
+      b.copy(this.out, this.n);
+      this.n += len;
+    } else {
+      const out = this.out;
+      let n = this.n;
+      for (let i = 0; i < len; i++) out[n++] = b[i];
+      this.n = n;
+    }
+    if (nonAscii) this.nonAscii = true;
+  }
+
+  /** An unsigned integer below 2^32 in upper-case hex without leading zeros (an LSN half as Postgres prints it). */
+  hex(v: number): void {
+    this.reserve(8);
+    let digits = 1;
+    while (digits < 8 && v >>> (4 * digits) !== 0) digits++;
+    const out = this.out;
+    for (let d = digits - 1; d >= 0; d--) out[this.n++] = UPPER_HEX.charCodeAt((v >>> (4 * d)) & 15);
+  }
+
+  /** An integer below 2^53 as 16 upper-case hex digits (a seq section). */
+  hex16(v: number): void {
+    this.reserve(16);
+    const lo = v >>> 0;
+    const hi = (v - lo) / 4294967296;
     const out = this.out;
     let n = this.n;
-    for (let i = 0; i < s.length; i++) out[n++] = s.charCodeAt(i);
+    for (let d = 7; d >= 0; d--) out[n++] = UPPER_HEX.charCodeAt((hi >>> (4 * d)) & 15);
+    for (let d = 7; d >= 0; d--) out[n++] = UPPER_HEX.charCodeAt((lo >>> (4 * d)) & 15);
     this.n = n;
-  }
-
-  /** Any text, as UTF-8 (the transaction's tail; written once per event, short). */
-  text(s: string): void {
-    this.reserve(s.length * 3);
-    const written = this.out.write(s, this.n, 'utf8');
-    if (written !== s.length) this.nonAscii = true;
-    this.n += written;
-  }
-
-  bytes(b: Buffer, nonAscii: boolean): void {
-    this.reserve(b.length);
-    b.copy(this.out, this.n);
-    this.n += b.length;
-    if (nonAscii) this.nonAscii = true;
   }
 
   /** The bytes `src[start, end)` as a JSON string, escaped as JSON.stringify escapes the decoded text. */
   stringValue(src: Buffer, start: number, end: number): void {
-    this.reserve(2 + 6 * (end - start));
-    const out = this.out;
+    this.reserve(2 + end - start);
+    let out = this.out;
     let n = this.n;
     out[n++] = QUOTE;
     for (let i = start; i < end; i++) {
@@ -162,6 +194,12 @@ export class JsonWriter {
         if (c >= 0x80) this.nonAscii = true;
         out[n++] = c;
         continue;
+      }
+      // An escape takes up to 6 bytes where the byte took 1: make room for it and the rest.
+      if (n + 6 + (end - i) > out.length) {
+        this.n = n;
+        this.reserve(6 + (end - i));
+        out = this.out;
       }
       out[n++] = BACKSLASH;
       switch (c) {
@@ -196,36 +234,37 @@ export class JsonWriter {
     this.n = n;
   }
 
-  /**
-   * A row object: every column the tuple carries, in order (JSON.stringify of the object path's row).
-   */
+  private column(src: Buffer, layout: JsonLayout, t: TupleSpans, i: number, first: boolean): void {
+    this.byte(first ? OPEN : COMMA);
+    this.bytes(layout.names[i], layout.nonAsciiName[i]);
+    const start = t.starts[i];
+    if (start === NULL_VALUE) this.bytes(NULL_TEXT);
+    else this.stringValue(src, start, t.ends[i]);
+  }
+
+  /** A row object: every column the tuple carries, in order (JSON.stringify of the object path's row). */
   row(src: Buffer, layout: JsonLayout, t: TupleSpans): void {
     let first = true;
     for (let i = 0; i < t.starts.length; i++) {
-      const start = t.starts[i];
-      if (start === ABSENT) continue;
-      this.ascii(first ? '{' : ',');
+      if (t.starts[i] === ABSENT) continue;
+      this.column(src, layout, t, i, first);
       first = false;
-      this.bytes(layout.names[i], layout.nonAsciiName[i]);
-      if (start === NULL_VALUE) this.ascii('null');
-      else this.stringValue(src, start, t.ends[i]);
     }
-    this.ascii(first ? '{}' : '}');
+    if (first) this.bytes(EMPTY_OBJECT);
+    else this.byte(CLOSE);
   }
 
   /** keyOf on the row: its key columns that the tuple carries, or false when there are none. */
   key(src: Buffer, layout: JsonLayout, t: TupleSpans): boolean {
     let first = true;
-    for (const i of layout.keyIndexes) {
-      const start = t.starts[i];
-      if (start === ABSENT || start === undefined) continue;
-      this.ascii(first ? '{' : ',');
+    const keys = layout.keyIndexes;
+    for (let k = 0; k < keys.length; k++) {
+      const i = keys[k];
+      if (i >= t.starts.length || t.starts[i] === ABSENT) continue;
+      this.column(src, layout, t, i, first);
       first = false;
-      this.bytes(layout.names[i], layout.nonAsciiName[i]);
-      if (start === NULL_VALUE) this.ascii('null');
-      else this.stringValue(src, start, t.ends[i]);
     }
-    if (!first) this.ascii('}');
+    if (!first) this.byte(CLOSE);
     return !first;
   }
 

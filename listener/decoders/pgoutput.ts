@@ -16,7 +16,14 @@ import { Catalog } from '../catalog';
 import { XLogData } from '../replication-stream';
 import { formatPgMicros } from '../time';
 import { formatType } from './format-type';
-import { JsonLayout, JsonWriter, TupleSpans, jsonLayoutOf, readTupleSpans } from './pgoutput-json';
+import {
+  JsonLayout,
+  JsonWriter,
+  TupleSpans,
+  asciiBytes,
+  jsonLayoutOf,
+  readTupleSpans,
+} from './pgoutput-json';
 import {
   Decoded,
   Decoder,
@@ -87,6 +94,20 @@ interface Tuple {
   unchanged: string[];
 }
 
+// The fixed parts of a hot-path event, in the order JSON.stringify gives a ChangeEvent (types.ts).
+const INSERT_HEAD = asciiBytes('{"op":"c","key":');
+const UPDATE_HEAD = asciiBytes('{"op":"u","key":');
+const DELETE_HEAD = asciiBytes('{"op":"d","key":');
+const NULL_TEXT = asciiBytes('null');
+const BEFORE = asciiBytes(',"before":');
+const AFTER = asciiBytes(',"after":');
+const AFTER_NULL = asciiBytes(',"after":null');
+const LSN_KEY = asciiBytes(',"unchanged":[],"fromSource":[],"lsn":"');
+const EVENT_END = asciiBytes('"}');
+/** A seq: two sections of 16 hex digits and the `/` between (contract/lsn.ts changeSeq). */
+const SEQ_LENGTH = 33;
+const MAX_EXACT = BigInt(Number.MAX_SAFE_INTEGER);
+
 export class PgOutputDecoder implements Decoder {
   readonly plugin = 'pgoutput';
   readonly pluginOptions: Record<string, string>;
@@ -99,7 +120,7 @@ export class PgOutputDecoder implements Decoder {
   private readonly json = new JsonWriter();
   private readonly oldSpans = new TupleSpans();
   private readonly newSpans = new TupleSpans();
-  /** The current transaction's jsonTail as UTF-8, re-encoded when the transaction changes. */
+  /** The current transaction's jsonTail, the seq's opening quote and first section, as UTF-8 (per transaction). */
   private tailText = '';
   private tailBytes = Buffer.alloc(0);
   private tailNonAscii = false;
@@ -245,44 +266,63 @@ export class PgOutputDecoder implements Decoder {
     let op: 'c' | 'u' | 'd';
     if (tag === 0x49) {
       op = 'c';
-      w.ascii('{"op":"c","key":');
+      w.bytes(INSERT_HEAD);
     } else if (tag === 0x55) {
       op = 'u';
-      w.ascii('{"op":"u","key":');
+      w.bytes(UPDATE_HEAD);
     } else {
       op = 'd';
-      w.ascii('{"op":"d","key":');
+      w.bytes(DELETE_HEAD);
     }
     if (neu) {
-      if (!w.key(buf, layout, neu)) w.ascii('null');
-      w.ascii(',"before":');
+      if (!w.key(buf, layout, neu)) w.bytes(NULL_TEXT);
+      w.bytes(BEFORE);
       if (old) w.row(buf, layout, old);
-      else w.ascii('null');
-      w.ascii(',"after":');
+      else w.bytes(NULL_TEXT);
+      w.bytes(AFTER);
       w.row(buf, layout, neu);
     } else {
       // A delete: keyOf(old) ?? old, as the object path.
       if (!w.key(buf, layout, old!)) w.row(buf, layout, old!);
-      w.ascii(',"before":');
+      w.bytes(BEFORE);
       w.row(buf, layout, old!);
-      w.ascii(',"after":null');
+      w.bytes(AFTER_NULL);
     }
-    const lsn = formatLsn(msg.walStart);
-    const seq = this.txn.nextSeq();
-    w.ascii(',"unchanged":[],"fromSource":[],"lsn":"');
-    w.ascii(lsn);
-    w.ascii('"');
+    // The LSN as formatLsn prints it, and the seq as nextSeq makes it, written as bytes; the event's strings
+    // are then slices of its JSON (both are ASCII, so their offsets from the end are the same in characters).
+    w.bytes(LSN_KEY);
+    const lsnStart = w.n;
+    const at = msg.walStart;
+    if (at <= MAX_EXACT) {
+      const v = Number(at);
+      const lo = v >>> 0;
+      w.hex((v - lo) / 4294967296);
+      w.byte(0x2f); // '/'
+      w.hex(lo);
+    } else {
+      w.bytes(Buffer.from(formatLsn(at), 'latin1'));
+    }
+    const lsnLength = w.n - lsnStart;
+    w.byte(0x22);
     const tail = this.txn.jsonTail;
     if (tail !== this.tailText) {
       this.tailText = tail;
-      this.tailBytes = Buffer.from(tail);
-      this.tailNonAscii = this.tailBytes.length !== tail.length;
+      this.tailBytes = Buffer.from(`${tail}"${this.txn.seqSection}`);
+      this.tailNonAscii = this.tailBytes.length !== tail.length + 1 + this.txn.seqSection.length;
     }
     w.bytes(this.tailBytes, this.tailNonAscii);
-    w.ascii('"');
-    w.ascii(seq);
-    w.ascii('"}');
-    const event: EncodedEvent = { op, lsn, seq, json: w.toString() };
+    w.hex16(this.txn.nextOrdinal());
+    w.bytes(EVENT_END);
+    const json = w.toString();
+    const end = json.length;
+    // From the end: `"}` (2), the seq (33), its opening quote, the tail, the LSN's closing quote.
+    const lsnEnd = end - 2 - SEQ_LENGTH - 1 - tail.length - 1;
+    const event: EncodedEvent = {
+      op,
+      lsn: json.slice(lsnEnd - lsnLength, lsnEnd),
+      seq: json.slice(end - 2 - SEQ_LENGTH, end - 2),
+      json,
+    };
     emit({ kind: 'change', table: rel.state, event });
     return true;
   }
