@@ -120,18 +120,23 @@ const NULL_TEXT = asciiBytes('null');
 const EMPTY_OBJECT = asciiBytes('{}');
 const UPPER_HEX = '0123456789ABCDEF';
 
+const INITIAL_BYTES = 64 * 1024;
+const MAX_KEPT_BYTES = 1024 * 1024;
+
 /**
  * Writes an event's JSON into a growing buffer; `toString()` decodes it once. Reused from event to event.
  * Short byte runs are copied in a loop: Buffer#copy's native call costs more than it saves below ~100 bytes.
  */
 export class JsonWriter {
-  private out = Buffer.allocUnsafe(64 * 1024);
+  private out = Buffer.allocUnsafe(INITIAL_BYTES);
   n = 0;
   private nonAscii = false;
 
   reset(): void {
     this.n = 0;
     this.nonAscii = false;
+    // After an event with a huge value, do not keep its buffer for the rest of the run (memory bound).
+    if (this.out.length > MAX_KEPT_BYTES) this.out = Buffer.allocUnsafe(INITIAL_BYTES);
   }
 
   private reserve(bytes: number): void {

@@ -55,7 +55,9 @@ const WORKLOAD = [
       E'\\\\', NULL, NULL, 0, NULL, NULL, NULL, ROW(NULL, NULL), NULL, NULL, NULL, NULL),
      (5, 0, 0, 0, true, '\\x00ff', '{}', '{}', '{"\\\\"}', '{}', 'sad', ${UNICODE}, ${UNICODE}, 1, ${ALL_ASCII},
       NULL, NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)`,
-  "UPDATE t SET s = s || ' updated', n = n + 1 WHERE id <> 3",
+  // A value whose escaped text outgrows the hot path's buffer (1.3 MB of JSON from 500 KB of text).
+  "INSERT INTO t (id, s) VALUES (6, repeat('x' || chr(34) || chr(92) || chr(10) || chr(1), 100000))",
+  "UPDATE t SET s = s || ' updated', n = n + 1 WHERE id NOT IN (3, 6)",
   // Leaves the TOASTed column out of the WAL record (unchanged TOAST: the object path, for toast-fill).
   'UPDATE t SET nul = 1 WHERE id = 9223372036854775807',
   'UPDATE t SET id = 4 WHERE id = 3',
@@ -165,7 +167,7 @@ describe('pgoutput hot path', function () {
       assert.ok(outObjects.every((d) => d.kind !== 'change' || !isEncoded(d.event)));
 
       const changes = outFast.filter((d) => d.kind === 'change');
-      assert.equal(changes.length, 101, 'every row change of the workload, and the truncates');
+      assert.equal(changes.length, 102, 'every row change of the workload, and the truncates');
       const encoded = changes.filter((d) => isEncoded(d.event)).length;
       assert.ok(encoded >= 80, `the hot path decoded ${encoded} of ${changes.length} changes`);
       // Which take the object path: unchanged TOAST updates, truncates, unusual names.
@@ -205,6 +207,7 @@ describe('pgoutput hot path', function () {
       assert.equal(inserted[0].after!.nul, null);
       assert.equal(inserted[2].after!.s, ascii);
       assert.equal(inserted[3].after!.s, unicode);
+      assert.equal(inserted[4].after!.s, 'x"\\\n\u0001'.repeat(100000));
       assert.deepEqual(ev('composite', 'd')[0].key, { a: '2', b: 'two' });
       assert.deepEqual(ev('composite', 'u')[0].before, { a: '1', b: 'one' });
       assert.deepEqual(ev('keyless', 'c')[1].after, { x: null, y: null });
