@@ -2,18 +2,41 @@
 // binary reader and a tag switch. Relation messages describe a table before its first change in a
 // session; we cache them by relation OID.
 // Protocol: https://www.postgresql.org/docs/15/protocol-logicalrep-message-formats.html
+//
+// Hot path: an insert, update or delete of a relation whose tuples carry every value is not turned into
+// objects: its event JSON is written straight from the tuple bytes (pgoutput-json.ts). Updates with an
+// unchanged TOAST value (they need toast-fill.ts), truncates, messages, changes outside a transaction and
+// relations with unusual column names take the object path below, which remains the definition of what an
+// event holds (test/listener/pgoutput-fast.test.ts checks the two give the same JSON, byte for byte, on real
+// pgoutput output).
 
 import { ColumnInfo, Row } from '../../contract/events';
-import { Lsn } from '../../contract/lsn';
+import { Lsn, formatLsn } from '../../contract/lsn';
 import { Catalog } from '../catalog';
 import { XLogData } from '../replication-stream';
 import { formatPgMicros } from '../time';
 import { formatType } from './format-type';
-import { Decoded, Decoder, TableRegistry, TableState, TransactionContext, keyOf } from './types';
+import {
+  JsonLayout,
+  JsonWriter,
+  TupleSpans,
+  asciiBytes,
+  jsonLayoutOf,
+  readTupleSpans,
+} from './pgoutput-json';
+import {
+  Decoded,
+  Decoder,
+  EncodedEvent,
+  TableRegistry,
+  TableState,
+  TransactionContext,
+  keyOf,
+} from './types';
 
 /** Reads big-endian integers and C strings from a buffer, advancing a cursor. */
 export class BinaryReader {
-  private pos = 0;
+  pos = 0;
   constructor(private readonly buf: Buffer) {}
   u8(): number {
     return this.buf[this.pos++];
@@ -62,12 +85,28 @@ interface Relation {
   names: string[];
   /** Replica identity columns: an old-key ('K') tuple carries only these (the others arrive as nulls). */
   identity: string[];
+  /** The hot path's precomputed text, or null when this relation's events take the object path. */
+  layout: JsonLayout | null;
 }
 
 interface Tuple {
   row: Row;
   unchanged: string[];
 }
+
+// The fixed parts of a hot-path event, in the order JSON.stringify gives a ChangeEvent (types.ts).
+const INSERT_HEAD = asciiBytes('{"op":"c","key":');
+const UPDATE_HEAD = asciiBytes('{"op":"u","key":');
+const DELETE_HEAD = asciiBytes('{"op":"d","key":');
+const NULL_TEXT = asciiBytes('null');
+const BEFORE = asciiBytes(',"before":');
+const AFTER = asciiBytes(',"after":');
+const AFTER_NULL = asciiBytes(',"after":null');
+const LSN_KEY = asciiBytes(',"unchanged":[],"fromSource":[],"lsn":"');
+const EVENT_END = asciiBytes('"}');
+/** A seq: two sections of 16 hex digits and the `/` between (contract/lsn.ts changeSeq). */
+const SEQ_LENGTH = 33;
+const MAX_EXACT = BigInt(Number.MAX_SAFE_INTEGER);
 
 export class PgOutputDecoder implements Decoder {
   readonly plugin = 'pgoutput';
@@ -76,6 +115,15 @@ export class PgOutputDecoder implements Decoder {
   private readonly tables: TableRegistry;
   private readonly relations = new Map<number, Relation>();
   private readonly wanted: Set<string> | undefined;
+  /** When false, every change takes the object path (the tests compare both). */
+  fastPath = true;
+  private readonly json = new JsonWriter();
+  private readonly oldSpans = new TupleSpans();
+  private readonly newSpans = new TupleSpans();
+  /** The current transaction's jsonTail, the seq's opening quote and first section, as UTF-8 (per transaction). */
+  private tailText = '';
+  private tailBytes = Buffer.alloc(0);
+  private tailNonAscii = false;
 
   constructor(
     private readonly catalog: Catalog,
@@ -116,6 +164,7 @@ export class PgOutputDecoder implements Decoder {
         return;
       case 'I': {
         const rel = this.rel(r.u32());
+        if (this.fastPath && this.encode(msg, rel, emit)) return;
         r.u8(); // 'N'
         const t = this.tuple(r, rel);
         if (!this.isWanted(rel)) return;
@@ -124,6 +173,7 @@ export class PgOutputDecoder implements Decoder {
       }
       case 'U': {
         const rel = this.rel(r.u32());
+        if (this.fastPath && this.encode(msg, rel, emit)) return;
         const kind = String.fromCharCode(r.u8());
         let old: Tuple | null = null;
         if (kind === 'K' || kind === 'O') {
@@ -137,6 +187,7 @@ export class PgOutputDecoder implements Decoder {
       }
       case 'D': {
         const rel = this.rel(r.u32());
+        if (this.fastPath && this.encode(msg, rel, emit)) return;
         const old = this.tuple(r, rel, r.u8() === 0x4b /* K */);
         if (!this.isWanted(rel)) return;
         const key = keyOf(rel.state.columns, old.row) ?? old.row;
@@ -172,6 +223,108 @@ export class PgOutputDecoder implements Decoder {
       default:
         throw new Error(`pgoutput: unknown message tag ${JSON.stringify(tag)}`);
     }
+  }
+
+  /**
+   * The hot path for an I, U or D message (tag at byte 0, relation OID after it): emits the event as its
+   * JSON text and returns true, or returns false having emitted and consumed nothing (the object path then
+   * decodes the message). Reads the same bytes, in the same order, as the object path.
+   */
+  private encode(msg: XLogData, rel: Relation, emit: (item: Decoded) => void): boolean {
+    const layout = rel.layout;
+    // Outside a transaction the object path raises the error.
+    if (!layout || !this.txn.open) return false;
+    if (!this.isWanted(rel)) return true;
+    const buf = msg.data;
+    const tag = buf[0];
+    const width = layout.names.length;
+    let pos = 5;
+    let old: TupleSpans | null = null;
+    let neu: TupleSpans | null = null;
+    if (tag === 0x49 /* I */) {
+      neu = this.newSpans;
+      readTupleSpans(buf, pos + 1, layout, false, neu); // after 'N'
+    } else {
+      const kind = buf[pos];
+      if (kind === 0x4b /* K */ || kind === 0x4f /* O */) {
+        old = this.oldSpans;
+        pos = readTupleSpans(buf, pos + 1, layout, kind === 0x4b, old);
+        if (old.starts.length !== width) return false;
+      }
+      if (tag === 0x55 /* U */) {
+        neu = this.newSpans;
+        // pos is at 'N' (with or without an old tuple before it)
+        readTupleSpans(buf, pos + 1, layout, false, neu);
+      } else if (!old) {
+        return false;
+      }
+    }
+    if (neu && (neu.unchanged || neu.starts.length !== width)) return false;
+
+    const w = this.json;
+    w.reset();
+    let op: 'c' | 'u' | 'd';
+    if (tag === 0x49) {
+      op = 'c';
+      w.bytes(INSERT_HEAD);
+    } else if (tag === 0x55) {
+      op = 'u';
+      w.bytes(UPDATE_HEAD);
+    } else {
+      op = 'd';
+      w.bytes(DELETE_HEAD);
+    }
+    if (neu) {
+      if (!w.key(buf, layout, neu)) w.bytes(NULL_TEXT);
+      w.bytes(BEFORE);
+      if (old) w.row(buf, layout, old);
+      else w.bytes(NULL_TEXT);
+      w.bytes(AFTER);
+      w.row(buf, layout, neu);
+    } else {
+      // A delete: keyOf(old) ?? old, as the object path.
+      if (!w.key(buf, layout, old!)) w.row(buf, layout, old!);
+      w.bytes(BEFORE);
+      w.row(buf, layout, old!);
+      w.bytes(AFTER_NULL);
+    }
+    // The LSN as formatLsn prints it, and the seq as nextSeq makes it, written as bytes; the event's strings
+    // are then slices of its JSON (both are ASCII, so their offsets from the end are the same in characters).
+    w.bytes(LSN_KEY);
+    const lsnStart = w.n;
+    const at = msg.walStart;
+    if (at <= MAX_EXACT) {
+      const v = Number(at);
+      const lo = v >>> 0;
+      w.hex((v - lo) / 4294967296);
+      w.byte(0x2f); // '/'
+      w.hex(lo);
+    } else {
+      w.bytes(Buffer.from(formatLsn(at), 'latin1'));
+    }
+    const lsnLength = w.n - lsnStart;
+    w.byte(0x22);
+    const tail = this.txn.jsonTail;
+    if (tail !== this.tailText) {
+      this.tailText = tail;
+      this.tailBytes = Buffer.from(`${tail}"${this.txn.seqSection}`);
+      this.tailNonAscii = this.tailBytes.length !== tail.length + 1 + this.txn.seqSection.length;
+    }
+    w.bytes(this.tailBytes, this.tailNonAscii);
+    w.hex16(this.txn.nextOrdinal());
+    w.bytes(EVENT_END);
+    const json = w.toString();
+    const end = json.length;
+    // From the end: `"}` (2), the seq (33), its opening quote, the tail, the LSN's closing quote.
+    const lsnEnd = end - 2 - SEQ_LENGTH - 1 - tail.length - 1;
+    const event: EncodedEvent = {
+      op,
+      lsn: json.slice(lsnEnd - lsnLength, lsnEnd),
+      seq: json.slice(end - 2 - SEQ_LENGTH, end - 2),
+      json,
+    };
+    emit({ kind: 'change', table: rel.state, event });
+    return true;
   }
 
   private change(rel: Relation, op: 'c' | 'u', lsn: Lsn, old: Tuple | null, t: Tuple): Decoded {
@@ -229,6 +382,10 @@ export class PgOutputDecoder implements Decoder {
       state,
       names: cols.map((c) => c.name),
       identity: cols.filter((c) => c.identity).map((c) => c.name),
+      layout: jsonLayoutOf(
+        state.columns,
+        cols.map((c) => c.identity),
+      ),
     });
   }
 

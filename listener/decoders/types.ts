@@ -80,6 +80,18 @@ export class TransactionContext {
     return this.seqPrefix + (this.ordinal++).toString(16).toUpperCase().padStart(16, '0');
   }
 
+  /**
+   * The next event's seq as its two parts, for a decoder that writes it itself (pgoutput-json.ts): the
+   * transaction's section with its `/` (17 characters), and the ordinal, taken like nextSeq takes it.
+   */
+  get seqSection(): string {
+    return this.seqPrefix;
+  }
+
+  nextOrdinal(): number {
+    return this.ordinal++;
+  }
+
   commit(): void {
     this.open = false;
   }
