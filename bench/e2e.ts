@@ -35,6 +35,8 @@ import { emptyCatalog } from '../listener/catalog';
 import { PgOutputDecoder } from '../listener/decoders/pgoutput';
 // The listener image's NODE_OPTIONS (listener/Dockerfile; a test keeps the two equal), so its RSS is the job's.
 import { LISTENER_NODE_OPTIONS } from '../listener/runtime';
+// Likewise the sink image's (sink/Dockerfile; test/sink/bounded.test.ts keeps the two equal).
+import { SINK_NODE_OPTIONS } from '../sink/runtime';
 import { Wal2JsonDecoder } from '../listener/decoders/wal2json';
 import { BigQueryEmulatorProcess, startBigQueryEmulatorProcess } from './support';
 
@@ -238,6 +240,7 @@ function listenerEnv(e: Env, decoder: Decoder, slot: string, topic: string): Rec
 function sinkEnv(e: Env, subscription: string, dataset: string): Record<string, string> {
   return {
     PATH: process.env.PATH ?? '',
+    NODE_OPTIONS: SINK_NODE_OPTIONS,
     PGCDC_PROJECT: PROJECT,
     PGCDC_SUBSCRIPTION: subscription,
     PGCDC_BQ_PROJECT: PROJECT,
