@@ -82,6 +82,15 @@ export interface JobLogs {
     /** `sinceMs`: only entries from then on (default: the last 30 days). */
     opts: { field: string; executionName?: string; sinceMs?: number },
   ): Promise<{ at: string; summary: Record<string, unknown> } | null>;
+  /**
+   * The newest `limit` summary lines of the job, newest first (fewer when there are not that many): what
+   * runs in a row reported (`pgcdc status`: a TOAST lookup blocked run after run).
+   */
+  recentSummaries(
+    project: string,
+    jobName: string,
+    opts: { field: string; limit: number; sinceMs?: number },
+  ): Promise<Array<{ at: string; summary: Record<string, unknown> }>>;
 }
 
 export interface CloudClients {
@@ -235,15 +244,11 @@ export class LoggingJobLogs implements JobLogs {
     private readonly limits = { pages: 20, ms: 30_000 },
   ) {}
 
-  async lastSummary(
-    project: string,
-    jobName: string,
-    opts: { field: string; executionName?: string; sinceMs?: number },
-  ) {
+  private filter(jobName: string, opts: { field: string; executionName?: string; sinceMs?: number }): string {
     // Bounded by time: Cloud Logging keeps job logs 30 days by default (_Default bucket), and without a
     // bound the client itself would look at the last 24 hours only.
     const since = new Date(opts.sinceMs ?? this.now() - 30 * 24 * 3600_000).toISOString();
-    const filter = [
+    return [
       'resource.type="cloud_run_job"',
       `resource.labels.job_name="${jobName}"`,
       `jsonPayload.${opts.field}:*`,
@@ -252,6 +257,11 @@ export class LoggingJobLogs implements JobLogs {
         ? [`labels."run.googleapis.com/execution_name"="${shortName(opts.executionName)}"`]
         : []),
     ].join(' AND ');
+  }
+
+  /** Up to `limit` entries with a JSON payload, newest first, within the page and time limits. */
+  private async newest(project: string, filter: string, limit: number) {
+    const found: Array<{ at: string; summary: Record<string, unknown> }> = [];
     const deadline = this.now() + this.limits.ms;
     let pageToken: string | undefined;
     // entries.list "may return fewer results than pageSize, even zero, with a nextPageToken" while it searches
@@ -261,17 +271,35 @@ export class LoggingJobLogs implements JobLogs {
         resourceNames: [`projects/${project}`],
         filter,
         orderBy: 'timestamp desc',
-        pageSize: 1,
+        pageSize: limit - found.length,
         ...(pageToken ? { pageToken } : {}),
         autoPaginate: false,
       });
-      const entry = entries.find((e) => e.data && typeof e.data === 'object');
-      if (entry)
-        return { at: entryTime(entry.metadata.timestamp), summary: entry.data as Record<string, unknown> };
+      for (const e of entries) {
+        if (found.length < limit && e.data && typeof e.data === 'object')
+          found.push({ at: entryTime(e.metadata.timestamp), summary: e.data as Record<string, unknown> });
+      }
       pageToken = next?.pageToken || undefined;
-      if (!pageToken) return null;
+      if (found.length >= limit || !pageToken) break;
     }
-    return null;
+    return found;
+  }
+
+  async lastSummary(
+    project: string,
+    jobName: string,
+    opts: { field: string; executionName?: string; sinceMs?: number },
+  ) {
+    const [entry] = await this.newest(project, this.filter(jobName, opts), 1);
+    return entry ?? null;
+  }
+
+  async recentSummaries(
+    project: string,
+    jobName: string,
+    opts: { field: string; limit: number; sinceMs?: number },
+  ) {
+    return this.newest(project, this.filter(jobName, opts), opts.limit);
   }
 }
 

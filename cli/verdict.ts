@@ -2,6 +2,7 @@
 // code a script or an alert acts on. Pure: it reads the report the status command gathered.
 
 import { EXIT } from './errors';
+import { sessionsToEnd } from './listener-health';
 
 export type VerdictState = 'healthy' | 'lagging' | 'stale' | 'failing';
 
@@ -54,7 +55,31 @@ export interface VerdictInput {
       };
   deadLetters:
     { ok: false; error: string } | { ok: true; value: { subscription: string; messages: number } | null };
+  /** What the listener's newest runs reported about capture (cli/listener-health.ts); absent: not read. */
+  listener?:
+    | { ok: false; error: string }
+    | {
+        ok: true;
+        value: {
+          blockedLookup: {
+            table: string;
+            reason: string;
+            runs: number;
+            atLeast: boolean;
+            since: string | null;
+            sessions: Array<{ pid: number; granted: boolean | null; mode: string | null }>;
+          } | null;
+          skippedTables: Array<{ table: string; reason: string; fix: string }>;
+        } | null;
+      };
 }
+
+/**
+ * Newest listener runs in a row whose TOAST lookup was refused a lock before the verdict says failing: one
+ * or two are a migration passing by (lagging: the pipeline waits behind it), this many is a lock someone
+ * must end (README "Troubleshooting: a TOAST lookup blocked by the application's lock").
+ */
+export const BLOCKED_RUNS_FAILING = 3;
 
 function duration(s: number): string {
   if (s < 120) return `${Math.round(s)}s`;
@@ -105,6 +130,36 @@ export function assess(r: VerdictInput): Verdict {
       add(
         'lagging',
         `the slot holds ${Math.round(s.lagBytes / 1024 / 1024)} MiB of WAL not yet confirmed${r.cloud ? ' (at the last run)' : ''}`,
+      );
+  }
+
+  if (r.listener && !r.listener.ok)
+    add('failing', `the listener's reports could not be read: ${r.listener.error}`);
+  else if (r.listener?.value) {
+    const { blockedLookup: b, skippedTables } = r.listener.value;
+    if (b) {
+      const runs = `${b.atLeast ? 'at least ' : ''}${b.runs} listener run${b.runs === 1 ? '' : 's'} in a row`;
+      const pids = sessionsToEnd(b.sessions);
+      add(
+        b.runs >= BLOCKED_RUNS_FAILING ? 'failing' : 'lagging',
+        `the TOAST lookup of ${b.table} ${b.reason === 'statement-timeout' ? 'ran past statement_timeout' : 'was refused a lock by the application'} in ${runs}` +
+          `${b.since ? ` (since ${b.since})` : ''}: changes from there on wait, nothing is lost`,
+        b.reason === 'statement-timeout'
+          ? 'a single primary-key lookup on that table takes longer than statement_timeout: check its primary-key index and what holds it up (README "Troubleshooting"); the next run retries'
+          : pids.length
+            ? `end the session in the way (SELECT pg_terminate_backend(${pids.join('), pg_terminate_backend(')});) or let the migration finish; the next run retries`
+            : 'let the migration on that table finish (its lock is gone by the next run: it retries)',
+      );
+    }
+    for (const t of skippedTables)
+      add(
+        t.reason === 'unlogged' ? 'lagging' : 'failing',
+        t.reason === 'not-granted'
+          ? `${t.table} is not captured: the replicator may not read it (created after the last sql init)`
+          : t.reason === 'unlogged'
+            ? `${t.table} is not captured: it is unlogged, so its changes never reach the WAL`
+            : `${t.table} is not captured (${t.reason})`,
+        t.fix,
       );
   }
 

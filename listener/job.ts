@@ -60,3 +60,84 @@ export async function runListenerJob(
   );
   return { ...stream, snapshot };
 }
+
+/**
+ * Pauses between the runs of continuous mode (PGCDC_MODE=continuous). A run that found nothing waits a
+ * moment (each run writes a small marker record). A run whose TOAST lookup the application's lock refused
+ * (stoppedBy 'lookup-blocked', listener/toast-fill.ts) backs off, doubling from `blockedFirstMs` up to
+ * `blockedMaxMs`: retrying at once would put a lock request into that table's queue every few seconds for as
+ * long as the migration lasts (each one gives up after lock_timeout, but they keep coming). A normal run
+ * resets it.
+ */
+export const CONTINUOUS_PAUSES = { idleMs: 1000, blockedFirstMs: 2000, blockedMaxMs: 60_000 };
+
+/** How long to wait after a run, given how many runs in a row (this one included) were lookup-blocked. */
+export function pauseAfterRun(
+  summary: Pick<ListenerJobSummary, 'stoppedBy' | 'changes'>,
+  blockedRuns: number,
+  pauses = CONTINUOUS_PAUSES,
+): number {
+  if (summary.stoppedBy === 'lookup-blocked')
+    return Math.min(pauses.blockedMaxMs, pauses.blockedFirstMs * 2 ** Math.max(0, blockedRuns - 1));
+  return summary.changes === 0 ? pauses.idleMs : 0;
+}
+
+export interface ContinuousOptions {
+  /** One listener job run (runListenerJob with the config). */
+  runJob: () => Promise<ListenerJobSummary>;
+  /** Prints the run's summary line. */
+  report: (summary: ListenerJobSummary) => void;
+  /** True once SIGTERM/SIGINT arrived: the run in progress finishes and confirms, no other starts. */
+  stopping: () => boolean;
+  /** Waits `ms`, or less when stopping begins (Cloud Run allows 10 s after SIGTERM). */
+  pause: (ms: number) => Promise<void>;
+  log?: (line: string) => void;
+  pauses?: typeof CONTINUOUS_PAUSES;
+}
+
+/** Continuous mode: bounded runs back to back, each confirming what it published, until stopped. */
+export async function runContinuous(o: ContinuousOptions): Promise<void> {
+  let blockedRuns = 0;
+  while (!o.stopping()) {
+    const summary = await o.runJob();
+    o.report(summary);
+    blockedRuns = summary.stoppedBy === 'lookup-blocked' ? blockedRuns + 1 : 0;
+    if (o.stopping()) return;
+    const ms = pauseAfterRun(summary, blockedRuns, o.pauses);
+    if (blockedRuns > 0)
+      o.log?.(
+        `TOAST lookup blocked in ${blockedRuns} run(s) in a row (${summary.blockedLookup?.table ?? '?'}): ` +
+          `next run in ${Math.round(ms / 1000)} s`,
+      );
+    if (ms > 0) await o.pause(ms);
+  }
+}
+
+/** The stop flag and the pause of continuous mode, ended early by stop() (wired to SIGTERM and SIGINT). */
+export function stopControl(): {
+  stopping: () => boolean;
+  stop: () => void;
+  pause: (ms: number) => Promise<void>;
+} {
+  let stopped = false;
+  const waiting = new Set<() => void>();
+  return {
+    stopping: () => stopped,
+    stop: () => {
+      stopped = true;
+      for (const wake of [...waiting]) wake();
+    },
+    pause: (ms) =>
+      stopped
+        ? Promise.resolve()
+        : new Promise<void>((resolve) => {
+            const wake = () => {
+              clearTimeout(timer);
+              waiting.delete(wake);
+              resolve();
+            };
+            const timer = setTimeout(wake, ms);
+            waiting.add(wake);
+          }),
+  };
+}

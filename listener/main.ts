@@ -10,7 +10,7 @@
 import { ENV } from '../contract/env';
 import { loadListenerConfig } from './config';
 import { EXIT, ListenerError } from './errors';
-import { runListenerJob } from './job';
+import { runContinuous, runListenerJob, stopControl } from './job';
 import { runSnapshot } from './snapshot';
 import { loadAdminConfig } from './admin-config';
 import { formatFindings, PreflightError, runPreflight } from './preflight';
@@ -108,21 +108,20 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(JSON.stringify({ command, ...summary }) + '\n');
     return EXIT.ok;
   }
-  // Continuous: bounded runs back to back (each confirms what it published), a short pause when idle, until
-  // SIGTERM — which lets the current run finish and confirm before exiting.
-  let stopping = false;
-  process.once('SIGTERM', () => (stopping = true));
-  process.once('SIGINT', () => (stopping = true));
-  while (!stopping) {
-    const summary = await runListenerJob(cfg, { log, alert });
-    process.stdout.write(JSON.stringify({ command, ...summary }) + '\n');
-    if (summary.changes === 0 && !stopping) await new Promise((r) => setTimeout(r, IDLE_PAUSE_MS));
-  }
+  // Continuous: bounded runs back to back until SIGTERM, which lets the current run finish and confirm
+  // (listener/job.ts runContinuous: a pause when idle, a backoff while a TOAST lookup is blocked).
+  const control = stopControl();
+  process.once('SIGTERM', control.stop);
+  process.once('SIGINT', control.stop);
+  await runContinuous({
+    runJob: () => runListenerJob(cfg, { log, alert }),
+    report: (summary) => process.stdout.write(JSON.stringify({ command, ...summary }) + '\n'),
+    stopping: control.stopping,
+    pause: control.pause,
+    log,
+  });
   return EXIT.ok;
 }
-
-/** Pause between runs that found nothing in continuous mode: each run writes a small marker record. */
-const IDLE_PAUSE_MS = 1000;
 
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),

@@ -19,6 +19,13 @@ export function describeListener(s: ListenerSummary): string {
   return (
     `${s.changes} changes in ${s.transactions} transactions → ${s.messages} messages (${formatBytes(s.bytes)}); ` +
     `slot confirmed at ${s.confirmedLsn}, ${formatBytes(s.lagBytes)} behind; stopped by ${s.stoppedBy} after ${s.seconds.toFixed(1)}s` +
+    // Older summaries (and the fakes of some tests) lack these two fields.
+    (s.blockedLookup
+      ? `; the TOAST lookup of ${s.blockedLookup.table} ${s.blockedLookup.reason === 'statement-timeout' ? 'ran past statement_timeout' : 'was refused a lock'}: the next run retries, \`pgcdc status\` names the sessions in the way`
+      : '') +
+    (s.skippedTables?.length
+      ? `; not captured: ${s.skippedTables.map((t) => `${t.table} (${t.reason})`).join(', ')}`
+      : '') +
     (s.snapshot ? `; snapshot: ${describeSnapshot(s.snapshot)}` : '')
   );
 }

@@ -13,6 +13,7 @@ import type { CliDeps, ListenerSummary, SinkSummary } from '../deps';
 import { emulatorBacklog, EmulatorBacklog } from '../emulator-backlog';
 import { CliError, isNoCredentials, NoCredentialsError } from '../errors';
 import { localSlotStatus, SlotStatus } from '../local-inspect';
+import { describeSession, listenerHealth, ListenerHealth, SUMMARIES_READ } from '../listener-health';
 import { lastRuns } from '../runs';
 import { assess, Verdict, VERDICT_EXIT } from '../verdict';
 import { listTables, restTables, TableInfo, TablesReader } from '../warehouse';
@@ -61,6 +62,11 @@ export interface StatusReport {
   /** Cloud: the schedules' longest intervals (seconds), against which staleness and lag are judged. */
   schedule?: { listenerSeconds: number; sinkSeconds: number };
   slot: Section<SlotStatus | null>;
+  /**
+   * What the newest listener runs reported about capture: a TOAST lookup refused a lock (how many runs in a
+   * row, since when, the sessions in the way) and captured tables not captured (with the fix). Null: no run.
+   */
+  listener: Section<ListenerHealth | null>;
   runs: Section<RunInfo[]>;
   backlog: Section<BacklogInfo>;
   deadLetters: Section<BacklogInfo>;
@@ -199,7 +205,16 @@ async function localStatus(deps: CliDeps): Promise<Gathered> {
     section(async () => localLastVerify(deps.localDir)),
     warehouseSections(bq, e.dataset, '_failed', now),
   ]);
-  const runs = lastRuns(deps.localDir, 5).map((r): RunInfo => ({
+  const history = lastRuns(deps.localDir, SUMMARIES_READ);
+  // Runs whose listener failed have no summary: they neither count nor break a run of blocked lookups.
+  const listener: Section<ListenerHealth | null> = {
+    ok: true,
+    value: listenerHealth(
+      history.filter((r) => r.listener).map((r) => ({ at: r.at, summary: r.listener })),
+      LOCAL_ENV,
+    ),
+  };
+  const runs = history.slice(0, 5).map((r): RunInfo => ({
     job: 'listener+sink',
     execution: null,
     state: r.ok ? 'succeeded' : 'failed',
@@ -213,6 +228,7 @@ async function localStatus(deps: CliDeps): Promise<Gathered> {
   return {
     env: LOCAL_ENV,
     slot,
+    listener,
     runs: { ok: true, value: runs },
     backlog,
     deadLetters,
@@ -275,7 +291,7 @@ async function cloudStatus(deps: CliDeps, env: string): Promise<Gathered> {
     );
     return list.slice(0, 3).map((e) => runInfo(job, e));
   };
-  const [slot, runs, backlog, deadLetters, snapshots, lastVerify, warehouse] = await Promise.all([
+  const [slot, listener, runs, backlog, deadLetters, snapshots, lastVerify, warehouse] = await Promise.all([
     // The database is private: the slot as the listener last saw it (its summary line in Cloud Logging).
     section(async (): Promise<SlotStatus | null> => {
       const last = await clients.logs.lastSummary(outputs.project, outputs.listenerJobName, {
@@ -299,6 +315,16 @@ async function cloudStatus(deps: CliDeps, env: string): Promise<Gathered> {
         ...(Number.isFinite(at) ? { ageSeconds: Math.max(0, Math.round((now - at) / 1000)) } : {}),
       };
     }),
+    // The newest listener summaries (a listen run's line has confirmedLsn; snapshot and verify lines do not).
+    section(async () =>
+      listenerHealth(
+        await clients.logs.recentSummaries(outputs.project, outputs.listenerJobName, {
+          field: 'confirmedLsn',
+          limit: SUMMARIES_READ,
+        }),
+        env,
+      ),
+    ),
     section(async () => [
       ...(await executionsOf(outputs.listenerJobName)),
       ...(await executionsOf(outputs.sinkJobName)),
@@ -332,7 +358,7 @@ async function cloudStatus(deps: CliDeps, env: string): Promise<Gathered> {
     }),
     warehouseSections(clients.bigquery, outputs.dataset, outputs.failedTable, now),
   ]);
-  return { env, schedule, slot, runs, backlog, deadLetters, snapshots, lastVerify, ...warehouse };
+  return { env, schedule, slot, listener, runs, backlog, deadLetters, snapshots, lastVerify, ...warehouse };
 }
 
 function printReport(deps: CliDeps, r: StatusReport): void {
@@ -370,6 +396,26 @@ function printReport(deps: CliDeps, r: StatusReport): void {
       lines.push(
         `stuck in transaction ${s.stuckTransaction.xid} (from ${s.stuckTransaction.startLsn}, ${s.stuckTransaction.changesRead} changes read${s.stuckTransaction.runs ? `, ${s.stuckTransaction.runs} runs` : ''})`,
       );
+    return lines;
+  });
+  show('Listener capture', r.listener, (h) => {
+    if (!h) return ['no listener run reported yet'];
+    const lines: string[] = [];
+    const b = h.blockedLookup;
+    if (b) {
+      lines.push(
+        `TOAST lookup of ${b.table} ${b.reason === 'statement-timeout' ? 'ran past statement_timeout' : 'was refused a lock'} in the last ${b.atLeast ? `${b.runs}+` : b.runs} run(s)` +
+          `${b.since ? `, since ${b.since}` : ''} (${b.reason}, ${b.attempts} attempt(s) a run): ` +
+          'the run stops before that change and the next one retries; nothing is lost, changes from there on wait',
+      );
+      if (b.sessions.length === 0) lines.push('  in the way: no session any more (the lock had just gone)');
+      for (const s of b.sessions) lines.push(`  in the way: ${describeSession(s)}`);
+    }
+    for (const t of h.skippedTables)
+      lines.push(
+        `not captured: ${t.table} (${t.reason === 'not-granted' ? 'the replicator may not read it: created after the last sql init' : t.reason}); fix: ${t.fix}`,
+      );
+    if (lines.length === 0) lines.push('every captured table read, no lookup blocked (newest run)');
     return lines;
   });
   show('Last runs', r.runs, (runs) =>
@@ -443,6 +489,7 @@ export async function statusReport(deps: CliDeps, env: string): Promise<StatusRe
     listenerIntervalSeconds: g.schedule?.listenerSeconds,
     sinkIntervalSeconds: g.schedule?.sinkSeconds,
     slot: g.slot,
+    listener: g.listener,
     runs: g.runs,
     backlog: g.backlog,
     deadLetters: g.deadLetters,
@@ -452,6 +499,7 @@ export async function statusReport(deps: CliDeps, env: string): Promise<StatusRe
     verdict,
     ...(g.schedule ? { schedule: g.schedule } : {}),
     slot: g.slot,
+    listener: g.listener,
     runs: g.runs,
     backlog: g.backlog,
     deadLetters: g.deadLetters,
@@ -473,6 +521,7 @@ export function statusCommand(deps: CliDeps): Command {
       const report = await deps.output.task(`Checking ${opts.env}`, () => statusReport(deps, opts.env));
       const sections = [
         report.slot,
+        report.listener,
         report.runs,
         report.backlog,
         report.deadLetters,

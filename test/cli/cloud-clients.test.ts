@@ -96,6 +96,32 @@ describe('Cloud Logging lookups (LoggingJobLogs on @google-cloud/logging getEntr
       null,
     );
   });
+
+  it('recentSummaries collects up to its limit across pages, newest first, asking each page for what is left', async () => {
+    const line = (n: number): LogEntry => ({
+      metadata: { timestamp: `2026-01-01T12:0${n}:00Z` },
+      data: { confirmedLsn: `0/${n}` },
+    });
+    const api = entriesApi([[line(4), line(3)], [], [line(2), line(1)], [line(0)]]);
+    const logs = new LoggingJobLogs(api, () => NOW);
+    const found = await logs.recentSummaries(PROJECT, 'pgcdc-listener', { field: 'confirmedLsn', limit: 3 });
+    assert.deepEqual(
+      found.map((f) => f.summary.confirmedLsn),
+      ['0/4', '0/3', '0/2'],
+    );
+    assert.deepEqual(
+      api.requests.map((r) => r.pageSize),
+      [3, 1, 1],
+    );
+    assert.match(api.requests[0].filter, /jsonPayload\.confirmedLsn:\*/);
+    // Fewer lines than the limit: all of them.
+    const all = await new LoggingJobLogs(entriesApi([[line(1)], [line(0)]]), () => NOW).recentSummaries(
+      PROJECT,
+      'pgcdc-listener',
+      { field: 'confirmedLsn', limit: 50 },
+    );
+    assert.equal(all.length, 2);
+  });
 });
 
 describe('Cloud Monitoring backlog (MonitoringMetrics on @google-cloud/monitoring listTimeSeries)', () => {

@@ -259,6 +259,7 @@ describe('pgcdc sql init / run-once / status on a cloud stack', () => {
     h.executions.listExecutions = everything;
     h.metrics.backlog = everything;
     h.logs.lastSummary = everything;
+    h.logs.recentSummaries = everything;
     const unreadable = { dataset: () => ({ getTables: everything }) };
     h.deps.cloud = async () => ({
       jobs: h.jobs,

@@ -244,6 +244,16 @@ export class FakeLogs implements JobLogs {
     const s = this.summaries.get(job);
     return s ? { at: this.at.get(job) ?? '2026-01-01T12:01:00Z', summary: s } : null;
   }
+  /** Each job's summary lines, newest first, for recentSummaries (default: its one summary, if any). */
+  history = new Map<string, Array<{ at: string; summary: Record<string, unknown> }>>();
+  recentRequests: Array<{ project: string; job: string; field: string; limit: number }> = [];
+  async recentSummaries(project: string, job: string, opts: { field: string; limit: number }) {
+    this.recentRequests.push({ project, job, field: opts.field, limit: opts.limit });
+    const h = this.history.get(job);
+    if (h) return h.slice(0, opts.limit);
+    const s = this.summaries.get(job);
+    return s ? [{ at: this.at.get(job) ?? '2026-01-01T12:01:00Z', summary: s }] : [];
+  }
 }
 
 /** Enough of @google-cloud/bigquery for `status`: dataset(d).getTables(), table(t).getMetadata(). */

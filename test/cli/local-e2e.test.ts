@@ -251,6 +251,78 @@ describe('pgcdc against the local stack, end to end', function () {
     });
   });
 
+  it('status --env local names a table created after sql init (fix: sql init), then a TOAST lookup the application locks out run after run, with the session in the way; both clear once fixed', async function () {
+    // Four local runs (listener and sink each), slow on a loaded machine.
+    this.timeout(600_000);
+    const e = endpoints();
+    // The application's owner creates a table after the init: the replicator may not read it yet.
+    const owner = new Client({ ...e.pg, user: e.roles?.owner ?? e.pg.user });
+    await owner.connect();
+    try {
+      await owner.query('CREATE TABLE public.docs (id int PRIMARY KEY, small text, big text)');
+      await owner.query('ALTER TABLE public.docs ALTER COLUMN big SET STORAGE EXTERNAL');
+      await owner.query(
+        "INSERT INTO public.docs SELECT 1, 'a', string_agg(md5(g::text), '') FROM generate_series(1, 130) g",
+      );
+      assert.equal(await cli('run-once', '--env', 'local'), EXIT.ok, out.stderr);
+      assert.match(out.stdout, /not captured: public\.docs \(not-granted\)/);
+      assert.equal(await cli('status', '--env', 'local', '--json'), EXIT.failing, out.stdout);
+      const skipped = JSON.parse(out.stdout) as StatusReport;
+      assert.deepEqual(skipped.verdict.reasons, [
+        'public.docs is not captured: the replicator may not read it (created after the last sql init)',
+      ]);
+      assert.match(skipped.verdict.fix ?? '', /^pgcdc sql init --env local/);
+      assert.equal(await cli('status', '--env', 'local'), EXIT.failing);
+      assert.match(
+        out.stdout,
+        /Listener capture\n {2}not captured: public\.docs \(the replicator may not read it: created after the last sql init\); fix: pgcdc sql init --env local/,
+      );
+
+      assert.equal(await cli('sql', 'init', '--env', 'local'), EXIT.ok, out.stderr);
+      // Granted now: an update that leaves big unchanged needs the lookup, and the application holds ACCESS
+      // EXCLUSIVE (a blocked run snapshots nothing either: docs waits for the run after the lock).
+      await owner.query("UPDATE public.docs SET small = 'b' WHERE id = 1");
+      const [{ pid }] = (await owner.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows;
+      await owner.query('BEGIN');
+      await owner.query('LOCK TABLE public.docs IN ACCESS EXCLUSIVE MODE');
+      for (let run = 1; run <= 2; run++) {
+        assert.equal(await cli('run-once', '--env', 'local', '--json'), EXIT.ok, out.stderr);
+        const r = JSON.parse(out.stdout) as RunOnceResult;
+        assert.equal(r.listener.summary?.stoppedBy, 'lookup-blocked', `run ${run}`);
+      }
+      assert.equal(await cli('status', '--env', 'local', '--json'), EXIT.lagging, out.stdout);
+      const blocked = JSON.parse(out.stdout) as StatusReport;
+      assert.match(
+        blocked.verdict.reasons[0],
+        /^the TOAST lookup of public\.docs was refused a lock by the application in 2 listener runs in a row \(since /,
+      );
+      assert.ok(blocked.verdict.fix?.includes(`pg_terminate_backend(${pid})`), blocked.verdict.fix);
+      assert.ok(blocked.listener.ok && blocked.listener.value?.blockedLookup);
+      assert.equal(blocked.listener.value.blockedLookup.runs, 2);
+      assert.equal(await cli('status', '--env', 'local'), EXIT.lagging);
+      assert.match(out.stdout, new RegExp(`in the way: pid ${pid} holds AccessExclusiveLock`));
+      await owner.query('ROLLBACK');
+    } finally {
+      await owner.end();
+    }
+    // The lock gone: the next run delivers the update (and snapshots docs), and status is healthy again.
+    assert.equal(await cli('run-once', '--env', 'local', '--json'), EXIT.ok, out.stderr);
+    const released = JSON.parse(out.stdout) as RunOnceResult;
+    assert.equal(released.listener.summary?.stoppedBy, 'wal-end');
+    assert.equal(released.listener.summary?.snapshot?.rows, 1, 'the first job after the grant snapshots it');
+    assert.equal(await cli('status', '--env', 'local', '--json'), EXIT.ok, out.stdout);
+    const healthy = JSON.parse(out.stdout) as StatusReport;
+    assert.deepEqual(healthy.verdict, { state: 'healthy', reasons: [] });
+    assert.deepEqual(healthy.listener, {
+      ok: true,
+      value: {
+        at: healthy.listener.ok ? healthy.listener.value?.at : null,
+        blockedLookup: null,
+        skippedTables: [],
+      },
+    });
+  });
+
   it('demo on the running stack applies its changes and shows source and replica side by side, matching', async () => {
     assert.equal(await cli('demo'), EXIT.ok, out.stderr);
     assert.match(out.stdout, /inserted customer 9001/);

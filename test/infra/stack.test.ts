@@ -654,6 +654,28 @@ describe('the pgcdc stack (dev config, mocked cloud)', function () {
       );
       assert.match(lostSlotError('pgcdc_slot').message, /wal_status = lost/);
     });
+    it('a run stopped by a blocked TOAST lookup raises an alert, one per table (label extracted from the summary)', () => {
+      assert.equal(
+        logCondition('lookup-blocked'),
+        `${listenerSummary} AND jsonPayload.stoppedBy = "lookup-blocked"`,
+      );
+      const [c] = one(T.alert, 'lookup-blocked').inputs.conditions as Obj[];
+      assert.deepEqual(get(c, 'conditionMatchedLog', 'labelExtractors'), {
+        table: 'EXTRACT(jsonPayload.blockedLookup.table)',
+      });
+    });
+    it("captured tables the listener skips raise an alert, from its WARNING line (the summary's array is not matched)", () =>
+      assert.equal(
+        logCondition('tables-skipped'),
+        'resource.type = "cloud_run_job" AND resource.labels.job_name = "pgcdc-listener" AND severity = WARNING AND jsonPayload.message : "not captured"',
+      ));
+    it('the alerts for a blocked lookup and skipped tables say what to do', () => {
+      const doc = (id: string) => String(get(one(T.alert, id).inputs, 'documentation', 'content'));
+      assert.match(doc('lookup-blocked'), /pg_terminate_backend/);
+      assert.match(doc('lookup-blocked'), /pgcdc status/);
+      assert.match(doc('tables-skipped'), /pgcdc sql init/);
+      assert.match(doc('tables-skipped'), /SET LOGGED/);
+    });
     it('an ERROR line of the listener raises an alert', () =>
       assert.match(logCondition('listener-errors'), /job_name = "pgcdc-listener" AND severity >= ERROR$/));
     it('the first `pulumi up` cannot race a new log-based metric: no alert condition names one', () => {

@@ -104,7 +104,9 @@ describe('the pgcdc stack under other configurations', function () {
       assert.equal(channel.inputs.type, 'email');
       assert.deepEqual(channel.inputs.labels, { email_address: 'oncall@example.com' });
       const policies = find(rs, 'gcp:monitoring/alertPolicy:AlertPolicy');
-      assert.equal(policies.length, 7);
+      // job-failed, dead-letters, slot-lag, stuck-transaction, slot-lost, lookup-blocked, tables-skipped,
+      // listener-errors, disk-filling.
+      assert.equal(policies.length, 9);
       for (const p of policies) assert.equal((p.inputs.notificationChannels as string[]).length, 1, p.name);
     });
   });
@@ -233,6 +235,9 @@ describe('the pgcdc stack under other configurations', function () {
         const names = find(report.resources!, 'gcp:monitoring/alertPolicy:AlertPolicy').map((p) => p.name);
         assert.ok(!names.some((n) => n.includes('disk')), names.join());
         assert.ok(names.some((n) => n.includes('slot-lost')));
+        assert.ok(
+          names.some((n) => n.includes('lookup-blocked')) && names.some((n) => n.includes('tables-skipped')),
+        );
         assert.equal(report.outputs!.instanceConnectionName, `${theirs}:us-central1:prod-db`);
         assert.equal(report.outputs!.sourceMode, 'cloudsql');
       });
