@@ -51,6 +51,17 @@ export async function encodeBatch(
 
 /** Parse and validate a message payload; throws ContractError saying what is wrong. */
 export function decodeBatch(data: Buffer, attributes: Record<string, string | undefined>): EventBatch {
+  return decodeSizedBatch(data, attributes).batch;
+}
+
+/**
+ * decodeBatch, also telling the payload's size as JSON text (after gunzip): what the decoded batch costs in
+ * memory is proportional to it, not to the compressed bytes Pub/Sub delivered.
+ */
+export function decodeSizedBatch(
+  data: Buffer,
+  attributes: Record<string, string | undefined>,
+): { batch: EventBatch; chars: number } {
   const encoding = attributes.encoding ?? 'json';
   if (attributes.v !== undefined && attributes.v !== CONTRACT_VERSION) {
     throw new ContractError(`unknown contract version ${JSON.stringify(attributes.v)} (this sink reads v1)`);
@@ -73,7 +84,7 @@ export function decodeBatch(data: Buffer, attributes: Record<string, string | un
   } catch (e) {
     throw new ContractError(`payload is not JSON: ${(e as Error).message}`);
   }
-  return validateBatch(parsed);
+  return { batch: validateBatch(parsed), chars: text.length };
 }
 
 function isObject(x: unknown): x is Record<string, unknown> {

@@ -123,12 +123,18 @@ async function main(argv: string[]): Promise<number> {
   return EXIT.ok;
 }
 
-main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
-  (e: unknown) => {
-    const err = e instanceof Error ? e : new Error(String(e));
-    // Cloud Logging reads `severity` and `message` from JSON lines on stderr.
-    process.stderr.write(JSON.stringify({ severity: 'ERROR', error: err.name, message: err.message }) + '\n');
-    process.exit(err instanceof ListenerError ? err.exitCode : EXIT.other);
-  },
-);
+// Only when started as the entry point: the image's build requires this file once to fill Node's compile
+// cache (the Dockerfile's warm-up step), which must load every module and run nothing.
+if (require.main === module) {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (e: unknown) => {
+      const err = e instanceof Error ? e : new Error(String(e));
+      // Cloud Logging reads `severity` and `message` from JSON lines on stderr.
+      process.stderr.write(
+        JSON.stringify({ severity: 'ERROR', error: err.name, message: err.message }) + '\n',
+      );
+      process.exit(err instanceof ListenerError ? err.exitCode : EXIT.other);
+    },
+  );
+}

@@ -58,6 +58,12 @@ export interface EventWork {
   replicaFailed?: string;
 }
 
+// Most events have no unresolved column, no problem value and need no companion: they share these empty,
+// frozen values (a push onto one would throw) instead of allocating three per event.
+const NONE_UNRESOLVED: string[] = Object.freeze([] as string[]) as string[];
+const NO_PROBLEMS: ValueProblem[] = Object.freeze([] as ValueProblem[]) as ValueProblem[];
+const NO_COMPANIONS: Set<string> = Object.freeze(new Set<string>()) as Set<string>;
+
 export function decodeEvent(
   ev: ChangeEvent,
   msg: TableMessage,
@@ -74,9 +80,9 @@ export function decodeEvent(
     commitMicros: commitMicros(ev),
     key: null,
     oldKey: null,
-    unresolved: [...ev.unchanged],
-    problems: [],
-    needCompanion: new Set(),
+    unresolved: ev.unchanged.length > 0 ? [...ev.unchanged] : NONE_UNRESOLVED,
+    problems: NO_PROBLEMS,
+    needCompanion: NO_COMPANIONS,
     hasReplica,
     replicaRename,
   };
@@ -90,13 +96,16 @@ export function decodeEvent(
       if (old !== w.key) w.oldKey = old;
     }
   }
-  const unchanged = new Set(ev.unchanged);
+  const unchanged = ev.unchanged;
   for (const m of mapping) {
-    if (!image || unchanged.has(m.column.name)) continue;
+    if (!image || (unchanged.length > 0 && unchanged.includes(m.column.name))) continue;
     if (!(m.column.name in image)) {
       // Absent from an update's new row: not sent, so unchanged; never NULL. Absent from a delete's old
       // image (only the key logged): unset.
-      if (ev.op === 'u') w.unresolved.push(m.column.name);
+      if (ev.op === 'u') {
+        if (w.unresolved === NONE_UNRESOLVED) w.unresolved = [];
+        w.unresolved.push(m.column.name);
+      }
       else if (ev.op !== 'd') w.values[m.field] = m.mapping.repeated ? [] : null;
       continue;
     }
@@ -112,7 +121,11 @@ export function decodeEvent(
       if (!(e instanceof ValueError)) throw e;
       w.values[m.field] = m.mapping.repeated ? [] : null;
       if (m.companion) w.values[m.companion] = text;
-      else w.needCompanion.add(m.field);
+      else {
+        if (w.needCompanion === NO_COMPANIONS) w.needCompanion = new Set();
+        w.needCompanion.add(m.field);
+      }
+      if (w.problems === NO_PROBLEMS) w.problems = [];
       w.problems.push({
         column: m.column.name,
         type: m.column.type,

@@ -35,10 +35,14 @@ async function main(): Promise<number> {
   }
 }
 
-main().then(
-  (code) => process.exit(code),
-  (e) => {
-    process.stderr.write(`pgcdc sink: ${(e as Error).stack ?? e}\n`);
-    process.exit(1);
-  },
-);
+// Only when started as the entry point: the image's build requires this file once to fill Node's compile
+// cache (the Dockerfile's warm-up step), which must load every module and run nothing.
+if (require.main === module) {
+  main().then(
+    (code) => process.exit(code),
+    (e) => {
+      process.stderr.write(`pgcdc sink: ${(e as Error).stack ?? e}\n`);
+      process.exit(1);
+    },
+  );
+}

@@ -114,7 +114,8 @@ export class TableSink {
     const result: TableApplyResult = { failed: [], events: 0, replicaRows: 0, changelogRows: 0 };
     let { work, plan } = await this.decode(messages);
     // A value a typed column cannot hold goes to the column's companion, created on first need.
-    const need = new Set(work.flatMap((w) => [...w.needCompanion]));
+    const need = new Set<string>();
+    for (const w of work) if (w.needCompanion.size > 0) w.needCompanion.forEach((f) => need.add(f));
     if (need.size > 0 && this.schemas.requestCompanions(need)) ({ work, plan } = await this.decode(messages));
     result.events = work.length;
     if (!plan) return result;

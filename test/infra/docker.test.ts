@@ -2,7 +2,9 @@
 // the output of the very build steps they run), the entry point is compiled JavaScript that loads only what
 // the image holds, the runtime has production dependencies only and does not run as root.
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { jobPackageJson, packageOf, requireSpecifiers, requiredPackages } from '../../infra/docker/job-deps';
 import { OUT_DIR, REPO_ROOT } from './harness';
@@ -237,8 +239,13 @@ for (const job of ['listener', 'sink'] as const) {
       for (const c of copies(runtime).filter((x) => x.sources.some((s) => s.includes('node_modules')))) {
         assert.equal(c.from, 'deps');
       }
+      // Its one RUN step fills the compile cache (below): it runs node on what was copied, installs nothing.
       assert.ok(
-        !runtime.instructions.some((i) => i.op === 'RUN'),
+        runtime.instructions
+          .filter((i) => i.op === 'RUN')
+          .every((i) =>
+            /^node -e "require\('\.\/dist\/[a-z]+\/main\.js'\)" && chown -R node:node \S+$/.test(i.args),
+          ),
         'the runtime stage installs nothing itself',
       );
     });
@@ -277,6 +284,54 @@ for (const job of ['listener', 'sink'] as const) {
       }
       const { packageJson } = jobPackageJson(rootPackage, lock, requiredPackages(jobDepsDirs()));
       for (const p of packages) assert.ok(p in packageJson.dependencies!, `${p} is loaded but not installed`);
+    });
+
+    it("fills Node's compile cache at build time by loading the entry point, which runs nothing when loaded", () => {
+      const env = runtime.instructions.find(
+        (i) => i.op === 'ENV' && i.args.startsWith('NODE_COMPILE_CACHE='),
+      );
+      assert.ok(env, 'ENV NODE_COMPILE_CACHE=... in the runtime stage');
+      const dir = env.args.slice('NODE_COMPILE_CACHE='.length);
+      const warm = runtime.instructions.find(
+        (i) =>
+          i.op === 'RUN' &&
+          i.args.includes('NODE_COMPILE_CACHE') === false &&
+          i.args.includes(`require('./dist/${job}/main.js')`),
+      );
+      assert.ok(warm, 'a RUN step that requires the entry point');
+      assert.match(
+        warm.args,
+        new RegExp(`chown -R node:node ${dir.replace(/[.]/g, '\\.')}`),
+        'the cache belongs to the user the job runs as',
+      );
+      const order = (i: Instruction | undefined) => runtime.instructions.indexOf(i!);
+      assert.ok(order(env) < order(warm), 'the cache directory is set before it is filled');
+      assert.ok(order(warm) < order(runtime.instructions.find((i) => i.op === 'USER')), 'filled before USER');
+      assert.ok(
+        order(runtime.instructions.filter((i) => i.op === 'COPY').pop()) < order(warm),
+        'filled after the last COPY',
+      );
+      // The same step on our build output: exits 0 with no output (main() did not run), and fills the cache.
+      const cache = mkdtempSync(path.join(os.tmpdir(), 'pgcdc-compile-cache-'));
+      try {
+        const r = spawnSync(
+          process.execPath,
+          ['-e', `require(${JSON.stringify(built(runtime, entryFile))})`],
+          {
+            env: { PATH: process.env.PATH, NODE_COMPILE_CACHE: cache },
+            encoding: 'utf8',
+            timeout: 60_000,
+          },
+        );
+        assert.equal(r.status, 0, r.stderr);
+        assert.equal(r.stdout + r.stderr, '');
+        const files = readdirSync(cache, { recursive: true }).filter((f) =>
+          statSync(path.join(cache, String(f))).isFile(),
+        );
+        assert.ok(files.length > 0, 'the cache holds the compiled modules');
+      } finally {
+        rmSync(cache, { recursive: true, force: true });
+      }
     });
 
     it('runs as a non-root user', () => {

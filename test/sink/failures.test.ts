@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { gunzipSync, gzipSync } from 'node:zlib';
+import { encodeBatch } from '../../contract/codec';
 import type { ChangeEvent, ColumnInfo } from '../../contract/events';
 import { ENV } from '../../contract/env';
 import { startBigQueryEmulator } from '../../local/bigquery-emulator';
@@ -121,6 +122,37 @@ describe('sink: poison messages and failures', function () {
     // The subscription is empty: nothing is left to block it.
     const again = await runSink(ch.config, { log: () => undefined });
     assert.equal(again.messages, 0);
+  });
+
+  it('a poison message among the messages of a table (routed by its attributes, decoded in its batch) lands in _failed; its neighbours land', async function () {
+    // The listener's attributes name the table, so the sink queues such messages undecoded and reads them
+    // when the table's batch takes them: a bad payload, or one whose table is not the one its attributes
+    // name, is found there and recorded with the batch.
+    const ch = await channel(stack);
+    const [first, second] = inserts(1, 6, 3);
+    await ch.publish(batchOf('mixed', COLUMNS, first));
+    const attrs = { v: '1', schema: 'public', table: 'mixed', encoding: 'json+gzip' };
+    await ch.publishRaw(
+      gzipSync(Buffer.from('{"v":1,"schema":"public","table":"mixed","columns":[],"events":[{}]}')),
+      attrs,
+    );
+    const other = await encodeBatch(batchOf('elsewhere', COLUMNS, inserts(100, 1, 1)[0]), 'json+gzip');
+    await ch.publishRaw(other.data, attrs);
+    await ch.publish(batchOf('mixed', COLUMNS, second));
+    const s = await runSink(ch.config, { log: () => undefined });
+    assert.equal(s.messages, 4, 'every message is acked');
+    assert.equal(s.failed, 2);
+    const reasons = (await ch.rest.listRows('_failed')).map((r) => String(r.reason)).sort();
+    assert.match(reasons[0], /poison message: events\[0\]/);
+    assert.match(
+      reasons[1],
+      /poison message: its payload is a batch of public.elsewhere but its attributes say public.mixed/,
+    );
+    const replica = await rowsBy(ch.rest, 'mixed', 'id');
+    assert.deepEqual([...replica.keys()].sort(), ['1', '2', '3', '4', '5', '6']);
+    assert.equal(replica.get('5')?.amount, '4.25');
+    assert.equal((await ch.rest.listRows('mixed_changes')).length, 6);
+    assert.equal((await runSink(ch.config, { log: () => undefined })).messages, 0, 'nothing left behind');
   });
 
   it('a value BigQuery cannot hold stays in the replica as Postgres text in a companion column, with a warning', async function () {
