@@ -105,8 +105,7 @@ export function decodeEvent(
       if (ev.op === 'u') {
         if (w.unresolved === NONE_UNRESOLVED) w.unresolved = [];
         w.unresolved.push(m.column.name);
-      }
-      else if (ev.op !== 'd') w.values[m.field] = m.mapping.repeated ? [] : null;
+      } else if (ev.op !== 'd') w.values[m.field] = m.mapping.repeated ? [] : null;
       continue;
     }
     const text = image[m.column.name];
