@@ -14,12 +14,14 @@ export interface LoggedSummary {
 }
 
 export interface BlockedLookupStatus {
+  /** What was refused the lock: the TOAST lookup of the stream, or a chunk read of the initial snapshot. */
+  step: 'TOAST lookup' | 'snapshot';
   table: string;
   reason: BlockedLookup['reason'] | string;
   attempts: number;
   /** The sessions in the way, as the newest blocked run found them. */
   sessions: LockSession[];
-  /** Newest runs in a row that stopped with `lookup-blocked`. */
+  /** Newest runs in a row that stopped with `lookup-blocked` (or whose snapshot stopped `blocked`). */
   runs: number;
   /** Every summary read was blocked: there may be more runs than `runs`. */
   atLeast: boolean;
@@ -72,8 +74,11 @@ function session(v: unknown): LockSession | null {
   };
 }
 
+// A run's TOAST lookup (stoppedBy 'lookup-blocked') or its snapshot (snapshot.stoppedBy 'blocked', with
+// snapshot.blocked shaped like blockedLookup: listener/snapshot.ts BlockedSnapshot) refused a lock.
 function isBlocked(summary: unknown): boolean {
-  return record(summary)?.stoppedBy === 'lookup-blocked';
+  const s = record(summary);
+  return s?.stoppedBy === 'lookup-blocked' || record(s?.snapshot)?.stoppedBy === 'blocked';
 }
 
 export function skippedFix(t: { table: string; reason: string }, env: string): string {
@@ -92,8 +97,10 @@ export function listenerHealth(newestFirst: LoggedSummary[], env: string): Liste
   if (isBlocked(newest)) {
     let runs = 0;
     while (runs < newestFirst.length && isBlocked(newestFirst[runs].summary)) runs++;
-    const b = record(newest.blockedLookup) ?? {};
+    const lookup = newest.stoppedBy === 'lookup-blocked';
+    const b = record(lookup ? newest.blockedLookup : record(newest.snapshot)?.blocked) ?? {};
     blockedLookup = {
+      step: lookup ? 'TOAST lookup' : 'snapshot',
       table: text(b.table) ?? '?',
       reason: text(b.reason) ?? '?',
       attempts: typeof b.attempts === 'number' ? b.attempts : 0,

@@ -62,6 +62,8 @@ export interface VerdictInput {
         ok: true;
         value: {
           blockedLookup: {
+            /** What was refused the lock; absent: the TOAST lookup. */
+            step?: 'TOAST lookup' | 'snapshot';
             table: string;
             reason: string;
             runs: number;
@@ -142,10 +144,12 @@ export function assess(r: VerdictInput): Verdict {
       const pids = sessionsToEnd(b.sessions);
       add(
         b.runs >= BLOCKED_RUNS_FAILING ? 'failing' : 'lagging',
-        `the TOAST lookup of ${b.table} ${b.reason === 'statement-timeout' ? 'ran past statement_timeout' : 'was refused a lock by the application'} in ${runs}` +
+        `the ${b.step ?? 'TOAST lookup'} of ${b.table} ${b.reason === 'statement-timeout' ? 'ran past statement_timeout' : 'was refused a lock by the application'} in ${runs}` +
           `${b.since ? ` (since ${b.since})` : ''}: changes from there on wait, nothing is lost`,
         b.reason === 'statement-timeout'
-          ? 'a single primary-key lookup on that table takes longer than statement_timeout: check its primary-key index and what holds it up (README "Troubleshooting"); the next run retries'
+          ? b.step === 'snapshot'
+            ? 'a chunk read of that table takes longer than statement_timeout even at its smallest: check what slows reads of it (README "Troubleshooting"); the next run retries'
+            : 'a single primary-key lookup on that table takes longer than statement_timeout: check its primary-key index and what holds it up (README "Troubleshooting"); the next run retries'
           : pids.length
             ? `end the session in the way (SELECT pg_terminate_backend(${pids.join('), pg_terminate_backend(')});) or let the migration finish; the next run retries`
             : 'let the migration on that table finish (its lock is gone by the next run: it retries)',

@@ -641,17 +641,16 @@ function jobSettings(
     10,
     maxRunLimit,
   );
+  const cpu = r.string(`${job}Cpu` as ConfigKey, '1', (v) =>
+    CPU.test(v) ? undefined : `"${v}" must be 1, 2, 4, 6 or 8`,
+  );
   return {
     timeoutSeconds,
     maxRunSeconds,
     maxRetries: r.integer(`${job}MaxRetries` as ConfigKey, 1, 0, 10),
     taskCount: 1,
-    cpu: r.string(`${job}Cpu` as ConfigKey, '1', (v) =>
-      CPU.test(v) ? undefined : `"${v}" must be 1, 2, 4, 6 or 8`,
-    ),
-    memory: r.string(`${job}Memory` as ConfigKey, '512Mi', (v) =>
-      MEMORY.test(v) ? undefined : `"${v}" must be a size like 512Mi or 2Gi`,
-    ),
+    cpu,
+    memory: r.string(`${job}Memory` as ConfigKey, '512Mi', (v) => memoryProblem(v, cpu)),
     schedule,
     image: r.optionalString(`${job}Image` as ConfigKey, (v) =>
       /^[a-z0-9.-]+(:[0-9]+)?\/[^\s]+$/.test(v)
@@ -659,6 +658,27 @@ function jobSettings(
         : `"${v}" is not an image reference (registry/path[:tag|@digest])`,
     ),
   };
+}
+
+/**
+ * A job's memory limit, as Cloud Run accepts it for jobs (https://cloud.google.com/run/docs/configuring/jobs/memory-limits):
+ * "The minimum amount of memory you can configure in the second generation execution environment is 512 MiB"
+ * (jobs only run in it), "The maximum amount of memory you can configure is 32 gibibyte (32 Gi)", and "When
+ * setting a memory limit, the following minimum CPU limits are required: More than 4 GiB 2, More than 8 GiB
+ * 4, More than 16 GiB 6, More than 24 GiB 8". The jobs' heap caps (listener/runtime.ts, sink/runtime.ts)
+ * are sized for the 512 MiB minimum.
+ */
+function memoryProblem(v: string, cpu: string): string | undefined {
+  if (!MEMORY.test(v)) return `"${v}" must be a size like 512Mi or 2Gi`;
+  const mib = Number(v.slice(0, -2)) * (v.endsWith('Gi') ? 1024 : 1);
+  if (mib < 512) return `"${v}" is below Cloud Run's 512Mi minimum for jobs`;
+  if (mib > 32 * 1024) return `"${v}" is above Cloud Run's 32Gi maximum`;
+  const needed = mib > 24 * 1024 ? 8 : mib > 16 * 1024 ? 6 : mib > 8 * 1024 ? 4 : mib > 4 * 1024 ? 2 : 1;
+  const cpus = Number(cpu);
+  if (Number.isFinite(cpus) && cpus < needed) {
+    return `"${v}" needs at least ${needed} CPUs on Cloud Run (the job's Cpu setting is ${cpu})`;
+  }
+  return undefined;
 }
 
 /** "public.customers" → its BigQuery names; throws ConfigError(key) for anything else. */

@@ -34,7 +34,7 @@ export interface ListenerConfig {
 
 /**
  * PGCDC_SNAPSHOT_CHUNK_ROWS by default. Memory does not depend on it (the reader pauses at a byte bound:
- * test/listener/snapshot-memory.test.ts); larger chunks cost fewer per-chunk round trips (README
+ * test/listener/snapshot-limits.test.ts); larger chunks cost fewer per-chunk round trips (README
  * "Performance": 0.18× COPY at 10,000 rows a chunk).
  */
 export const DEFAULT_SNAPSHOT_CHUNK_ROWS = 100_000;

@@ -72,12 +72,21 @@ export async function runListenerJob(
 export const CONTINUOUS_PAUSES = { idleMs: 1000, blockedFirstMs: 2000, blockedMaxMs: 60_000 };
 
 /** How long to wait after a run, given how many runs in a row (this one included) were lookup-blocked. */
+/**
+ * Whether a run was refused a lock on a source table: its TOAST lookup (the stream stopped 'lookup-blocked')
+ * or its snapshot's chunk read (the snapshot stopped 'blocked'). Either way the next run would queue for the
+ * same lock, so it waits (pauseAfterRun).
+ */
+export function wasBlocked(summary: Pick<ListenerJobSummary, 'stoppedBy' | 'snapshot'>): boolean {
+  return summary.stoppedBy === 'lookup-blocked' || summary.snapshot?.stoppedBy === 'blocked';
+}
+
 export function pauseAfterRun(
-  summary: Pick<ListenerJobSummary, 'stoppedBy' | 'changes'>,
+  summary: Pick<ListenerJobSummary, 'stoppedBy' | 'changes' | 'snapshot'>,
   blockedRuns: number,
   pauses = CONTINUOUS_PAUSES,
 ): number {
-  if (summary.stoppedBy === 'lookup-blocked')
+  if (wasBlocked(summary))
     return Math.min(pauses.blockedMaxMs, pauses.blockedFirstMs * 2 ** Math.max(0, blockedRuns - 1));
   return summary.changes === 0 ? pauses.idleMs : 0;
 }
@@ -101,12 +110,13 @@ export async function runContinuous(o: ContinuousOptions): Promise<void> {
   while (!o.stopping()) {
     const summary = await o.runJob();
     o.report(summary);
-    blockedRuns = summary.stoppedBy === 'lookup-blocked' ? blockedRuns + 1 : 0;
+    blockedRuns = wasBlocked(summary) ? blockedRuns + 1 : 0;
     if (o.stopping()) return;
     const ms = pauseAfterRun(summary, blockedRuns, o.pauses);
     if (blockedRuns > 0)
       o.log?.(
-        `TOAST lookup blocked in ${blockedRuns} run(s) in a row (${summary.blockedLookup?.table ?? '?'}): ` +
+        `${summary.stoppedBy === 'lookup-blocked' ? 'TOAST lookup' : 'snapshot'} blocked in ${blockedRuns} run(s) in a row ` +
+          `(${summary.blockedLookup?.table ?? summary.snapshot?.blocked?.table ?? '?'}): ` +
           `next run in ${Math.round(ms / 1000)} s`,
       );
     if (ms > 0) await o.pause(ms);

@@ -125,6 +125,7 @@ export async function runSink(
   // Every message pulled and not acked: leases renewed until we ack or give it back.
   const inHand = new Set<Inbound>();
   let inHandBytes = 0;
+  let largestMessage = 0;
   const lease = reader.keepLeased(() => [...inHand]);
   let fatal: Error | null = null;
   let stopping = false;
@@ -197,7 +198,10 @@ export async function runSink(
     let chars = 0;
     let sliceStart = Date.now();
     for (const t of q.pending) {
-      if (take.length >= cfg.batchMessages || (take.length > 0 && chars >= BATCH_JSON_CHARS)) break;
+      if (take.length >= cfg.batchMessages) break;
+      // Stop before a message that would take the batch past its budget (a first message always goes).
+      const size = t.message ? t.chars : decodedSize(t.inbound);
+      if (take.length > 0 && chars + size > BATCH_JSON_CHARS) break;
       if (!t.message && t.poison === undefined) {
         // Decoding is synchronous: between messages, let acks, lease renewals and other tables run.
         if (Date.now() - sliceStart >= ROUTE_SLICE_MS) {
@@ -207,7 +211,7 @@ export async function runSink(
         decodeQueued(t, q);
       }
       take.push(t);
-      chars += t.chars;
+      chars += t.message ? t.chars : size;
     }
     return take;
   };
@@ -274,9 +278,12 @@ export async function runSink(
         return;
       }
       q.sink.dropConnections();
-      failed = inbound.map((m) =>
-        rawMessageFailure(m, `BigQuery refused the tables of ${q.name}: ${e.message}`),
-      );
+      // Poison messages keep their own reason; the others are recorded raw, to be republished.
+      const refused = `BigQuery refused the tables of ${q.name}: ${e.message}`;
+      failed = [
+        ...poison,
+        ...take.filter((t) => t.message).map((t) => rawMessageFailure(t.inbound, refused)),
+      ];
     }
     q.pending.splice(0, take.length);
     for (const t of take) t.message = undefined;
@@ -305,6 +312,7 @@ export async function runSink(
     for (const m of batch) {
       inHand.add(m);
       inHandBytes += m.data.length;
+      largestMessage = Math.max(largestMessage, m.data.length);
     }
     let sliceStart = Date.now();
     for (const m of batch) {
@@ -333,11 +341,9 @@ export async function runSink(
         const b = decoded.batch;
         [qs, qt] = [b.schema, b.table];
         tablesSeen.add(qualifiedName(qs, qt));
-        queued = {
-          inbound: m,
-          chars: decoded.chars,
-          message: { messageId: m.messageId, attributes: m.attributes, attempts: m.attempts, batch: b },
-        };
+        // Queued undecoded like the others (decoded again when its batch takes it): what is decoded at any
+        // time stays the batches being written.
+        queued = { inbound: m, chars: 0 };
       }
       // Keyed by schema and table apart: `a.b`.`c` and `a`.`b.c` are two tables.
       const key = `${qs}\u0000${qt}`;
@@ -386,7 +392,13 @@ export async function runSink(
         continue;
       }
       const idleBefore = inHand.size === 0;
-      const pulling = reader.pull(Math.min(cfg.batchMessages, maxInHand - inHand.size), waitMs);
+      // A pull brings at most what still fits MAX_IN_HAND_BYTES at the largest message size seen so far
+      // (1 MiB, the listener's default, until one is seen); Pub/Sub documents no byte limit of its own.
+      const room = Math.floor((MAX_IN_HAND_BYTES - inHandBytes) / Math.max(largestMessage, 1024 * 1024));
+      const pulling = reader.pull(
+        Math.max(1, Math.min(cfg.batchMessages, maxInHand - inHand.size, room)),
+        waitMs,
+      );
       const pulled = await Promise.race([pulling, aborted.then(() => null), fatalHappened.then(() => null)]);
       if (pulled === null) {
         // Whatever the pull still brings is given back at once, not left leased.
@@ -444,6 +456,17 @@ export async function runSink(
   summary.tables = [...tablesSeen].sort();
   summary.seconds = Math.round((Date.now() - started) / 100) / 10;
   return summary;
+}
+
+/**
+ * The payload's size once decoded, known before decoding it: a gzip member ends with "ISIZE (Input SIZE) This
+ * contains the size of the original (uncompressed) input data modulo 2^32" (RFC 1952, 2.3.1); the listener
+ * writes one member per message. An estimate only: a wrong one merely sizes a batch differently.
+ */
+function decodedSize(m: Inbound): number {
+  const d = m.data;
+  if (m.attributes.encoding === 'json+gzip' && d.length >= 18) return d.readUInt32LE(d.length - 4);
+  return d.length;
 }
 
 function whyPoison(m: Inbound): string {

@@ -404,7 +404,7 @@ function printReport(deps: CliDeps, r: StatusReport): void {
     const b = h.blockedLookup;
     if (b) {
       lines.push(
-        `TOAST lookup of ${b.table} ${b.reason === 'statement-timeout' ? 'ran past statement_timeout' : 'was refused a lock'} in the last ${b.atLeast ? `${b.runs}+` : b.runs} run(s)` +
+        `${b.step === 'snapshot' ? 'Snapshot' : 'TOAST lookup'} of ${b.table} ${b.reason === 'statement-timeout' ? 'ran past statement_timeout' : 'was refused a lock'} in the last ${b.atLeast ? `${b.runs}+` : b.runs} run(s)` +
           `${b.since ? `, since ${b.since}` : ''} (${b.reason}, ${b.attempts} attempt(s) a run): ` +
           'the run stops before that change and the next one retries; nothing is lost, changes from there on wait',
       );

@@ -111,6 +111,7 @@ describe('status: what the listener runs reported about capture', () => {
     assert.deepEqual(
       { ...h.blockedLookup, sessions: h.blockedLookup.sessions.map((s) => s.pid) },
       {
+        step: 'TOAST lookup',
         table: 'public.docs',
         reason: 'lock-timeout',
         attempts: 3,
@@ -129,6 +130,38 @@ describe('status: what the listener runs reported about capture', () => {
         '(since 2026-01-01T11:36:00.000Z): changes from there on wait, nothing is lost',
     );
     assert.match(v.fix ?? '', /^end the session in the way \(SELECT pg_terminate_backend\(4242\);\)/);
+  });
+
+  it('a snapshot refused its lock counts like a blocked lookup, and says it is the snapshot', () => {
+    // listener/job.ts: the stream run ended normally, its snapshot stopped 'blocked' (snapshot-limits.test.ts).
+    const snapshotBlocked = summary({
+      snapshot: {
+        rows: 0,
+        messages: 0,
+        chunks: 0,
+        tables: [],
+        seconds: 3.2,
+        stoppedBy: 'blocked',
+        blocked: { ...HELD, table: 'public.orders' },
+        peakRssMb: 95,
+        skippedTables: [],
+      },
+    });
+    const h = listenerHealth(history(snapshotBlocked, blocked(), snapshotBlocked, summary()), 'dev');
+    assert.equal(h?.blockedLookup?.step, 'snapshot');
+    assert.equal(h?.blockedLookup?.table, 'public.orders');
+    assert.equal(h?.blockedLookup?.runs, 3);
+    assert.deepEqual(
+      h?.blockedLookup?.sessions.map((x) => x.pid),
+      [4242],
+    );
+    const v = assess({ ...healthy, listener: { ok: true, value: h } });
+    assert.equal(v.state, 'failing');
+    assert.match(
+      v.reasons[0],
+      /^the snapshot of public\.orders was refused a lock by the application in 3 listener runs in a row/,
+    );
+    assert.match(v.fix ?? '', /pg_terminate_backend\(4242\)/);
   });
 
   it('fewer blocked runs than the limit are lagging; every summary read blocked says "at least"', () => {

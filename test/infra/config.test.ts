@@ -162,6 +162,26 @@ describe('stack configuration', () => {
       );
       rejects({ replicationUser: 'Robert"; DROP' }, 'replicationUser', /lowercase Postgres name/);
     });
+    it("a job's memory outside what Cloud Run accepts for jobs, or too much memory for its CPUs", () => {
+      rejects({ sinkMemory: '256Mi' }, 'sinkMemory', /below Cloud Run's 512Mi minimum for jobs/);
+      rejects({ listenerMemory: '64Gi' }, 'listenerMemory', /above Cloud Run's 32Gi maximum/);
+      rejects(
+        { sinkMemory: '6Gi' },
+        'sinkMemory',
+        /needs at least 2 CPUs on Cloud Run \(the job's Cpu setting is 1\)/,
+      );
+      rejects({ listenerMemory: '10Gi', listenerCpu: '2' }, 'listenerMemory', /needs at least 4 CPUs/);
+      rejects({ sinkMemory: 'lots' }, 'sinkMemory', /must be a size like 512Mi or 2Gi/);
+      for (const [memory, cpu] of [
+        ['512Mi', '1'],
+        ['4Gi', '1'],
+        ['6Gi', '2'],
+        ['32Gi', '8'],
+      ]) {
+        const c = validateConfig({ ...minimal, sinkMemory: memory, sinkCpu: cpu });
+        assert.equal(c.sink.memory, memory);
+      }
+    });
     it('other malformed values', () => {
       rejects({ deletionProtection: 'yes' }, 'deletionProtection', /must be true or false/);
       rejects({ timeZone: 'Mars/Olympus' }, 'timeZone', /not an IANA time zone/);

@@ -239,12 +239,14 @@ for (const job of ['listener', 'sink'] as const) {
       for (const c of copies(runtime).filter((x) => x.sources.some((s) => s.includes('node_modules')))) {
         assert.equal(c.from, 'deps');
       }
-      // Its one RUN step fills the compile cache (below): it runs node on what was copied, installs nothing.
+      // Its RUN steps make the compile cache's directory and fill it (below): they install nothing.
       assert.ok(
         runtime.instructions
           .filter((i) => i.op === 'RUN')
-          .every((i) =>
-            /^node -e "require\('\.\/dist\/[a-z]+\/main\.js'\)" && chown -R node:node \S+$/.test(i.args),
+          .every(
+            (i) =>
+              /^node -e "require\('\.\/dist\/[a-z]+\/main\.js'\)"$/.test(i.args) ||
+              /^mkdir -p (\S+) && chown node:node \1$/.test(i.args),
           ),
         'the runtime stage installs nothing itself',
       );
@@ -299,14 +301,18 @@ for (const job of ['listener', 'sink'] as const) {
           i.args.includes(`require('./dist/${job}/main.js')`),
       );
       assert.ok(warm, 'a RUN step that requires the entry point');
-      assert.match(
-        warm.args,
-        new RegExp(`chown -R node:node ${dir.replace(/[.]/g, '\\.')}`),
-        'the cache belongs to the user the job runs as',
+      // Node keeps one cache per user (the subfolder's name ends with the uid, checked below): the cache must
+      // be filled by the user the job runs as, in a directory that user owns.
+      const user = runtime.instructions.find((i) => i.op === 'USER');
+      const mkdir = runtime.instructions.find(
+        (i) => i.op === 'RUN' && i.args === `mkdir -p ${dir} && chown node:node ${dir}`,
       );
+      assert.ok(mkdir, 'the cache directory is made and given to the node user');
+      assert.equal(user?.args, 'node');
       const order = (i: Instruction | undefined) => runtime.instructions.indexOf(i!);
+      assert.ok(order(mkdir) < order(user), 'made as root, before USER');
+      assert.ok(order(user) < order(warm), 'filled as the job user, after USER');
       assert.ok(order(env) < order(warm), 'the cache directory is set before it is filled');
-      assert.ok(order(warm) < order(runtime.instructions.find((i) => i.op === 'USER')), 'filled before USER');
       assert.ok(
         order(runtime.instructions.filter((i) => i.op === 'COPY').pop()) < order(warm),
         'filled after the last COPY',
@@ -329,6 +335,13 @@ for (const job of ['listener', 'sink'] as const) {
           statSync(path.join(cache, String(f))).isFile(),
         );
         assert.ok(files.length > 0, 'the cache holds the compiled modules');
+        const uid = process.getuid?.();
+        if (uid !== undefined) {
+          assert.ok(
+            readdirSync(cache).every((d) => d.endsWith(`-${uid}`)),
+            `one cache per user: ${readdirSync(cache).join(', ')}`,
+          );
+        }
       } finally {
         rmSync(cache, { recursive: true, force: true });
       }

@@ -654,14 +654,15 @@ describe('the pgcdc stack (dev config, mocked cloud)', function () {
       );
       assert.match(lostSlotError('pgcdc_slot').message, /wal_status = lost/);
     });
-    it('a run stopped by a blocked TOAST lookup raises an alert, one per table (label extracted from the summary)', () => {
+    it('a run stopped by a blocked TOAST lookup or snapshot raises an alert, one per table (labels extracted from the summary)', () => {
       assert.equal(
         logCondition('lookup-blocked'),
-        `${listenerSummary} AND jsonPayload.stoppedBy = "lookup-blocked"`,
+        `${listenerSummary} AND (jsonPayload.stoppedBy = "lookup-blocked" OR jsonPayload.snapshot.stoppedBy = "blocked")`,
       );
       const [c] = one(T.alert, 'lookup-blocked').inputs.conditions as Obj[];
       assert.deepEqual(get(c, 'conditionMatchedLog', 'labelExtractors'), {
         table: 'EXTRACT(jsonPayload.blockedLookup.table)',
+        snapshotTable: 'EXTRACT(jsonPayload.snapshot.blocked.table)',
       });
     });
     it("captured tables the listener skips raise an alert, from its WARNING line (the summary's array is not matched)", () =>

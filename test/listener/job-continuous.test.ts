@@ -112,6 +112,43 @@ describe('listener continuous mode', () => {
     assert.equal(logs[6], 'TOAST lookup blocked in 7 run(s) in a row (public.docs): next run in 60 s');
   });
 
+  it('backs off after a run whose snapshot was refused its lock too, and says which table', async () => {
+    const snapshotBlocked = summary({
+      snapshot: {
+        rows: 0,
+        messages: 0,
+        chunks: 0,
+        tables: [],
+        seconds: 3.1,
+        stoppedBy: 'blocked',
+        blocked: {
+          table: 'public.orders',
+          reason: 'lock-timeout',
+          attempts: 3,
+          lockTimeoutMs: 1000,
+          statementTimeoutMs: 30_000,
+          sessions: [],
+        },
+        peakRssMb: 90,
+        skippedTables: [],
+      },
+    });
+    const { events, logs } = await drive([snapshotBlocked, snapshotBlocked, BLOCKED, BUSY, BUSY]);
+    assert.deepEqual(events, [
+      'run wal-end',
+      'pause 2000',
+      'run wal-end',
+      'pause 4000',
+      // A blocked lookup after a blocked snapshot: still the same streak of refused locks.
+      'run lookup-blocked',
+      'pause 8000',
+      'run wal-end',
+      'run wal-end',
+    ]);
+    assert.equal(logs[0], 'snapshot blocked in 1 run(s) in a row (public.orders): next run in 2 s');
+    assert.equal(logs[2], 'TOAST lookup blocked in 3 run(s) in a row (public.docs): next run in 8 s');
+  });
+
   it('the pause is bounded whatever the count, and a run that found nothing still pauses briefly', () => {
     assert.equal(pauseAfterRun(BLOCKED, 1000), CONTINUOUS_PAUSES.blockedMaxMs);
     assert.equal(pauseAfterRun(BLOCKED, 1), CONTINUOUS_PAUSES.blockedFirstMs);
