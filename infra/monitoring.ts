@@ -246,7 +246,9 @@ export class Monitoring extends pulumi.ComponentResource {
             conditionMatchedLog: {
               // A JSON field compared with "=": "Simple restriction: resource.type = ..." over the LogEntry's
               // fields, jsonPayload.* included (https://cloud.google.com/logging/docs/view/logging-query-language).
-              // One condition, both cases: a policy with a log-match condition has only that one.
+              // One condition, both cases: @pulumi/gcp monitoring.AlertPolicy conditionMatchedLog, "A condition
+              // that checks for log messages matching given constraints. If set, no other conditions can be
+              // present."
               filter: pulumi.interpolate`${summary} AND (jsonPayload.${SUMMARY_FIELDS.stoppedBy} = "${LOOKUP_BLOCKED}" OR jsonPayload.${SUMMARY_FIELDS.snapshotStoppedBy} = "${SNAPSHOT_BLOCKED}")`,
               // "Each combination of extracted values is treated as a separate rule for the purposes of
               // triggering notifications. Label keys and corresponding values can be used in notifications
