@@ -25,7 +25,7 @@ import { EncodedMessage, SnapshotEventEncoder } from './snapshot-encoder';
 import { SnapshotPublisher } from './snapshot-publisher';
 import { connectWithRetry } from './connect';
 import { formatUtcMicros } from './time';
-import { LockSession, sessionsInTheWay } from './toast-fill';
+import { describeLockSession, LockSession, sessionsInTheWay } from './toast-fill';
 
 export interface SnapshotOptions {
   /** "schema.table" names; default: the configured tables, or every user table. */
@@ -368,15 +368,7 @@ async function connectSnapshotSession(
 }
 
 function describeBlockedSnapshot(b: BlockedSnapshot, rowsDone: number): string {
-  const who = b.sessions.map((s) => {
-    const what = s.mode ? `${s.granted ? 'holds' : 'waits for'} ${s.mode}` : 'is waited for';
-    const by = s.blockedBy.length ? `, blocked by pid ${s.blockedBy.join(', ')}` : '';
-    const detail = [s.user && `user ${s.user}`, s.application && `application "${s.application}"`, s.state]
-      .filter(Boolean)
-      .join(', ');
-    const query = s.query ? `: ${s.query.replace(/\s+/g, ' ').slice(0, 120)}` : '';
-    return `pid ${s.pid} ${what}${by}${detail ? ` (${detail}${s.xactStart ? ` since ${s.xactStart}` : ''})` : ''}${query}`;
-  });
+  const who = b.sessions.map(describeLockSession);
   const why =
     b.reason === 'lock-timeout'
       ? `a chunk could not lock the table within lock_timeout (${b.lockTimeoutMs} ms, ${b.attempts} attempts)`

@@ -162,16 +162,19 @@ export class LookupBlockedError extends Error {
   }
 }
 
+/** One session in the way, for a WARNING: "pid 4242 holds AccessExclusiveLock (user app, …): ALTER …". */
+export function describeLockSession(s: LockSession): string {
+  const what = s.mode ? `${s.granted ? 'holds' : 'waits for'} ${s.mode}` : 'is waited for';
+  const by = s.blockedBy.length ? `, blocked by pid ${s.blockedBy.join(', ')}` : '';
+  const detail = [s.user && `user ${s.user}`, s.application && `application "${s.application}"`, s.state]
+    .filter(Boolean)
+    .join(', ');
+  const query = s.query ? `: ${s.query.replace(/\s+/g, ' ').slice(0, 120)}` : '';
+  return `pid ${s.pid} ${what}${by}${detail ? ` (${detail}${s.xactStart ? ` since ${s.xactStart}` : ''})` : ''}${query}`;
+}
+
 export function describeBlocked(b: BlockedLookup): string {
-  const who = b.sessions.map((s) => {
-    const what = s.mode ? `${s.granted ? 'holds' : 'waits for'} ${s.mode}` : 'is waited for';
-    const by = s.blockedBy.length ? `, blocked by pid ${s.blockedBy.join(', ')}` : '';
-    const detail = [s.user && `user ${s.user}`, s.application && `application "${s.application}"`, s.state]
-      .filter(Boolean)
-      .join(', ');
-    const query = s.query ? `: ${s.query.replace(/\s+/g, ' ').slice(0, 120)}` : '';
-    return `pid ${s.pid} ${what}${by}${detail ? ` (${detail}${s.xactStart ? ` since ${s.xactStart}` : ''})` : ''}${query}`;
-  });
+  const who = b.sessions.map(describeLockSession);
   const why =
     b.reason === 'lock-timeout'
       ? `could not lock it within lock_timeout (${b.lockTimeoutMs} ms, ${b.attempts} attempts)`
