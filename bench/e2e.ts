@@ -37,7 +37,7 @@ import { PgOutputDecoder } from '../listener/decoders/pgoutput';
 // The listener image's NODE_OPTIONS (listener/Dockerfile; a test keeps the two equal), so its RSS is the job's.
 import { LISTENER_NODE_OPTIONS } from '../listener/runtime';
 // Likewise the sink image's (sink/Dockerfile; test/sink/bounded.test.ts keeps the two equal).
-import { SINK_NODE_OPTIONS } from '../sink/runtime';
+import { SINK_NODE_FLAGS, SINK_NODE_OPTIONS } from '../sink/runtime';
 import { Wal2JsonDecoder } from '../listener/decoders/wal2json';
 import { BigQueryEmulatorProcess, startBigQueryEmulatorProcess } from './support';
 
@@ -122,9 +122,9 @@ function profileFlags(name: string): string[] {
   return ['--cpu-prof', '--cpu-prof-dir', path.resolve(dir, name)];
 }
 
-function startJob(main: string, env: Record<string, string>, logFile: string): Job {
+function startJob(main: string, flags: readonly string[], env: Record<string, string>, logFile: string): Job {
   const name = path.basename(logFile, '.log');
-  const child = spawn(process.execPath, [...profileFlags(name), main], {
+  const child = spawn(process.execPath, [...profileFlags(name), ...flags, main], {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -222,8 +222,12 @@ function compileCache(e: Env): string {
 
 /** The images' build step (listener/Dockerfile, sink/Dockerfile): load each entry point once, run nothing. */
 function warmCompileCache(e: Env): void {
-  for (const main of [LISTENER_MAIN, SINK_MAIN]) {
-    execFileSync(process.execPath, ['-e', `require(${JSON.stringify(main)})`], {
+  // With the flags each job starts with: Node keeps a separate cache per set of V8 flags.
+  for (const [main, flags] of [
+    [LISTENER_MAIN, []],
+    [SINK_MAIN, SINK_NODE_FLAGS],
+  ] as const) {
+    execFileSync(process.execPath, [...flags, '-e', `require(${JSON.stringify(main)})`], {
       env: { PATH: process.env.PATH ?? '', NODE_COMPILE_CACHE: compileCache(e) },
     });
   }
@@ -341,9 +345,15 @@ async function throughput(
   const cpu0 = { pubsub: emulators.pubsub.cpu(), bigquery: emulators.bigquery.cpu() };
   const rchar0 = readChars(e.bq.child.pid!);
   const t0 = performance.now();
-  const sink = startJob(SINK_MAIN, sinkEnv(e, `${name}-sink`, dataset), path.join(e.dir, `${name}-sink.log`));
+  const sink = startJob(
+    SINK_MAIN,
+    SINK_NODE_FLAGS,
+    sinkEnv(e, `${name}-sink`, dataset),
+    path.join(e.dir, `${name}-sink.log`),
+  );
   const listener = startJob(
     LISTENER_MAIN,
+    [],
     listenerEnv(e, decoder, `pgcdc_${decoder}`, name),
     path.join(e.dir, `${name}-listener.log`),
   );
@@ -416,9 +426,15 @@ async function latency(
   const dataset = name.replace(/-/g, '_');
   await db.query(`SELECT pg_create_logical_replication_slot('lat_${decoder}', '${decoder}')`);
   await messaging(ps, bq, name);
-  const sink = startJob(SINK_MAIN, sinkEnv(e, `${name}-sink`, dataset), path.join(e.dir, `${name}-sink.log`));
+  const sink = startJob(
+    SINK_MAIN,
+    SINK_NODE_FLAGS,
+    sinkEnv(e, `${name}-sink`, dataset),
+    path.join(e.dir, `${name}-sink.log`),
+  );
   const listener = startJob(
     LISTENER_MAIN,
+    [],
     listenerEnv(e, decoder, `lat_${decoder}`, name),
     path.join(e.dir, `${name}-listener.log`),
   );

@@ -4,9 +4,11 @@
 // bounded sink run in this process with the sink's default configuration, and prints events/s, the sink's
 // CPU seconds per million events and bytes/event (Pub/Sub payload, and rows sent to BigQuery).
 // The BigQuery emulator runs in its own process (dist/local/bigquery-emulator/main.js), so this process's CPU
-// time is the sink's (plus the small publishing phase before, which is not counted):
-// `node --cpu-prof dist/bench/sink.js` profiles the sink alone.
+// time is the sink's (plus the small publishing phase before, which is not counted). The process runs with the
+// sink image's heap options and V8 flags (sink/runtime.ts; it starts itself again with them), since they
+// decide what garbage collection costs: `node --cpu-prof dist/bench/sink.js` profiles the sink alone.
 
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -16,6 +18,7 @@ import type { ChangeEvent, ColumnInfo } from '../contract/events';
 import { changeSeq, formatLsn } from '../contract/lsn';
 import { startPubSubEmulator } from '../local/pubsub-emulator';
 import { loadSinkConfig } from '../sink/config';
+import { SINK_NODE_FLAGS, SINK_NODE_OPTIONS } from '../sink/runtime';
 import { runSink } from '../sink/run';
 import { writeStats } from '../sink/storage-writer';
 import { startBigQueryEmulatorProcess } from './support';
@@ -32,11 +35,13 @@ const COLUMNS: ColumnInfo[] = [
   { name: 'profile', type: 'jsonb', oid: 3802, key: false },
 ];
 
-function events(total: number): ChangeEvent[] {
-  const out: ChangeEvent[] = [];
+/** The workload, a message's worth at a time: `next(n)` gives the next n events. */
+function workload(): { next(n: number): ChangeEvent[] } {
   let lsn = 0x16000000n;
   let live = 0;
-  for (let i = 0; i < total; i++) {
+  let i = 0;
+  return { next: (n) => Array.from({ length: n }, () => event(i++)) };
+  function event(i: number): ChangeEvent {
     lsn += 0x80n;
     const r = i % 20;
     const op: ChangeEvent['op'] = live === 0 || r < 16 ? 'c' : r < 19 ? 'u' : 'd';
@@ -50,7 +55,7 @@ function events(total: number): ChangeEvent[] {
       profile: `{"plan": "p${i % 7}", "n": ${i}}`,
     };
     const text = formatLsn(lsn);
-    out.push({
+    return {
       op,
       key: { id },
       before: op === 'd' ? { id } : null,
@@ -62,9 +67,8 @@ function events(total: number): ChangeEvent[] {
       xid: 1000 + i,
       commitTs: '2024-05-06 07:08:09.123456+00',
       seq: changeSeq(lsn, 0),
-    });
+    };
   }
-  return out;
 }
 
 async function main(): Promise<void> {
@@ -78,15 +82,17 @@ async function main(): Promise<void> {
     const pubsub = new PubSub({ projectId: PROJECT, universeDomain: 'googleapis.com', emulatorMode: true });
     const [topic] = await pubsub.createTopic('bench');
     await topic.createSubscription('bench-sink', { ackDeadlineSeconds: 60 });
-    const all = events(total);
+    // Built a message at a time: the events must not stay in this process's heap while the sink runs (it
+    // runs here, under the job's heap cap when started with sink/runtime.ts's flags).
+    const gen = workload();
     let payloadBytes = 0;
-    for (let i = 0; i < all.length; i += PER_MESSAGE) {
+    for (let i = 0; i < total; i += PER_MESSAGE) {
       const batch = {
         v: 1 as const,
         schema: 'public',
         table: 'accounts',
         columns: COLUMNS,
-        events: all.slice(i, i + PER_MESSAGE),
+        events: gen.next(Math.min(PER_MESSAGE, total - i)),
       };
       const { data, attributes } = await encodeBatch(batch, 'json+gzip');
       payloadBytes += data.length;
@@ -131,6 +137,8 @@ async function main(): Promise<void> {
       bigQueryBytesPerEvent: Number((writeStats.bytes / total).toFixed(1)),
       replicaRows: summary.replicaRows,
       changelogRows: summary.changelogRows,
+      // getrusage's ru_maxrss (KB on Linux): the sink's peak, and the publishing phase before it.
+      peakRssMb: Math.round(process.resourceUsage().maxRSS / 1024),
     };
     process.stdout.write(JSON.stringify(result) + '\n');
   } finally {
@@ -140,6 +148,16 @@ async function main(): Promise<void> {
   }
 }
 
+/** This script again, as the sink job starts (sink/Dockerfile): its NODE_OPTIONS and V8 flags. */
+function asTheJobRuns(): number {
+  const r = spawnSync(process.execPath, [...process.execArgv, ...SINK_NODE_FLAGS, ...process.argv.slice(1)], {
+    env: { ...process.env, NODE_OPTIONS: SINK_NODE_OPTIONS, PGCDC_BENCH_AS_JOB: '1' },
+    stdio: 'inherit',
+  });
+  return r.status ?? 1;
+}
+
+if (process.env.PGCDC_BENCH_AS_JOB !== '1') process.exit(asTheJobRuns());
 main().then(
   () => process.exit(0),
   (e) => {

@@ -7,6 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } 
 import os from 'node:os';
 import path from 'node:path';
 import { jobPackageJson, packageOf, requireSpecifiers, requiredPackages } from '../../infra/docker/job-deps';
+import { SINK_NODE_FLAGS } from '../../sink/runtime';
 import { OUT_DIR, REPO_ROOT } from './harness';
 
 interface Instruction {
@@ -136,13 +137,21 @@ const lock = JSON.parse(readFileSync(path.join(REPO_ROOT, 'package-lock.json'), 
   typeof jobPackageJson
 >[1];
 
+/** The V8 flags each job's entry point is started with (its runtime.ts): NODE_OPTIONS cannot carry them. */
+const NODE_FLAGS: Record<'listener' | 'sink', readonly string[]> = { listener: [], sink: SINK_NODE_FLAGS };
+
 for (const job of ['listener', 'sink'] as const) {
   describe(`${job}/Dockerfile`, () => {
     const stages = parseDockerfile(readFileSync(path.join(REPO_ROOT, job, 'Dockerfile'), 'utf8'));
     const byName = new Map(stages.map((s) => [s.name, s]));
     const runtime = stages[stages.length - 1]!;
     const entrypoint = JSON.parse(runtime.instructions.find((i) => i.op === 'ENTRYPOINT')!.args) as string[];
-    const entryFile = path.posix.resolve(runtime.workdir, entrypoint[1]!);
+    const entryFile = path.posix.resolve(runtime.workdir, entrypoint[entrypoint.length - 1]!);
+    const flags = NODE_FLAGS[job];
+    const nodeOptions = runtime.instructions
+      .find((i) => i.op === 'ENV' && i.args.startsWith('NODE_OPTIONS='))
+      ?.args.slice('NODE_OPTIONS='.length)
+      .replace(/^"(.*)"$/, '$1');
     /** Where a path of a stage's /app/dist lives in our own build output (tsc mirrors sources the same way). */
     const built = (stage: Stage, p: string): string => {
       const rel = path.posix.relative(path.posix.join(stage.workdir, 'dist'), p);
@@ -245,7 +254,7 @@ for (const job of ['listener', 'sink'] as const) {
           .filter((i) => i.op === 'RUN')
           .every(
             (i) =>
-              /^node -e "require\('\.\/dist\/[a-z]+\/main\.js'\)"$/.test(i.args) ||
+              /^node (--[a-z-]+=\d+ )*-e "require\('\.\/dist\/[a-z]+\/main\.js'\)"$/.test(i.args) ||
               /^mkdir -p (\S+) && chown node:node \1$/.test(i.args),
           ),
         'the runtime stage installs nothing itself',
@@ -271,7 +280,7 @@ for (const job of ['listener', 'sink'] as const) {
     });
 
     it(`runs ${job}/main.ts compiled to JavaScript, which the build produces, loading only what the image holds`, () => {
-      assert.deepEqual(entrypoint, ['node', `dist/${job}/main.js`]);
+      assert.deepEqual(entrypoint, ['node', ...flags, `dist/${job}/main.js`]);
       const entry = built(runtime, entryFile);
       assert.ok(existsSync(entry), `${entry} is not produced by the build`);
       const inImage = copies(runtime)
@@ -294,13 +303,13 @@ for (const job of ['listener', 'sink'] as const) {
       );
       assert.ok(env, 'ENV NODE_COMPILE_CACHE=... in the runtime stage');
       const dir = env.args.slice('NODE_COMPILE_CACHE='.length);
+      // With the entry point's V8 flags: Node keeps one cache per set of them (checked below).
       const warm = runtime.instructions.find(
         (i) =>
           i.op === 'RUN' &&
-          i.args.includes('NODE_COMPILE_CACHE') === false &&
-          i.args.includes(`require('./dist/${job}/main.js')`),
+          i.args === ['node', ...flags, '-e', `"require('./dist/${job}/main.js')"`].join(' '),
       );
-      assert.ok(warm, 'a RUN step that requires the entry point');
+      assert.ok(warm, `a RUN step that requires the entry point with the entry point's flags`);
       // Node keeps one cache per user (the subfolder's name ends with the uid, checked below): the cache must
       // be filled by the user the job runs as, in a directory that user owns.
       const user = runtime.instructions.find((i) => i.op === 'USER');
@@ -320,17 +329,26 @@ for (const job of ['listener', 'sink'] as const) {
       // The same step on our build output: exits 0 with no output (main() did not run), and fills the cache.
       const cache = mkdtempSync(path.join(os.tmpdir(), 'pgcdc-compile-cache-'));
       try {
-        const r = spawnSync(
-          process.execPath,
-          ['-e', `require(${JSON.stringify(built(runtime, entryFile))})`],
-          {
-            env: { PATH: process.env.PATH, NODE_COMPILE_CACHE: cache },
+        const load = (code: string) =>
+          spawnSync(process.execPath, [...flags, '-e', code], {
+            env: { PATH: process.env.PATH, NODE_COMPILE_CACHE: cache, NODE_OPTIONS: nodeOptions },
             encoding: 'utf8',
             timeout: 60_000,
-          },
-        );
+          });
+        const r = load(`require(${JSON.stringify(built(runtime, entryFile))})`);
         assert.equal(r.status, 0, r.stderr);
         assert.equal(r.stdout + r.stderr, '');
+        const folders = readdirSync(cache);
+        // The job's start (same flags, same NODE_OPTIONS) reads that cache: it adds no folder of its own.
+        assert.equal(load('0').status, 0);
+        assert.deepEqual(readdirSync(cache), folders, 'the job reads the cache the build filled');
+        // (Without the flags Node would have used another folder: the check above can fail.)
+        if (flags.length > 0) {
+          spawnSync(process.execPath, ['-e', '0'], {
+            env: { PATH: process.env.PATH, NODE_COMPILE_CACHE: cache },
+          });
+          assert.equal(readdirSync(cache).length, folders.length + 1, 'other flags, other cache folder');
+        }
         const files = readdirSync(cache, { recursive: true }).filter((f) =>
           statSync(path.join(cache, String(f))).isFile(),
         );

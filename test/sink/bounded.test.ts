@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { ChangeEvent, ColumnInfo } from '../../contract/events';
 import { ENV } from '../../contract/env';
-import { SINK_NODE_OPTIONS } from '../../sink/runtime';
+import { SINK_NODE_FLAGS, SINK_NODE_OPTIONS } from '../../sink/runtime';
 import { batchOf, channel, event, nextCommit, sinkStack, SinkStack } from './support';
 
 const sinkMain = path.join(__dirname, '..', '..', 'sink', 'main.js');
@@ -41,9 +41,11 @@ describe('sink: bounded memory', function () {
     await stack.stopBigQuery();
   });
 
-  it('the container runs the sink with the Node options this test uses', () => {
+  it('the container runs the sink with the Node options and flags this test uses', () => {
     const dockerfile = readFileSync(path.resolve(__dirname, '../../../sink/Dockerfile'), 'utf8');
     assert.match(dockerfile, new RegExp(`^ENV NODE_OPTIONS="${SINK_NODE_OPTIONS}"$`, 'm'));
+    const entrypoint = /^ENTRYPOINT (.*)$/m.exec(dockerfile)?.[1];
+    assert.deepEqual(JSON.parse(entrypoint ?? 'null'), ['node', ...SINK_NODE_FLAGS, 'dist/sink/main.js']);
   });
 
   it(`drains a ${MESSAGES * PER_MESSAGE}-event, 190 MB backlog under ${PEAK_RSS_LIMIT_MB} MB peak RSS, every row right`, async () => {
@@ -68,7 +70,7 @@ describe('sink: bounded memory', function () {
       `process.on('exit', () => require('fs').writeFileSync(${JSON.stringify(report)}, String(process.resourceUsage().maxRSS)));\n`,
     );
     const result = await new Promise<{ status: number | null; stderr: string }>((resolve) => {
-      const child = spawn(process.execPath, ['--require', probe, sinkMain], {
+      const child = spawn(process.execPath, [...SINK_NODE_FLAGS, '--require', probe, sinkMain], {
         env: {
           PATH: process.env.PATH,
           NODE_OPTIONS: SINK_NODE_OPTIONS,
