@@ -35,7 +35,7 @@ import { PubSubEmulator, startPubSubEmulator } from '../local/pubsub-emulator';
 import { emptyCatalog } from '../listener/catalog';
 import { PgOutputDecoder } from '../listener/decoders/pgoutput';
 // The listener image's NODE_OPTIONS (listener/Dockerfile; a test keeps the two equal), so its RSS is the job's.
-import { LISTENER_NODE_OPTIONS } from '../listener/runtime';
+import { LISTENER_NODE_FLAGS, LISTENER_NODE_OPTIONS } from '../listener/runtime';
 // Likewise the sink image's (sink/Dockerfile; test/sink/bounded.test.ts keeps the two equal).
 import { SINK_NODE_FLAGS, SINK_NODE_OPTIONS } from '../sink/runtime';
 import { Wal2JsonDecoder } from '../listener/decoders/wal2json';
@@ -224,7 +224,7 @@ function compileCache(e: Env): string {
 function warmCompileCache(e: Env): void {
   // With the flags each job starts with: Node keeps a separate cache per set of V8 flags.
   for (const [main, flags] of [
-    [LISTENER_MAIN, []],
+    [LISTENER_MAIN, LISTENER_NODE_FLAGS],
     [SINK_MAIN, SINK_NODE_FLAGS],
   ] as const) {
     execFileSync(process.execPath, [...flags, '-e', `require(${JSON.stringify(main)})`], {
@@ -353,7 +353,7 @@ async function throughput(
   );
   const listener = startJob(
     LISTENER_MAIN,
-    [],
+    LISTENER_NODE_FLAGS,
     listenerEnv(e, decoder, `pgcdc_${decoder}`, name),
     path.join(e.dir, `${name}-listener.log`),
   );
@@ -434,7 +434,7 @@ async function latency(
   );
   const listener = startJob(
     LISTENER_MAIN,
-    [],
+    LISTENER_NODE_FLAGS,
     listenerEnv(e, decoder, `lat_${decoder}`, name),
     path.join(e.dir, `${name}-listener.log`),
   );

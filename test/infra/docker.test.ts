@@ -7,6 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } 
 import os from 'node:os';
 import path from 'node:path';
 import { jobPackageJson, packageOf, requireSpecifiers, requiredPackages } from '../../infra/docker/job-deps';
+import { LISTENER_NODE_FLAGS } from '../../listener/runtime';
 import { SINK_NODE_FLAGS } from '../../sink/runtime';
 import { OUT_DIR, REPO_ROOT } from './harness';
 
@@ -138,7 +139,10 @@ const lock = JSON.parse(readFileSync(path.join(REPO_ROOT, 'package-lock.json'), 
 >[1];
 
 /** The V8 flags each job's entry point is started with (its runtime.ts): NODE_OPTIONS cannot carry them. */
-const NODE_FLAGS: Record<'listener' | 'sink', readonly string[]> = { listener: [], sink: SINK_NODE_FLAGS };
+const NODE_FLAGS: Record<'listener' | 'sink', readonly string[]> = {
+  listener: LISTENER_NODE_FLAGS,
+  sink: SINK_NODE_FLAGS,
+};
 
 for (const job of ['listener', 'sink'] as const) {
   describe(`${job}/Dockerfile`, () => {

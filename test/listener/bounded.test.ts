@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { readFileSync } from 'node:fs';
 import { runListener } from '../../listener/run';
-import { LISTENER_NODE_OPTIONS } from '../../listener/runtime';
+import { LISTENER_NODE_FLAGS, LISTENER_NODE_OPTIONS } from '../../listener/runtime';
 import { createTopic, pullAll } from '../support/pubsub';
 import { listenerEnv, listenerFixture } from '../support/listener';
 
@@ -13,10 +13,14 @@ function runListenerProcess(
   env: Record<string, string>,
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [path.resolve(__dirname, '../../listener/main.js')], {
-      // The listener runs with the container's Node options (listener/Dockerfile).
-      env: { ...process.env, NODE_OPTIONS: LISTENER_NODE_OPTIONS, ...env },
-    });
+    const child = spawn(
+      process.execPath,
+      [...LISTENER_NODE_FLAGS, path.resolve(__dirname, '../../listener/main.js')],
+      {
+        // The listener runs with the container's Node options (listener/Dockerfile).
+        env: { ...process.env, NODE_OPTIONS: LISTENER_NODE_OPTIONS, ...env },
+      },
+    );
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d));
@@ -28,13 +32,19 @@ function runListenerProcess(
 describe('listener: bounded memory and bounded runs', function () {
   this.timeout(600_000);
 
-  it('the container runs the listener with the Node options the memory test uses', () => {
+  it('the container runs the listener with the Node options and flags the memory test uses', () => {
     const dockerfile = readFileSync(path.resolve(__dirname, '../../../listener/Dockerfile'), 'utf8');
     // The value holds a space, so the Dockerfile quotes it.
     assert.ok(
       dockerfile.split('\n').includes(`ENV NODE_OPTIONS="${LISTENER_NODE_OPTIONS}"`),
       `listener/Dockerfile sets NODE_OPTIONS to "${LISTENER_NODE_OPTIONS}"`,
     );
+    const entrypoint = /^ENTRYPOINT (.*)$/m.exec(dockerfile)?.[1];
+    assert.deepEqual(JSON.parse(entrypoint ?? 'null'), [
+      'node',
+      ...LISTENER_NODE_FLAGS,
+      'dist/listener/main.js',
+    ]);
   });
 
   it('streams a single 1,000,000-row transaction with peak RSS under 256 MB', async () => {
@@ -99,10 +109,14 @@ describe('listener: bounded memory and bounded runs', function () {
     const topic = await createTopic('continuous');
     const f = await listenerFixture(topic, 'wal2json');
     await f.sql('CREATE TABLE t (id int PRIMARY KEY)');
-    const child = spawn(process.execPath, [path.resolve(__dirname, '../../listener/main.js')], {
-      env: { ...process.env, ...listenerEnv(f.cfg), PGCDC_MODE: 'continuous' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      [...LISTENER_NODE_FLAGS, path.resolve(__dirname, '../../listener/main.js')],
+      {
+        env: { ...process.env, ...listenerEnv(f.cfg), PGCDC_MODE: 'continuous' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     const seen = new Set<string>();
     for (let batch = 0; batch < 3; batch++) {

@@ -8,7 +8,7 @@ import { Client } from 'pg';
 import { Row } from '../../contract/events';
 import { decodeBatch } from '../../contract/codec';
 import { MessageSink, OutgoingMessage } from '../../listener/publisher';
-import { LISTENER_NODE_OPTIONS } from '../../listener/runtime';
+import { LISTENER_NODE_FLAGS, LISTENER_NODE_OPTIONS } from '../../listener/runtime';
 import { SnapshotLimits, runSnapshot } from '../../listener/snapshot';
 import { CdcReplica } from '../support/cdc';
 import { createTopic, pullAll } from '../support/pubsub';
@@ -18,10 +18,14 @@ function runSnapshotProcess(
   env: Record<string, string>,
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [path.resolve(__dirname, '../../listener/main.js'), 'snapshot'], {
-      // The container's Node options (listener/Dockerfile, kept equal by test/listener/bounded.test.ts).
-      env: { ...process.env, NODE_OPTIONS: LISTENER_NODE_OPTIONS, ...env },
-    });
+    const child = spawn(
+      process.execPath,
+      [...LISTENER_NODE_FLAGS, path.resolve(__dirname, '../../listener/main.js'), 'snapshot'],
+      {
+        // The container's Node options (listener/Dockerfile, kept equal by test/listener/bounded.test.ts).
+        env: { ...process.env, NODE_OPTIONS: LISTENER_NODE_OPTIONS, ...env },
+      },
+    );
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d));
