@@ -91,7 +91,7 @@ export function decodeEvent(
   const keySource = ev.op === 'd' ? (ev.key ?? ev.before) : (ev.after ?? ev.key);
   if (keyColumns.length > 0 && keySource) {
     w.key = keyText(keyColumns, keySource);
-    if (ev.op === 'u' && ev.before && keyColumns.every((c) => c in (ev.before as Row))) {
+    if (ev.op === 'u' && ev.before && keyColumns.every((c) => Object.hasOwn(ev.before as Row, c))) {
       const old = keyText(keyColumns, ev.before);
       if (old !== w.key) w.oldKey = old;
     }
@@ -99,7 +99,9 @@ export function decodeEvent(
   const unchanged = ev.unchanged;
   for (const m of mapping) {
     if (!image || (unchanged.length > 0 && unchanged.includes(m.column.name))) continue;
-    if (!(m.column.name in image)) {
+    // Own properties only: `in` would find a column named `constructor` or `toString` on every row object
+    // (Object.prototype's), and write a function where the event carries no value.
+    if (!Object.hasOwn(image, m.column.name)) {
       // Absent from an update's new row: not sent, so unchanged; never NULL. Absent from a delete's old
       // image (only the key logged): unset.
       if (ev.op === 'u') {

@@ -78,7 +78,8 @@ function oldKeyDelete(w: EventWork): SplitRow {
   const old: ProtoRow = {};
   for (const m of w.mapping) {
     if (!m.column.key) continue;
-    const text = w.ev.before?.[m.column.name];
+    const before = w.ev.before;
+    const text = before && Object.hasOwn(before, m.column.name) ? before[m.column.name] : null;
     old[m.field] = text === null || text === undefined ? null : m.mapping.convert(text);
   }
   return deleteRow(old, w.ev.seq);

@@ -11,8 +11,10 @@ import * as protobuf from 'protobufjs';
 // Registers Type.fromDescriptor (the same extension the Storage client loads).
 import 'protobufjs/ext/descriptor';
 import type { TableField } from './bigquery-rest';
+import { fastFields, ProtobufField, rowBytes } from './row-bytes';
 import type { ProtoValue } from './type-map';
 
+export type { ProtoValue };
 export type ProtoRow = Record<string, ProtoValue>;
 
 /** The whole append request failed (nothing was written): BigQuery down, schema mismatch, … */
@@ -88,33 +90,66 @@ export class SplitRow {
 export type AppendRow = ProtoRow | SplitRow;
 
 /** Serialises rows for one table's fields (the proto descriptor the connection declares). */
+interface Half {
+  type: protobuf.Type;
+  fast: ReturnType<typeof fastFields>;
+}
+
 export class RowEncoder {
   readonly descriptor: protos.google.protobuf.DescriptorProto;
   private readonly normalized: { field?: { name?: string | null }[] | null };
   private readonly type: protobuf.Type;
-  private readonly halves = new Map<MetaFields, { values: protobuf.Type; meta: protobuf.Type }>();
+  private readonly useFast: boolean;
+  private readonly fast: ReturnType<typeof fastFields>;
+  private readonly halves = new Map<MetaFields, { values: Half; meta: Half }>();
 
-  constructor(fields: TableField[], cdc: boolean) {
+  /** `fast: false`: protobufjs only (the reference the fast writer is tested against). */
+  constructor(fields: TableField[], cdc: boolean, opts: { fast?: boolean } = {}) {
     const storageSchema = adapt.convertBigQuerySchemaToStorageTableSchema({ fields });
     const options = cdc ? [adapt.withChangeType(), adapt.withChangeSequenceNumber()] : [];
     this.descriptor = adapt.convertStorageSchemaToProto2Descriptor(storageSchema, 'root', ...options);
     this.normalized = adapt.normalizeDescriptor(this.descriptor) as typeof this.normalized;
     this.type = fromDescriptor(this.normalized);
+    this.useFast = opts.fast !== false;
+    this.fast = this.useFast ? fastFieldsOf(this.type) : null;
   }
 
   /**
    * Serialises a row whose values type-map.ts already converted to what protobufjs writes for each field
-   * type (int64: number or decimal string; bytes: Buffer; …), so the plain objects are encoded as they are,
-   * without `fromObject`'s copy (which encodes the same bytes: test/sink/row-encoder.test.ts). Should that
-   * throw on a value protobufjs does not write as is, the row is merged and normalised through `fromObject`.
+   * type (int64: number or decimal string; bytes: Buffer; …). Written by row-bytes.ts where it handles the
+   * message type and the values (the same bytes as protobufjs: test/sink/row-encoder.test.ts), otherwise by
+   * protobufjs from the plain objects as they are, without `fromObject`'s copy (which encodes the same bytes).
+   * Should that throw on a value protobufjs does not write as is, the row is merged and normalised through
+   * `fromObject`.
    */
   encode(row: AppendRow): Uint8Array {
+    try {
+      if (row instanceof SplitRow) {
+        const h = this.halvesFor(row.metaFields);
+        if (h.values.fast && h.meta.fast) {
+          rowBytes.write(h.values.fast, row.values);
+          rowBytes.write(h.meta.fast, row.meta);
+          return rowBytes.finish();
+        }
+      } else if (this.fast) {
+        rowBytes.write(this.fast, row);
+        return rowBytes.finish();
+      }
+    } catch {
+      // Declined (row-bytes.ts), or anything unforeseen: nothing of the row stays in the slab, protobufjs
+      // writes it.
+      rowBytes.abandon();
+    }
+    return this.encodeWithProtobufjs(row);
+  }
+
+  private encodeWithProtobufjs(row: AppendRow): Uint8Array {
     try {
       if (!(row instanceof SplitRow)) return this.type.encode(row).finish();
       const h = this.halvesFor(row.metaFields);
       const w = protobuf.Writer.create();
-      h.values.encode(row.values, w);
-      h.meta.encode(row.meta, w);
+      h.values.type.encode(row.values, w);
+      h.meta.type.encode(row.meta, w);
       return w.finish();
     } catch {
       const whole = row instanceof SplitRow ? { ...row.values, ...row.meta } : row;
@@ -127,16 +162,27 @@ export class RowEncoder {
     let h = this.halves.get(meta);
     if (!h) {
       const all = this.normalized.field ?? [];
-      const part = (keep: boolean) =>
-        fromDescriptor({
+      const part = (keep: boolean): Half => {
+        const type = fromDescriptor({
           ...this.normalized,
           field: all.filter((f) => meta.names.has(f.name ?? '') === keep),
         });
+        return { type, fast: this.useFast ? fastFieldsOf(type) : null };
+      };
       h = { values: part(false), meta: part(true) };
       this.halves.set(meta, h);
     }
     return h;
   }
+}
+
+/**
+ * The fast writer's fields for a type, read after protobufjs set the type up: a field's `required` follows from
+ * its resolved features (protobufjs 8), which setup resolves as the encoder it generates does.
+ */
+function fastFieldsOf(type: protobuf.Type) {
+  type.setup();
+  return fastFields(type.fieldsArray as unknown as ProtobufField[]);
 }
 
 export class TableAppender {
