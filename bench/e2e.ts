@@ -9,7 +9,7 @@
 // touching them) is written once, behind four slots created beforehand: per decoder one for
 // `pg_recvlogical` (writing to /dev/null: what decoding alone costs) and one for pgcdc. Per decoder the
 // listener and the sink then run as the jobs do — `node dist/listener/main.js` and `node dist/sink/main.js`
-// configured by the environment only (and the images' NODE_OPTIONS and warmed NODE_COMPILE_CACHE), both
+// configured by the environment only (and the images' NODE_OPTIONS, entry-point V8 flags and warmed NODE_COMPILE_CACHE), both
 // PGCDC_MODE=continuous — until every change is a row of the
 // BigQuery history. Then, per decoder, a steady 500 changes/s stream measures commit-to-replica latency.
 //
@@ -222,7 +222,7 @@ function compileCache(e: Env): string {
 
 /** The images' build step (listener/Dockerfile, sink/Dockerfile): load each entry point once, run nothing. */
 function warmCompileCache(e: Env): void {
-  // With the flags each job starts with: Node keeps a separate cache per set of V8 flags.
+  // With the flags each job starts with: the cache's folder is named by V8's flag hash, which they change.
   for (const [main, flags] of [
     [LISTENER_MAIN, LISTENER_NODE_FLAGS],
     [SINK_MAIN, SINK_NODE_FLAGS],

@@ -12,10 +12,10 @@
 // (4 MB: more scavenges, 34.5; 16 and 32 MB: 32.6 and 33.3 with RSS 250–274 MB).
 export const LISTENER_NODE_OPTIONS = '--max-old-space-size=160 --max-semi-space-size=8';
 
-// Node does not take V8's GC flags from NODE_OPTIONS: the image gives this one on the command line
-// (listener/Dockerfile's ENTRYPOINT and compile-cache warm-up; a test keeps them equal). After a full collection
-// V8 lets the old generation grow to its live size times a factor, small under a small cap; sink/runtime.ts
-// says more. Measured in bench:e2e on this project's 2-core machine (2 runs each): listener CPU-s per million
+// Node does not accept this V8 flag in NODE_OPTIONS: the image gives it on the command line (listener/Dockerfile's
+// ENTRYPOINT and compile-cache warm-up; a test keeps them equal). It fixes the factor by which V8 lets the old
+// generation grow between full collections at 4 (V8 picks a small one under a small cap), still bounded by the
+// cap; sink/runtime.ts says more. Measured in bench:e2e on this project's 2-core machine (2 runs each): listener CPU-s per million
 // changes, wal2json 32.7 / 29.2 → 29.3 / 23.8, pgoutput 23.7 / 24.1 → 20.6 / 21.5; peak RSS 165–226 → 221–268 MB.
 // test/listener/bounded.test.ts's 1M-row transaction: 212 MB (168 MB without), snapshot-limits' wide rows: 219 MB
 // (176–188 MB without), both under the tests' 256 MB.

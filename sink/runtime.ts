@@ -12,15 +12,19 @@
 // 300–370 MB; test/sink/bounded.test.ts drains a 190 MB backlog under 400 MB.
 export const SINK_NODE_OPTIONS = '--max-old-space-size=256 --max-semi-space-size=16';
 
-// Node does not take V8's GC flags from NODE_OPTIONS ("is not allowed in NODE_OPTIONS"): the image gives these
-// on the command line (sink/Dockerfile's ENTRYPOINT and its compile-cache warm-up; a test keeps them equal).
+// Node accepts only a listed set of V8 flags in NODE_OPTIONS (the two above are among them); this one is not
+// ("--heap-growing-percent= is not allowed in NODE_OPTIONS", exit code 9), so the image gives it on the
+// command line (sink/Dockerfile's ENTRYPOINT and its compile-cache warm-up; a test keeps them equal).
 //
-// --heap-growing-percent: after each full collection V8 lets the old generation grow to its live size times a
-// factor before the next one, and under a small heap cap it picks a small factor. With the 256 MB cap the sink
-// ran about 20 full collections on bench:e2e's workload (6 with V8's 4 GB default), and garbage collection
-// cost it 10–25 CPU-s per million changes. "--heap-growing-percent (specifies heap growing factor as
-// (1 + heap_growing_percent/100))" (`node --v8-options`, Node 24.22.3): 300 lets the heap grow to 4× its live
-// size, still within the cap (the cap alone decides how big the heap may get). Measured on this project's
+// --heap-growing-percent: after each full collection V8 sets the next collection's limit from the live size
+// times a growing factor, which it picks itself (from the heap cap, the machine's memory and how fast it
+// collects; small here: with the 256 MB cap the sink ran about 20 full collections on bench:e2e's workload,
+// against 6 with V8's 4 GB default, and garbage collection cost it 10–25 CPU-s per million changes).
+// "--heap-growing-percent (specifies heap growing factor as (1 + heap_growing_percent/100))" (`node
+// --v8-options`, Node 24.22.3): 300 fixes the factor at 4 whatever the host, and V8 still clamps the limit to
+// halfway between the current size and the cap (heap-controller.cc, BoundAllocationLimit), so the cap alone
+// decides how big the heap may get (checked: with a 64 MB cap a run still ends in "Reached heap limit" at
+// about 64 MB, with the flag as without). Measured on this project's
 // 2-core machine: bench:sink (200,000 events, under these flags) 34–40 → 24–26 CPU-s/M; bench:e2e pgoutput
 // sink 40–47 → 37–40 CPU-s/M, peak RSS 302–316 → 342–366 MB (the 512Mi container is 536 MB);
 // test/sink/bounded.test.ts still drains its 190 MB backlog under 400 MB.

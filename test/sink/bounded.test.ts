@@ -1,5 +1,5 @@
 // The sink's memory does not grow with the backlog: a backlog several times the job's heap cap, written by
-// `sink/main.js` run as the container runs it (NODE_OPTIONS of sink/runtime.ts = sink/Dockerfile), stays
+// `sink/main.js` run as the container runs it (NODE_OPTIONS and V8 flags of sink/runtime.ts = sink/Dockerfile), stays
 // under a fixed peak RSS, and every event lands, checked row by row.
 
 import assert from 'node:assert/strict';
