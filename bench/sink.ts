@@ -39,8 +39,9 @@ const COLUMNS: ColumnInfo[] = [
 function workload(): { next(n: number): ChangeEvent[] } {
   let lsn = 0x16000000n;
   let live = 0;
-  let i = 0;
-  return { next: (n) => Array.from({ length: n }, () => event(i++)) };
+  let made = 0;
+  return { next: (n) => Array.from({ length: n }, () => event(made++)) };
+  // Event i of the workload (its op and row id follow from i and the inserts before it).
   function event(i: number): ChangeEvent {
     lsn += 0x80n;
     const r = i % 20;

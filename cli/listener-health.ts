@@ -4,7 +4,8 @@
 // skippedTables): the local run history, or the listener job's summary lines in Cloud Logging. Pure, and
 // defensive: summaries of older listeners lack these fields (unknown, not "fine", and not an error).
 
-import type { BlockedLookup, LockSession } from '../listener/toast-fill';
+import type { LockSession } from '../listener/lock-session';
+import type { BlockedLookup } from '../listener/toast-fill';
 import type { SkippedTable } from '../listener/run';
 
 /** One listener summary as it was logged (its JSON object, whatever its version) and when. */
@@ -121,18 +122,6 @@ export function listenerHealth(newestFirst: LoggedSummary[], env: string): Liste
       return { ...table, fix: skippedFix(table, env) };
     });
   return { at: newestFirst[0].at, blockedLookup, skippedTables };
-}
-
-/** "pid 4242 holds AccessExclusiveLock (user app, application "psql", idle in transaction since …): ALTER …" */
-export function describeSession(s: LockSession): string {
-  const what = s.mode ? `${s.granted ? 'holds' : 'waits for'} ${s.mode}` : 'is waited for';
-  const by = s.blockedBy.length ? `, blocked by pid ${s.blockedBy.join(', ')}` : '';
-  const detail = [s.user && `user ${s.user}`, s.application && `application "${s.application}"`, s.state]
-    .filter(Boolean)
-    .join(', ');
-  const since = s.xactStart ? ` since ${s.xactStart}` : '';
-  const query = s.query ? `: ${s.query.replace(/\s+/g, ' ').slice(0, 120)}` : '';
-  return `pid ${s.pid} ${what}${by}${detail || since ? ` (${detail}${since})` : ''}${query}`;
 }
 
 /**

@@ -25,7 +25,8 @@ import { EncodedMessage, SnapshotEventEncoder } from './snapshot-encoder';
 import { SnapshotPublisher } from './snapshot-publisher';
 import { connectWithRetry } from './connect';
 import { formatUtcMicros } from './time';
-import { describeLockSession, LockSession, sessionsInTheWay } from './toast-fill';
+import { describeLockSession, LockSession } from './lock-session';
+import { sessionsInTheWay } from './toast-fill';
 
 export interface SnapshotOptions {
   /** "schema.table" names; default: the configured tables, or every user table. */

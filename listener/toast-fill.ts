@@ -42,6 +42,7 @@ import { ChangeEvent, ColumnInfo, Row } from '../contract/events';
 import { withOutputSettings } from './config';
 import { TableState } from './decoders/types';
 import { ReplicationSetupError } from './errors';
+import { describeLockSession, LockSession } from './lock-session';
 
 /** Resolves the `unchanged` columns of updates (mutating the events) before their message is published. */
 export interface ToastResolver {
@@ -128,22 +129,6 @@ export const LOOKUP_LIMITS: LookupLimits = {
   lockAttempts: 3,
 };
 
-/** A session holding or awaiting a lock that conflicts with the lookup's, from pg_locks/pg_stat_activity. */
-export interface LockSession {
-  pid: number;
-  /** e.g. AccessExclusiveLock; null for a session listed only because another one waits for it. */
-  mode: string | null;
-  granted: boolean | null;
-  /** pg_blocking_pids(pid): the sessions it waits for (an ALTER TABLE queued behind a long transaction). */
-  blockedBy: number[];
-  user: string | null;
-  application: string | null;
-  state: string | null;
-  xactStart: string | null;
-  /** Up to 200 characters; "<insufficient privilege>" for other roles' sessions unless pg_read_all_stats. */
-  query: string | null;
-}
-
 export interface BlockedLookup {
   table: string;
   reason: 'lock-timeout' | 'statement-timeout';
@@ -160,17 +145,6 @@ export class LookupBlockedError extends Error {
     super(describeBlocked(blocked));
     this.name = 'LookupBlockedError';
   }
-}
-
-/** One session in the way, for a WARNING: "pid 4242 holds AccessExclusiveLock (user app, …): ALTER …". */
-export function describeLockSession(s: LockSession): string {
-  const what = s.mode ? `${s.granted ? 'holds' : 'waits for'} ${s.mode}` : 'is waited for';
-  const by = s.blockedBy.length ? `, blocked by pid ${s.blockedBy.join(', ')}` : '';
-  const detail = [s.user && `user ${s.user}`, s.application && `application "${s.application}"`, s.state]
-    .filter(Boolean)
-    .join(', ');
-  const query = s.query ? `: ${s.query.replace(/\s+/g, ' ').slice(0, 120)}` : '';
-  return `pid ${s.pid} ${what}${by}${detail ? ` (${detail}${s.xactStart ? ` since ${s.xactStart}` : ''})` : ''}${query}`;
 }
 
 export function describeBlocked(b: BlockedLookup): string {

@@ -89,11 +89,13 @@ export class SplitRow {
 
 export type AppendRow = ProtoRow | SplitRow;
 
-/** Serialises rows for one table's fields (the proto descriptor the connection declares). */
+/** One half of a split row's message type, and the fast writer's fields for it (null: protobufjs writes it). */
 interface Half {
   type: protobuf.Type;
   fast: ReturnType<typeof fastFields>;
 }
+
+/** Serialises rows for one table's fields (the proto descriptor the connection declares). */
 
 export class RowEncoder {
   readonly descriptor: protos.google.protobuf.DescriptorProto;
@@ -117,7 +119,7 @@ export class RowEncoder {
   /**
    * Serialises a row whose values type-map.ts already converted to what protobufjs writes for each field
    * type (int64: number or decimal string; bytes: Buffer; …). Written by row-bytes.ts where it handles the
-   * message type and the values (the same bytes as protobufjs: test/sink/row-encoder.test.ts), otherwise by
+   * message type and the values (the same bytes as protobufjs: test/sink/row-bytes.test.ts), otherwise by
    * protobufjs from the plain objects as they are, without `fromObject`'s copy (which encodes the same bytes).
    * Should that throw on a value protobufjs does not write as is, the row is merged and normalised through
    * `fromObject`.

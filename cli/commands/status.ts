@@ -13,7 +13,8 @@ import type { CliDeps, ListenerSummary, SinkSummary } from '../deps';
 import { emulatorBacklog, EmulatorBacklog } from '../emulator-backlog';
 import { CliError, isNoCredentials, NoCredentialsError } from '../errors';
 import { localSlotStatus, SlotStatus } from '../local-inspect';
-import { describeSession, listenerHealth, ListenerHealth, SUMMARIES_READ } from '../listener-health';
+import { describeLockSession } from '../../listener/lock-session';
+import { listenerHealth, ListenerHealth, SUMMARIES_READ } from '../listener-health';
 import { lastRuns } from '../runs';
 import { assess, Verdict, VERDICT_EXIT } from '../verdict';
 import { listTables, restTables, TableInfo, TablesReader } from '../warehouse';
@@ -409,7 +410,7 @@ function printReport(deps: CliDeps, r: StatusReport): void {
           'the run stops before that change and the next one retries; nothing is lost, changes from there on wait',
       );
       if (b.sessions.length === 0) lines.push('  in the way: no session any more (the lock had just gone)');
-      for (const s of b.sessions) lines.push(`  in the way: ${describeSession(s)}`);
+      for (const s of b.sessions) lines.push(`  in the way: ${describeLockSession(s)}`);
     }
     for (const t of h.skippedTables)
       lines.push(

@@ -307,7 +307,7 @@ for (const job of ['listener', 'sink'] as const) {
       );
       assert.ok(env, 'ENV NODE_COMPILE_CACHE=... in the runtime stage');
       const dir = env.args.slice('NODE_COMPILE_CACHE='.length);
-      // With the entry point's V8 flags: Node keeps one cache per set of them (checked below).
+      // With the entry point's V8 flags: the cache's folder is named by V8's flag hash (checked below).
       const warm = runtime.instructions.find(
         (i) =>
           i.op === 'RUN' &&
