@@ -13,6 +13,16 @@ export const OPS: readonly Op[] = ['c', 'u', 'd', 'r', 't'];
 /** A row (or a key): column name to the Postgres text of its value, null for SQL NULL. */
 export type Row = Record<string, string | null>;
 
+/**
+ * `row[name] = value`, also for a column named "__proto__": a plain assignment of that name calls
+ * Object.prototype's setter, which sets no own property (and JSON.stringify then leaves the column out).
+ */
+export function setColumn(row: Row, name: string, value: string | null): void {
+  if (name === '__proto__')
+    Object.defineProperty(row, name, { value, enumerable: true, writable: true, configurable: true });
+  else row[name] = value;
+}
+
 export interface ColumnInfo {
   name: string;
   /** As SQL `format_type(oid, typmod)` prints it: "integer", "numeric(38,9)", "text[]", "mood". */

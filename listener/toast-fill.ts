@@ -38,7 +38,7 @@
 // then stops: nothing at or after the unresolved change is confirmed, and the next run reads it again.
 
 import { Client, ClientConfig } from 'pg';
-import { ChangeEvent, ColumnInfo, Row } from '../contract/events';
+import { ChangeEvent, ColumnInfo, Row, setColumn } from '../contract/events';
 import { withOutputSettings } from './config';
 import { TableState } from './decoders/types';
 import { ReplicationSetupError } from './errors';
@@ -61,7 +61,7 @@ export function fillFromOldRow(ev: ChangeEvent): boolean {
   if (!before || !after) return false;
   const left: string[] = [];
   for (const c of ev.unchanged) {
-    if (c in before) after[c] = before[c];
+    if (Object.hasOwn(before, c)) setColumn(after, c, before[c]);
     else left.push(c);
   }
   ev.unchanged = left;
@@ -373,7 +373,7 @@ export class SourceLookup implements ToastResolver {
             left.push(c);
             continue;
           }
-          e.after![c] = row[`?${i}`];
+          setColumn(e.after!, c, row[`?${i}`]);
           e.fromSource.push(c);
           this.stats.resolved++;
         }

@@ -3,7 +3,7 @@
 // whose WAL position is recorded. Nothing is written; the snapshot is held only while one table is read.
 
 import { Client, ClientConfig } from 'pg';
-import type { ColumnInfo } from '../contract/events';
+import { ColumnInfo, setColumn } from '../contract/events';
 
 export type TextRow = Record<string, string | null>;
 
@@ -180,11 +180,11 @@ export class SourceSnapshot {
     const params: string[] = [];
     if (this.order !== 'whole' && lo !== null) conds.push(`${e} > $${params.push(lo)}`);
     if (this.order !== 'whole' && hi !== null) conds.push(`${e} <= $${params.push(hi)}`);
-    const { rows } = await this.client.query<TextRow>(
+    return textRows(
+      this.client,
       `SELECT * FROM ${qualified(this.table)} ${conds.length ? `WHERE ${conds.join(' AND ')}` : ''}`,
       params,
     );
-    return rows;
   }
 
   /** About `n` rows picked at random (Bernoulli sampling, sized from the planner's row estimate). */
@@ -196,10 +196,11 @@ export class SourceSnapshot {
     const estimate = Number(est[0]?.n ?? -1);
     // Twice the needed share so the LIMIT, not bad luck, decides the sample size; small tables are read whole.
     const pct = estimate > 0 ? Math.min(100, ((2 * n) / estimate) * 100) : 100;
-    const { rows } = await this.client.query<TextRow>(
+    return textRows(
+      this.client,
       `SELECT * FROM ${qualified(this.table)} TABLESAMPLE BERNOULLI (${pct}) LIMIT ${Math.floor(n)}`,
+      [],
     );
-    return rows;
   }
 }
 
@@ -209,9 +210,22 @@ export async function currentRows(client: Client, table: SourceTable, keys: stri
   const cols = table.key.map((_, i) => `c${i}`).join(', ');
   const arrays = table.key.map((_, i) => `$${i + 1}::text[]`).join(', ');
   const on = table.key.map((k, i) => `t.${quoteIdent(k.name)} = u.c${i}::${k.castType}`).join(' AND ');
-  const { rows } = await client.query<TextRow>(
+  return textRows(
+    client,
     `SELECT t.* FROM ${qualified(table)} t JOIN unnest(${arrays}) AS u(${cols}) ON ${on}`,
     table.key.map((_, i) => keys.map((k) => k[i])),
   );
-  return rows;
+}
+
+/**
+ * A query's rows as column name → text. Read as arrays and named here: pg's own row objects assign each
+ * column by name, which drops a column named "__proto__" (setColumn keeps it).
+ */
+async function textRows(client: Client, text: string, values: unknown[]): Promise<TextRow[]> {
+  const r = await client.query<(string | null)[]>({ text, values, rowMode: 'array' });
+  return r.rows.map((cells) => {
+    const row: TextRow = {};
+    r.fields.forEach((f, i) => setColumn(row, f.name, cells[i] ?? null));
+    return row;
+  });
 }

@@ -10,7 +10,7 @@
 // event holds (test/listener/pgoutput-fast.test.ts checks the two give the same JSON, byte for byte, on real
 // pgoutput output).
 
-import { ColumnInfo, Row } from '../../contract/events';
+import { ColumnInfo, Row, setColumn } from '../../contract/events';
 import { Lsn, formatLsn } from '../../contract/lsn';
 import { Catalog } from '../catalog';
 import { XLogData } from '../replication-stream';
@@ -418,9 +418,9 @@ export class PgOutputDecoder implements Decoder {
         continue;
       }
       const kind = r.u8();
-      if (kind === 0x6e /* n */) row[name] = null;
+      if (kind === 0x6e /* n */) setColumn(row, name, null);
       else if (kind === 0x75 /* u: unchanged TOAST, not sent */) unchanged.push(name);
-      else if (kind === 0x74 /* t */) row[name] = r.bytes(r.i32()).toString('utf8');
+      else if (kind === 0x74 /* t */) setColumn(row, name, r.bytes(r.i32()).toString('utf8'));
       else throw new Error(`pgoutput: unsupported tuple value kind ${kind} (binary mode is not requested)`);
     }
     return { row, unchanged };

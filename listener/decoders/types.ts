@@ -1,7 +1,7 @@
 // What both decoders produce from the slot's stream, and the bookkeeping they share: the current
 // transaction (for sequence numbers) and each table's column list.
 
-import { ChangeEvent, ColumnInfo, Op, Row } from '../../contract/events';
+import { ChangeEvent, ColumnInfo, Op, Row, setColumn } from '../../contract/events';
 import { Lsn, changeSeq, formatLsn } from '../../contract/lsn';
 import { Catalog } from '../catalog';
 import { XLogData } from '../replication-stream';
@@ -154,8 +154,8 @@ export function keyOf(columns: ColumnInfo[], row: Row | null): Row | null {
   const key: Row = {};
   let any = false;
   for (const c of columns) {
-    if (c.key && c.name in row) {
-      key[c.name] = row[c.name];
+    if (c.key && Object.hasOwn(row, c.name)) {
+      setColumn(key, c.name, row[c.name]);
       any = true;
     }
   }

@@ -14,7 +14,7 @@
 // expect — takes the JSON.parse path below, which remains the definition of what an event holds
 // (test/listener/wal2json-fast.test.ts checks both paths give the same events on real wal2json output).
 
-import { ColumnInfo, Row } from '../../contract/events';
+import { ColumnInfo, Row, setColumn } from '../../contract/events';
 import { Lsn, parseLsn } from '../../contract/lsn';
 import { Catalog } from '../catalog';
 import { XLogData } from '../replication-stream';
@@ -68,7 +68,7 @@ function toRow(cols: W2jColumn[] | undefined): Row | null {
   for (const c of cols) {
     const v = textOf(c.value);
     // wal2json prints bytea as bare hex; Postgres' own text form (and pgoutput's) starts with \x.
-    row[c.name] = v !== null && c.type === 'bytea' ? `\\x${v}` : v;
+    setColumn(row, c.name, v !== null && c.type === 'bytea' ? `\\x${v}` : v);
   }
   return row;
 }
@@ -364,8 +364,8 @@ export class Wal2JsonDecoder implements Decoder {
       oldRow !== null && Object.keys(oldRow).some((n) => keyCols.length === 0 || !keyCols.includes(n));
     const out: string[] = [];
     for (const c of columns) {
-      if (c.name in after) continue;
-      if (fullOld && !(c.name in oldRow)) continue;
+      if (Object.hasOwn(after, c.name)) continue;
+      if (fullOld && !Object.hasOwn(oldRow, c.name)) continue;
       // A type created during the run is not in the catalog: it may be toastable.
       if (this.catalog.typeNames.has(c.oid) && !this.catalog.toastableTypes.has(c.oid)) continue;
       out.push(c.name);

@@ -43,17 +43,21 @@ const SETUP = `
            (array['sad','ok','happy']::public.verify_mood[])[1 + g % 3],
            CASE WHEN g % 5 = 0 THEN NULL ELSE 'note ' || g END
       FROM generate_series(1, 60) g;
-  CREATE TABLE public.verify_text_key (code text, n int, label text, PRIMARY KEY (code, n));
+  -- Columns named like Object.prototype members: kept by the listener and by verify's own source reads.
+  CREATE TABLE public.verify_text_key (code text, n int, label text, "__proto__" text, "constructor" text,
+    PRIMARY KEY (code, n));
   CREATE TABLE public.verify_no_key (a int, b text);
   INSERT INTO public.verify_no_key VALUES (1, 'x');
-  INSERT INTO public.verify_text_key SELECT 'k' || lpad(g::text, 2, '0'), g, 'label ' || g FROM generate_series(1, 40) g;
+  INSERT INTO public.verify_text_key
+    SELECT 'k' || lpad(g::text, 2, '0'), g, 'label ' || g, 'p' || g, CASE WHEN g % 2 = 0 THEN 'c' || g END
+      FROM generate_series(1, 40) g;
 `;
 
 const WORKLOAD = `
   UPDATE public.verify_types SET note = 'updated', doc = '{"nested": {"x": [1, 2.50, "s"]}}' WHERE id % 7 = 0;
   DELETE FROM public.verify_types WHERE id IN (3, 33);
   INSERT INTO public.verify_types (id, amount, tags) VALUES (100, -0.00001, '{}');
-  UPDATE public.verify_text_key SET label = NULL WHERE n = 4;
+  UPDATE public.verify_text_key SET label = NULL, "__proto__" = 'changed', "constructor" = NULL WHERE n = 4;
   DELETE FROM public.verify_text_key WHERE n = 9;
   UPDATE public.customers SET loyalty_points = loyalty_points + 5 WHERE customer_id % 3 = 0;
 `;
@@ -291,7 +295,14 @@ describe('pgcdc verify against the local stack', function () {
     assert.deepEqual(text.onlyInSource, { count: 1, keys: ['["k08","8"]'] });
     assert.deepEqual(text.onlyInReplica, { count: 1, keys: ['["ghost","1"]'] });
     assert.deepEqual(text.differing.rows, [
-      { key: '["k11","11"]', columns: [{ column: 'label', source: 'label 11', replica: 'tampered' }] },
+      {
+        key: '["k11","11"]',
+        // The tampering row names `label` only: its "__proto__" is null now, which verify sees too.
+        columns: [
+          { column: 'label', source: 'label 11', replica: 'tampered' },
+          { column: '__proto__', source: 'p11', replica: null },
+        ],
+      },
     ]);
     assert.deepEqual(table(report, 'public.verify_types').onlyInSource, { count: 1, keys: ['["10"]'] });
     // The human form names each kind.

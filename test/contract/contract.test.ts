@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { gzipSync } from 'node:zlib';
 import { ContractError, decodeBatch, encodeBatch, encodeSerializedBatch } from '../../contract/codec';
 import { EventBatch } from '../../contract/events';
 import { changeSeq, compareSeq, formatLsn, parseLsn } from '../../contract/lsn';
@@ -47,6 +48,40 @@ describe('change-event contract', () => {
       assert.equal(attributes.count, '1');
       assert.equal(attributes.firstSeq, batch.events[0].seq);
     }
+  });
+
+  it('a gzip payload decodes with its ISIZE trailer exact or over several members, and a wrong trailer is poison', async () => {
+    // The sink sizes gunzip's output buffer from the trailer (contract/codec.ts); a wrong trailer must only
+    // cost a copy. Events big enough that the text passes zlib's default 16 KiB chunk.
+    const big: EventBatch = {
+      ...batch,
+      events: Array.from({ length: 300 }, (_, i) => ({
+        ...batch.events[0],
+        key: { id: String(i) },
+        after: { id: String(i) },
+        seq: changeSeq(parseLsn('0/16B37A0'), i),
+      })),
+    };
+    const { data, attributes } = await encodeBatch(big, 'json+gzip');
+    const text = JSON.stringify(big);
+    assert.ok(text.length > 64 * 1024);
+    assert.equal(data.readUInt32LE(data.length - 4), Buffer.byteLength(text));
+    const withSize = (n: number) => {
+      const d = Buffer.from(data);
+      d.writeUInt32LE(n, d.length - 4);
+      return d;
+    };
+    // A wrong ISIZE fails gzip's own check of the trailer: a clear poison reason, not a wrong batch.
+    for (const n of [0, 10, Buffer.byteLength(text) - 1, Buffer.byteLength(text) + 1, 2 ** 32 - 1]) {
+      assert.throws(() => decodeBatch(withSize(n), attributes), /not valid gzip/, String(n));
+    }
+    assert.deepEqual(decodeBatch(withSize(Buffer.byteLength(text)), attributes), big);
+    // Two members (RFC 1952 allows it; gunzip reads both): the trailer names the last one only.
+    const json = Buffer.from(text);
+    const half = Math.floor(json.length / 2);
+    const two = Buffer.concat([gzipSync(json.subarray(0, half)), gzipSync(json.subarray(half))]);
+    assert.ok(two.readUInt32LE(two.length - 4) < json.length);
+    assert.deepEqual(decodeBatch(two, attributes), big);
   });
 
   it('pre-serialised events encode to the same payload as parsed ones', async () => {

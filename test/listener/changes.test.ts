@@ -67,6 +67,85 @@ for (const decoder of ['wal2json', 'pgoutput'] as DecoderName[]) {
       assert.equal((await pullAll(topic)).length, 0);
     });
 
+    it('keeps columns named like Object.prototype members (__proto__, constructor, toString) on every path', async () => {
+      // A plain `row[name] = v` with name "__proto__" sets no property, and `name in row` is true for
+      // "constructor" on any object: either would drop or invent a column.
+      const topic = await createTopic(`protoish_${decoder}`);
+      const f = await listenerFixture(topic, decoder);
+      await f.sql(
+        'CREATE TABLE protoish ("__proto__" int PRIMARY KEY, "constructor" text, "toString" text, "hasOwnProperty" int)',
+      );
+      // Incompressible and out of line: an UPDATE of another column leaves it out of the WAL (unchanged TOAST).
+      const big = "(SELECT string_agg(md5(i::text), '') FROM generate_series(1, 400) i)";
+      await f.sql(`INSERT INTO protoish VALUES (1, ${big}, 'a', 10), (2, 'small', NULL, 20)`);
+      await f.sql('UPDATE protoish SET "hasOwnProperty" = 11 WHERE "__proto__" = 1');
+      await f.sql('UPDATE protoish SET "__proto__" = 3 WHERE "__proto__" = 2');
+      await f.sql('DELETE FROM protoish WHERE "__proto__" = 3');
+      const long = (await f.sql(`SELECT ${big} AS v`))[0].v as string;
+      assert.equal(long.length, 12800);
+
+      await runListener(f.cfg);
+      const events = eventsOf(await pullAll(topic));
+      const own = (r: Record<string, unknown> | null) => r && Object.entries(r);
+      assert.deepEqual(
+        events.map((e) => [e.op, own(e.key), own(e.before), own(e.after), e.unchanged]),
+        [
+          [
+            'c',
+            [['__proto__', '1']],
+            null,
+            [
+              ['__proto__', '1'],
+              ['constructor', long],
+              ['toString', 'a'],
+              ['hasOwnProperty', '10'],
+            ],
+            [],
+          ],
+          [
+            'c',
+            [['__proto__', '2']],
+            null,
+            [
+              ['__proto__', '2'],
+              ['constructor', 'small'],
+              ['toString', null],
+              ['hasOwnProperty', '20'],
+            ],
+            [],
+          ],
+          // The TOASTed "constructor" was not in the WAL: read back from the source (fromSource), not left
+          // out as if "constructor" were present.
+          [
+            'u',
+            [['__proto__', '1']],
+            decoder === 'pgoutput' ? null : [['__proto__', '1']],
+            [
+              ['__proto__', '1'],
+              ['toString', 'a'],
+              ['hasOwnProperty', '11'],
+              ['constructor', long],
+            ],
+            [],
+          ],
+          [
+            'u',
+            [['__proto__', '3']],
+            [['__proto__', '2']],
+            [
+              ['__proto__', '3'],
+              ['constructor', 'small'],
+              ['toString', null],
+              ['hasOwnProperty', '20'],
+            ],
+            [],
+          ],
+          ['d', [['__proto__', '3']], [['__proto__', '3']], null, []],
+        ],
+      );
+      assert.deepEqual(events[2].fromSource, ['constructor']);
+    });
+
     it('prints dates and intervals in ISO style even when the database defaults to another', async () => {
       const topic = await createTopic(`style_${decoder}`);
       const f = await listenerFixture(topic, decoder);

@@ -209,6 +209,7 @@ describe('sink: the fast row writer', function () {
       { name: 'doc', type: 'jsonb', oid: 3802, key: false },
       { name: 'labels', type: 'text[]', oid: 1009, key: false },
       { name: 'constructor', type: 'text', oid: 25, key: false },
+      { name: '__proto__', type: 'text', oid: 25, key: false },
     ];
     const seq0 = '0000000000000000/0000000000000000';
     const history = planColumns(CHANGES_META_FIELDS, CHANGES_META_FIELDS, columns, seq0, false);
@@ -229,6 +230,8 @@ describe('sink: the fast row writer', function () {
       doc: i % 4 ? `{"n": ${i}, "s": "x\\u0000y"}` : null,
       labels: i % 3 ? `{a,"b c",NULL,"${'é'.repeat(i % 4)}"}` : '{}',
       constructor: i % 2 ? `c${i}` : null,
+      // An own property, as JSON.parse makes it (a computed key does not call the prototype setter).
+      ['__proto__']: i % 2 ? null : `p${i}`,
     });
     const events: ChangeEvent[] = [];
     for (let i = 1; i <= 300; i++) {
@@ -261,6 +264,12 @@ describe('sink: the fast row writer', function () {
         // A delete carries the key only: the column named like Object.prototype's `constructor` has no value
         // (it once had the Object function, which protobufjs wrote as its source text).
         if (ev.op === 'd') assert.ok(!Object.hasOwn(w.values, 'constructor'), ev.seq);
+        // "__proto__" has a BigQuery name of its own (sink/names.ts), which holds the value.
+        else
+          assert.equal(
+            w.values[plan.mapping.find((m) => m.column.name === '__proto__')!.field],
+            ev.after!.__proto__,
+          );
         for (const r of rowsOf(w)) {
           const bytes = fast.encode(r);
           // A view of the fast writer's 1 MiB slab (protobufjs hands out a Buffer of the row's size).
