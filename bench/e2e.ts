@@ -390,7 +390,20 @@ async function throughput(
   let replicaOk = true;
   for (const [table, rows] of Object.entries(w.rows))
     replicaOk &&= (await count(bq, dataset, table)) === rows;
+  await forget(ps, bq, name);
   return { decoder, recvSeconds, pipelineSeconds, cpu, rssMb, pubsubBytes, writeApiBytes, replicaOk };
+}
+
+/**
+ * Drops a phase's topic, subscription and dataset once it is measured, so the next phase starts from the same
+ * emulator state: our BigQuery emulator keeps every table in its heap, and a second decoder's phase run after the
+ * first one's 170,700 changes (twice: history and replica) paid for them in garbage collection (pgoutput measured
+ * 28–29k changes/s after wal2json's phase, 31–34k alone, same machine and hour).
+ */
+async function forget(ps: PubSub, bq: BigQuery, name: string): Promise<void> {
+  await ps.subscription(`${name}-sink`).delete();
+  await ps.topic(name).delete();
+  await bq.dataset(name.replace(/-/g, '_')).delete({ force: true });
 }
 
 interface LatencyRow {
@@ -504,6 +517,7 @@ async function latency(
 
   await stopJob(listener, `${decoder} listener (latency)`);
   await stopJob(sink, `${decoder} sink (latency)`);
+  await forget(ps, bq, name);
   const sorted = latencies.sort((a, b) => a - b);
   return {
     decoder,

@@ -2,7 +2,8 @@
 // table, decision 5 in the design); up to MAX_TABLE_WORKERS tables are written at once, each table's
 // messages strictly in delivery order, a batch at a time: BigQuery first (tables.ts order: history,
 // truncates, replica), then `_failed` records, then the ack. So pulling, decoding, writing and acking
-// overlap across tables, in-flight messages are bounded, and one table never waits for another:
+// overlap across tables (and, within a table, the next batch is decoded while the current one is written),
+// in-flight messages are bounded, and one table never waits for another:
 //   - a table whose new schema the Write API does not see yet is retried later (backoff), the others go on;
 //   - a table BigQuery refuses permanently (HTTP 400) has its messages recorded in `_failed`, raw and
 //     republishable, then acked — never a reason to hold back other tables;
@@ -56,14 +57,22 @@ export { PubSubError };
 /** Tables written at the same time. */
 export const MAX_TABLE_WORKERS = 4;
 // Bounded memory. Pulled, un-acked messages are kept as Pub/Sub delivered them (compressed), at most this
-// many bytes of them; a message is decoded only when its table's worker takes it into a batch, and a batch
+// many bytes of them; a message is decoded only when its table's worker takes it into a batch (or decodes it
+// ahead, below), and a batch
 // takes messages until their JSON text reaches BATCH_JSON_CHARS (at least one message). So what is decoded
-// at any time is about MAX_TABLE_WORKERS × BATCH_JSON_CHARS of JSON, whatever the backlog: decoded events
+// at any time is at most about MAX_TABLE_WORKERS × BATCH_JSON_CHARS of JSON (DECODED_CHARS_BUDGET, batches decoded
+// ahead included), whatever the backlog: decoded events
 // and their rows cost a few bytes of heap per byte of JSON, and the job runs in a 512Mi container
 // (sink/runtime.ts). Decoding everything pulled at once held a whole backlog in the heap (600 MB RSS on
 // bench:e2e's 170,700 changes, and 7× the CPU in garbage collection under the job's heap cap).
 const MAX_IN_HAND_BYTES = 32 * 1024 * 1024;
 export const BATCH_JSON_CHARS = 8 * 1024 * 1024;
+// While a table's batch is written, its next batch is decoded ahead (decodeAhead below), so BigQuery's work
+// on the one overlaps the sink's decoding of the other instead of taking turns with it. Decoded JSON across
+// all tables, the batches being written and those decoded ahead, stays within what the batches alone could
+// reach: a table decodes ahead only while the total leaves room for it, so with every worker busy on full
+// batches nothing is decoded ahead.
+const DECODED_CHARS_BUDGET = MAX_TABLE_WORKERS * BATCH_JSON_CHARS;
 // A table whose schema change the Write API does not see yet is retried after these delays (the last one
 // repeats): BigQuery speaks of minutes.
 const PROPAGATION_BACKOFF_MS = [1000, 2000, 5000, 10_000, 20_000, 30_000];
@@ -125,6 +134,13 @@ export async function runSink(
   // Every message pulled and not acked: leases renewed until we ack or give it back.
   const inHand = new Set<Inbound>();
   let inHandBytes = 0;
+  /** JSON chars of the messages held decoded (Queued.message set), all tables. */
+  let decodedChars = 0;
+  const forget = (t: Queued): void => {
+    if (!t.message) return;
+    decodedChars -= t.chars;
+    t.message = undefined;
+  };
   let largestMessage = 0;
   const lease = reader.keepLeased(() => [...inHand]);
   let fatal: Error | null = null;
@@ -227,9 +243,35 @@ export async function runSink(
       tablesSeen.add(q.name);
       t.chars = chars;
       t.message = { messageId: m.messageId, attributes: m.attributes, attempts: m.attempts, batch };
+      decodedChars += chars;
     } catch (e) {
       if (!(e instanceof ContractError)) throw e;
       t.poison = e.message;
+    }
+  };
+
+  /**
+   * Decodes the messages of the batch that will follow `current` in q's queue (takeBatch's rules), while
+   * `current` is being written, as far as DECODED_CHARS_BUDGET leaves room. Only decodes: what is written,
+   * and in which order, is decided by takeBatch and work as before.
+   */
+  const decodeAhead = async (q: TableQueue, current: number): Promise<void> => {
+    // The entries themselves, not positions: work() removes the current batch from the queue when it is done.
+    const next = q.pending.slice(current, current + cfg.batchMessages);
+    let chars = 0;
+    let sliceStart = Date.now();
+    for (const [i, t] of next.entries()) {
+      const size = t.message ? t.chars : decodedSize(t.inbound);
+      if (i > 0 && chars + size > BATCH_JSON_CHARS) return;
+      if (!t.message && t.poison === undefined) {
+        if (Date.now() - sliceStart >= ROUTE_SLICE_MS) {
+          await new Promise((r) => setImmediate(r));
+          sliceStart = Date.now();
+        }
+        if (stopping || fatal || decodedChars + size > DECODED_CHARS_BUDGET) return;
+        decodeQueued(t, q);
+      }
+      chars += t.message ? t.chars : size;
     }
   };
 
@@ -256,16 +298,19 @@ export async function runSink(
     }
     let failed: FailedRecord[];
     let counts = { events: 0, replicaRows: 0, changelogRows: 0 };
+    const applying = q.sink.apply(messages);
+    const ahead = decodeAhead(q, take.length).catch(fail);
     try {
-      const r = await q.sink.apply(messages);
+      const r = await applying.finally(() => ahead);
       failed = [...poison, ...r.failed];
       counts = r;
       q.retries = 0;
     } catch (e) {
       if (e instanceof SchemaPropagatingError) {
         // Kept in hand (leases renewed), retried later; other tables go on meanwhile. Their decoded form is
-        // dropped, so a table waiting for BigQuery holds only the compressed payloads.
-        for (const t of take) t.message = undefined;
+        // dropped (the batch decoded ahead too), so a table waiting for BigQuery holds only the compressed
+        // payloads.
+        q.pending.forEach(forget);
         q.sink.dropConnections();
         const delay = PROPAGATION_BACKOFF_MS[Math.min(q.retries, PROPAGATION_BACKOFF_MS.length - 1)];
         if (q.retries === 0) log(`${q.name}: BigQuery's Write API does not see the new schema yet; retrying`);
@@ -286,7 +331,7 @@ export async function runSink(
       ];
     }
     q.pending.splice(0, take.length);
-    for (const t of take) t.message = undefined;
+    take.forEach(forget);
     const acked = q.acked.then(async () => {
       if (fatal) return;
       await writeFailed(failed);
