@@ -90,15 +90,18 @@ export function decodeSizedBatch(
 // gunzipSync writes into chunkSize-byte buffers and concatenates them unless there is one (Node's
 // processChunkSync), so one buffer of the decoded size saves a copy of every payload. That size is the
 // member's ISIZE trailer: "the size of the original (uncompressed) input data modulo 2^32" (RFC 1952, 2.3.1);
-// the listener writes one member per message. +1: a buffer filled exactly makes zlib allocate another.
-// A trailer that lies fails zlib's own length check (a poison message, as before); a payload of several
-// members only costs the concatenation again; the cap keeps a corrupt trailer from allocating gigabytes.
+// the listener writes one member per message. +1: a buffer filled exactly makes processChunkSync allocate
+// another. A trailer that lies fails zlib's own length check (a poison message, as before); a payload of
+// several members (whose last member's ISIZE is all we read) costs the concatenation again, never chunks
+// smaller than the default; the cap keeps a corrupt trailer from allocating gigabytes.
 const MAX_SIZED_CHUNK = 64 * 1024 * 1024;
 
 function gunzipChunkSize(data: Buffer): number {
   if (data.length < 18) return zlibConstants.Z_DEFAULT_CHUNK;
   const size = data.readUInt32LE(data.length - 4) + 1;
-  return size > MAX_SIZED_CHUNK ? zlibConstants.Z_DEFAULT_CHUNK : Math.max(zlibConstants.Z_MIN_CHUNK, size);
+  return size > MAX_SIZED_CHUNK
+    ? zlibConstants.Z_DEFAULT_CHUNK
+    : Math.max(zlibConstants.Z_DEFAULT_CHUNK, size);
 }
 
 function isObject(x: unknown): x is Record<string, unknown> {

@@ -78,7 +78,8 @@ export function companionFieldName(field: string): string {
 
 /** Canonical text of a key (its column values in column order): the history's `_key`. */
 export function keyText(keyColumns: string[], row: Record<string, string | null>): string {
-  return JSON.stringify(keyColumns.map((c) => row[c] ?? null));
+  // hasOwn: a key column named "__proto__" or "constructor" that the row lacks reads as null, not inherited.
+  return JSON.stringify(keyColumns.map((c) => (Object.hasOwn(row, c) ? row[c] : null)));
 }
 
 /** A change sequence as a label value (labels take lower-case letters, digits, "-" and "_"). */

@@ -87,6 +87,8 @@ function oldKeyDelete(w: EventWork): SplitRow {
 
 function keyValues(w: EventWork): ProtoRow {
   const out: ProtoRow = {};
-  for (const m of w.mapping) if (m.column.key) out[m.field] = w.values[m.field] ?? null;
+  // hasOwn: a field named "constructor" that the values lack is null, not the inherited Object function.
+  for (const m of w.mapping)
+    if (m.column.key) out[m.field] = Object.hasOwn(w.values, m.field) ? (w.values[m.field] ?? null) : null;
   return out;
 }

@@ -58,20 +58,19 @@ export { PubSubError };
 export const MAX_TABLE_WORKERS = 4;
 // Bounded memory. Pulled, un-acked messages are kept as Pub/Sub delivered them (compressed), at most this
 // many bytes of them; a message is decoded only when its table's worker takes it into a batch (or decodes it
-// ahead, below), and a batch
-// takes messages until their JSON text reaches BATCH_JSON_CHARS (at least one message). So what is decoded
-// at any time is at most about MAX_TABLE_WORKERS × BATCH_JSON_CHARS of JSON (DECODED_CHARS_BUDGET, batches decoded
-// ahead included), whatever the backlog: decoded events
-// and their rows cost a few bytes of heap per byte of JSON, and the job runs in a 512Mi container
-// (sink/runtime.ts). Decoding everything pulled at once held a whole backlog in the heap (600 MB RSS on
-// bench:e2e's 170,700 changes, and 7× the CPU in garbage collection under the job's heap cap).
+// ahead, below), and a batch takes messages until their JSON text reaches BATCH_JSON_CHARS (at least one
+// message). So what is decoded at any time is at most DECODED_CHARS_BUDGET of JSON plus one message per
+// worker, whatever the backlog: decoded events and their rows cost a few bytes of heap per byte of JSON, and
+// the job runs in a 512Mi container (sink/runtime.ts). Decoding everything pulled at once held a whole
+// backlog in the heap (600 MB RSS on bench:e2e's 170,700 changes, and 7× the CPU in garbage collection under
+// the job's heap cap).
 const MAX_IN_HAND_BYTES = 32 * 1024 * 1024;
 export const BATCH_JSON_CHARS = 8 * 1024 * 1024;
 // While a table's batch is written, its next batch is decoded ahead (decodeAhead below), so BigQuery's work
 // on the one overlaps the sink's decoding of the other instead of taking turns with it. Decoded JSON across
-// all tables, the batches being written and those decoded ahead, stays within what the batches alone could
-// reach: a table decodes ahead only while the total leaves room for it, so with every worker busy on full
-// batches nothing is decoded ahead.
+// all tables (batches being written and batches decoded ahead) is what the budget bounds: a batch decodes past
+// its first message, and a table decodes ahead at all, only while the total leaves room, so with every worker
+// busy on full batches nothing is decoded ahead.
 const DECODED_CHARS_BUDGET = MAX_TABLE_WORKERS * BATCH_JSON_CHARS;
 // A table whose schema change the Write API does not see yet is retried after these delays (the last one
 // repeats): BigQuery speaks of minutes.
@@ -81,7 +80,7 @@ const ROUTE_SLICE_MS = 20;
 
 interface Queued {
   inbound: Inbound;
-  /** Decoded when a batch takes it (or at routing, for a message without table attributes). */
+  /** Set while decoded: when a batch takes it, or ahead of that while the table's current batch is written. */
   message?: TableMessage;
   /** Size of the decoded payload as JSON text. */
   chars: number;
@@ -218,6 +217,10 @@ export async function runSink(
       // Stop before a message that would take the batch past its budget (a first message always goes).
       const size = t.message ? t.chars : decodedSize(t.inbound);
       if (take.length > 0 && chars + size > BATCH_JSON_CHARS) break;
+      // Past its first message a batch decodes only within the run's budget (other tables' batches, and
+      // batches decoded ahead, count too), so decoded JSON stays within DECODED_CHARS_BUDGET plus one
+      // message per worker.
+      if (take.length > 0 && !t.message && decodedChars + size > DECODED_CHARS_BUDGET) break;
       if (!t.message && t.poison === undefined) {
         // Decoding is synchronous: between messages, let acks, lease renewals and other tables run.
         if (Date.now() - sliceStart >= ROUTE_SLICE_MS) {
@@ -255,8 +258,8 @@ export async function runSink(
    * `current` is being written, as far as DECODED_CHARS_BUDGET leaves room. Only decodes: what is written,
    * and in which order, is decided by takeBatch and work as before.
    */
-  const decodeAhead = async (q: TableQueue, current: number): Promise<void> => {
-    // The entries themselves, not positions: work() removes the current batch from the queue when it is done.
+  const decodeAhead = async (q: TableQueue, current: number, stop: { now: boolean }): Promise<void> => {
+    // The entries themselves, not positions: the queue may be appended to meanwhile.
     const next = q.pending.slice(current, current + cfg.batchMessages);
     let chars = 0;
     let sliceStart = Date.now();
@@ -268,7 +271,7 @@ export async function runSink(
           await new Promise((r) => setImmediate(r));
           sliceStart = Date.now();
         }
-        if (stopping || fatal || decodedChars + size > DECODED_CHARS_BUDGET) return;
+        if (stop.now || stopping || fatal || decodedChars + size > DECODED_CHARS_BUDGET) return;
         decodeQueued(t, q);
       }
       chars += t.message ? t.chars : size;
@@ -277,8 +280,8 @@ export async function runSink(
 
   /**
    * Writes the next batch of one table's messages (a prefix, in delivery order), then records and acks it
-   * behind: once BigQuery accepted the batch the table's next batch is decoded and written while this one's
-   * `_failed` records and ack go out. A table's acks stay in delivery order (one chain per table), each after
+   * behind: while the batch is written the table's next batch is decoded (decodeAhead), and once BigQuery
+   * accepted it the next batch is written while this one's `_failed` records and ack go out. A table's acks stay in delivery order (one chain per table), each after
    * its own `_failed` records, and none is sent once the run has failed: what is not acked is given back.
    */
   const work = async (q: TableQueue): Promise<void> => {
@@ -299,13 +302,18 @@ export async function runSink(
     let failed: FailedRecord[];
     let counts = { events: 0, replicaRows: 0, changelogRows: 0 };
     const applying = q.sink.apply(messages);
-    const ahead = decodeAhead(q, take.length).catch(fail);
+    const stopAhead = { now: false };
+    // Awaited before work() returns (so the table's next batch starts decoded, and nothing is decoded once
+    // a retry dropped the decoded form), but after this batch's ack is queued: the ack does not wait for it.
+    const ahead = decodeAhead(q, take.length, stopAhead).catch(fail);
     try {
-      const r = await applying.finally(() => ahead);
+      const r = await applying;
       failed = [...poison, ...r.failed];
       counts = r;
       q.retries = 0;
     } catch (e) {
+      stopAhead.now = true;
+      await ahead;
       if (e instanceof SchemaPropagatingError) {
         // Kept in hand (leases renewed), retried later; other tables go on meanwhile. Their decoded form is
         // dropped (the batch decoded ahead too), so a table waiting for BigQuery holds only the compressed
@@ -349,6 +357,7 @@ export async function runSink(
       acking.delete(settled);
       changed();
     });
+    await ahead;
   };
 
   const route = async (batch: Inbound[]): Promise<void> => {

@@ -7,8 +7,8 @@
 //  - fields in the order TransactionContext.event creates them (types.ts);
 //  - a row's columns in tuple order, which is the order JSON.stringify lists an object's keys in as long as
 //    no name is an array index ("0", "17": listed first, in numeric order) — relations with such a column,
-//    or one named "__proto__" (an assignment that sets no own property), take the object path
-//    (`jsonLayoutOf` returns null);
+//    or one named "__proto__" (kept as an own property there: contract/events.ts setColumn), take the object
+//    path (`jsonLayoutOf` returns null);
 //  - column names escaped once per relation with JSON.stringify;
 //  - values as JSON.stringify escapes a string (ECMA-262 QuoteJSONString: `"` and `\` get a backslash,
 //    \b \t \n \f \r their short forms, the other code points below U+0020 \u00xx in lower-case hex, and

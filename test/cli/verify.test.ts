@@ -297,7 +297,7 @@ describe('pgcdc verify against the local stack', function () {
     assert.deepEqual(text.differing.rows, [
       {
         key: '["k11","11"]',
-        // The tampering row names `label` only: its "__proto__" is null now, which verify sees too.
+        // The tampering row names the key and `label` only: its "__proto__" is null now, which verify sees too.
         columns: [
           { column: 'label', source: 'label 11', replica: 'tampered' },
           { column: '__proto__', source: 'p11', replica: null },
