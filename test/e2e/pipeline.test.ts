@@ -120,8 +120,10 @@ async function round(f: ListenerFixture, r: number): Promise<void> {
   await f.sql(
     'UPDATE typed SET i4 = NULL, t = NULL, j = NULL WHERE id IN (SELECT id FROM typed ORDER BY random() LIMIT 5)',
   );
+  // Key changes among this round's rows only: they move into base+501..800, which nothing holds. (Picking from
+  // every id up to base+300 could pick an earlier round's moved row, whose id + 500 is one of this round's.)
   await f.sql(
-    `UPDATE typed SET id = id + 500 WHERE id IN (SELECT id FROM typed WHERE id <= ${base + 300} ORDER BY random() LIMIT 5)`,
+    `UPDATE typed SET id = id + 500 WHERE id IN (SELECT id FROM typed WHERE id BETWEEN ${base + 1} AND ${base + 300} ORDER BY random() LIMIT 5)`,
   );
   await f.sql('DELETE FROM typed WHERE id IN (SELECT id FROM typed ORDER BY random() LIMIT 15)');
   await f.sql(
