@@ -87,18 +87,25 @@ export function decodeSizedBatch(
   return { batch: validateBatch(parsed), chars: text.length };
 }
 
+/**
+ * A gzip payload's size once decoded, read before decoding it: a member ends with "ISIZE (Input SIZE) This
+ * contains the size of the original (uncompressed) input data modulo 2^32" (RFC 1952, 2.3.1); the listener
+ * writes one member per message. An estimate (a payload of several members gives its last member's size);
+ * undefined for data too short to be gzip (18 bytes: header and trailer).
+ */
+export function gzipDecodedSize(data: Buffer): number | undefined {
+  return data.length >= 18 ? data.readUInt32LE(data.length - 4) : undefined;
+}
+
 // gunzipSync writes into chunkSize-byte buffers and concatenates them unless there is one (Node's
-// processChunkSync), so one buffer of the decoded size saves a copy of every payload. That size is the
-// member's ISIZE trailer: "the size of the original (uncompressed) input data modulo 2^32" (RFC 1952, 2.3.1);
-// the listener writes one member per message. +1: a buffer filled exactly makes processChunkSync allocate
-// another. A trailer that lies fails zlib's own length check (a poison message, as before); a payload of
-// several members (whose last member's ISIZE is all we read) costs the concatenation again, never chunks
-// smaller than the default; the cap keeps a corrupt trailer from allocating gigabytes.
+// processChunkSync), so one buffer of the decoded size (gzipDecodedSize) saves a copy of every payload. +1: a
+// buffer filled exactly makes processChunkSync allocate another. A trailer that lies fails zlib's own length
+// check (a poison message, as before); a payload of several members costs the concatenation again, never
+// chunks smaller than the default; the cap keeps a corrupt trailer from allocating gigabytes.
 const MAX_SIZED_CHUNK = 64 * 1024 * 1024;
 
 function gunzipChunkSize(data: Buffer): number {
-  if (data.length < 18) return zlibConstants.Z_DEFAULT_CHUNK;
-  const size = data.readUInt32LE(data.length - 4) + 1;
+  const size = (gzipDecodedSize(data) ?? 0) + 1;
   return size > MAX_SIZED_CHUNK
     ? zlibConstants.Z_DEFAULT_CHUNK
     : Math.max(zlibConstants.Z_DEFAULT_CHUNK, size);

@@ -20,7 +20,7 @@
 // empty pull while we hold messages proves nothing; one with nothing outstanding anywhere does (up to
 // messages published meanwhile, which are the next run's). Otherwise the run ends at its time budget.
 
-import { ContractError, decodeBatch, decodeSizedBatch } from '../contract/codec';
+import { ContractError, decodeBatch, decodeSizedBatch, gzipDecodedSize } from '../contract/codec';
 import { qualifiedName } from '../contract/events';
 import { SchemaPropagatingError } from './append';
 import { BigQueryApiError, BigQueryRest } from './bigquery-rest';
@@ -66,7 +66,7 @@ export const MAX_TABLE_WORKERS = 4;
 // the job's heap cap).
 const MAX_IN_HAND_BYTES = 32 * 1024 * 1024;
 export const BATCH_JSON_CHARS = 8 * 1024 * 1024;
-// While a table's batch is written, its next batch is decoded ahead (decodeAhead below), so BigQuery's work
+// While a table's batch is written, its next batch is decoded ahead (takeBatch's `ahead`), so BigQuery's work
 // on the one overlaps the sink's decoding of the other instead of taking turns with it. Decoded JSON across
 // all tables (batches being written and batches decoded ahead) is what the budget bounds: a batch decodes past
 // its first message, and a table decodes ahead at all, only while the total leaves room, so with every worker
@@ -204,29 +204,32 @@ export async function runSink(
   };
 
   /**
-   * The next batch of a table: a prefix of its queue, up to cfg.batchMessages messages and BATCH_JSON_CHARS
+   * The batch that starts at `from` in a table's queue: up to cfg.batchMessages messages and BATCH_JSON_CHARS
    * of decoded JSON (at least one message), each decoded now. A payload that is not a valid batch of this
-   * very table is poison: recorded raw in `_failed` with the batch, and acked with it.
+   * very table is poison: recorded raw in `_failed` with the batch, and acked with it. `ahead`: the batch
+   * after the one being written, decoded early (work() takes it later from the queue's head); then even its
+   * first message waits for room in the budget, and decoding stops once `ahead.stop` is set.
    */
-  const takeBatch = async (q: TableQueue): Promise<Queued[]> => {
+  const takeBatch = async (q: TableQueue, from = 0, ahead?: { stop: boolean }): Promise<Queued[]> => {
     const take: Queued[] = [];
     let chars = 0;
     let sliceStart = Date.now();
-    for (const t of q.pending) {
-      if (take.length >= cfg.batchMessages) break;
+    // The entries themselves, not positions: the queue may change while decoding yields.
+    for (const t of q.pending.slice(from, from + cfg.batchMessages)) {
       // Stop before a message that would take the batch past its budget (a first message always goes).
       const size = t.message ? t.chars : decodedSize(t.inbound);
       if (take.length > 0 && chars + size > BATCH_JSON_CHARS) break;
-      // Past its first message a batch decodes only within the run's budget (other tables' batches, and
-      // batches decoded ahead, count too), so decoded JSON stays within DECODED_CHARS_BUDGET plus one
-      // message per worker.
-      if (take.length > 0 && !t.message && decodedChars + size > DECODED_CHARS_BUDGET) break;
+      // Past its first message (or decoding ahead) a batch decodes only within the run's budget (other
+      // tables' batches, and batches decoded ahead, count too), so decoded JSON stays within
+      // DECODED_CHARS_BUDGET plus one message per worker.
+      if ((take.length > 0 || ahead) && !t.message && decodedChars + size > DECODED_CHARS_BUDGET) break;
       if (!t.message && t.poison === undefined) {
         // Decoding is synchronous: between messages, let acks, lease renewals and other tables run.
         if (Date.now() - sliceStart >= ROUTE_SLICE_MS) {
           await new Promise((r) => setImmediate(r));
           sliceStart = Date.now();
         }
+        if (ahead && (ahead.stop || stopping || fatal)) break;
         decodeQueued(t, q);
       }
       take.push(t);
@@ -254,35 +257,11 @@ export async function runSink(
   };
 
   /**
-   * Decodes the messages of the batch that will follow `current` in q's queue (takeBatch's rules), while
-   * `current` is being written, as far as DECODED_CHARS_BUDGET leaves room. Only decodes: what is written,
-   * and in which order, is decided by takeBatch and work as before.
-   */
-  const decodeAhead = async (q: TableQueue, current: number, stop: { now: boolean }): Promise<void> => {
-    // The entries themselves, not positions: the queue may be appended to meanwhile.
-    const next = q.pending.slice(current, current + cfg.batchMessages);
-    let chars = 0;
-    let sliceStart = Date.now();
-    for (const [i, t] of next.entries()) {
-      const size = t.message ? t.chars : decodedSize(t.inbound);
-      if (i > 0 && chars + size > BATCH_JSON_CHARS) return;
-      if (!t.message && t.poison === undefined) {
-        if (Date.now() - sliceStart >= ROUTE_SLICE_MS) {
-          await new Promise((r) => setImmediate(r));
-          sliceStart = Date.now();
-        }
-        if (stop.now || stopping || fatal || decodedChars + size > DECODED_CHARS_BUDGET) return;
-        decodeQueued(t, q);
-      }
-      chars += t.message ? t.chars : size;
-    }
-  };
-
-  /**
    * Writes the next batch of one table's messages (a prefix, in delivery order), then records and acks it
-   * behind: while the batch is written the table's next batch is decoded (decodeAhead), and once BigQuery
-   * accepted it the next batch is written while this one's `_failed` records and ack go out. A table's acks stay in delivery order (one chain per table), each after
-   * its own `_failed` records, and none is sent once the run has failed: what is not acked is given back.
+   * behind: while the batch is written the table's next batch is decoded (takeBatch's `ahead`), and once
+   * BigQuery accepted it the next batch is written while this one's `_failed` records and ack go out. A
+   * table's acks stay in delivery order (one chain per table), each after its own `_failed` records, and none
+   * is sent once the run has failed: what is not acked is given back.
    */
   const work = async (q: TableQueue): Promise<void> => {
     let take: Queued[] = [];
@@ -302,17 +281,17 @@ export async function runSink(
     let failed: FailedRecord[];
     let counts = { events: 0, replicaRows: 0, changelogRows: 0 };
     const applying = q.sink.apply(messages);
-    const stopAhead = { now: false };
+    const stopAhead = { stop: false };
     // Awaited before work() returns (so the table's next batch starts decoded, and nothing is decoded once
     // a retry dropped the decoded form), but after this batch's ack is queued: the ack does not wait for it.
-    const ahead = decodeAhead(q, take.length, stopAhead).catch(fail);
+    const ahead = takeBatch(q, take.length, stopAhead).then(() => undefined, fail);
     try {
       const r = await applying;
       failed = [...poison, ...r.failed];
       counts = r;
       q.retries = 0;
     } catch (e) {
-      stopAhead.now = true;
+      stopAhead.stop = true;
       await ahead;
       if (e instanceof SchemaPropagatingError) {
         // Kept in hand (leases renewed), retried later; other tables go on meanwhile. Their decoded form is
@@ -512,15 +491,10 @@ export async function runSink(
   return summary;
 }
 
-/**
- * The payload's size once decoded, known before decoding it: a gzip member ends with "ISIZE (Input SIZE) This
- * contains the size of the original (uncompressed) input data modulo 2^32" (RFC 1952, 2.3.1); the listener
- * writes one member per message. An estimate only: a wrong one merely sizes a batch differently.
- */
+/** The payload's size once decoded, known before decoding it (an estimate: a wrong one only sizes a batch differently). */
 function decodedSize(m: Inbound): number {
-  const d = m.data;
-  if (m.attributes.encoding === 'json+gzip' && d.length >= 18) return d.readUInt32LE(d.length - 4);
-  return d.length;
+  const size = m.attributes.encoding === 'json+gzip' ? gzipDecodedSize(m.data) : undefined;
+  return size ?? m.data.length;
 }
 
 function whyPoison(m: Inbound): string {
