@@ -37,15 +37,24 @@ export function batchAttributes(batch: EventBatch, encoding: Encoding): BatchAtt
 }
 
 /**
- * Serialise a batch. gzip runs on libuv's thread pool (async), so compression overlaps with decoding on
- * the main thread; level 1 because Pub/Sub bills bytes but CPU time is what bounds a job's run.
+ * gzip on libuv's thread pool (async), so compression overlaps with decoding on the main thread; level 1
+ * because Pub/Sub bills bytes but CPU time is what bounds a job's run. Each time zlib fills its output
+ * chunk ("chunkSize <integer> Default: 16 * 1024", https://nodejs.org/api/zlib.html#class-options) the
+ * main thread takes a callback and queues the next piece of work: an output chunk of an eighth of the input
+ * holds a whole batch of event JSON (level 1 makes it 5–10% of its size) in one.
  */
+function gzipPayload(json: Buffer): Promise<Buffer> {
+  const chunkSize = Math.min(256 * 1024, Math.max(zlibConstants.Z_DEFAULT_CHUNK, json.length >>> 3));
+  return gzip(json, { level: 1, chunkSize });
+}
+
+/** Serialise a batch (gzipPayload for json+gzip). */
 export async function encodeBatch(
   batch: EventBatch,
   encoding: Encoding,
 ): Promise<{ data: Buffer; attributes: BatchAttributes }> {
   const json = Buffer.from(JSON.stringify(batch));
-  const data = encoding === 'json+gzip' ? await gzip(json, { level: 1 }) : json;
+  const data = encoding === 'json+gzip' ? await gzipPayload(json) : json;
   return { data, attributes: batchAttributes(batch, encoding) };
 }
 
@@ -243,7 +252,7 @@ export async function encodeSerializedBatch(
     columns: header.columns,
   });
   const json = Buffer.from(`${head.slice(0, -1)},"events":[${eventJson.join(',')}]}`);
-  const data = encoding === 'json+gzip' ? await gzip(json, { level: 1 }) : json;
+  const data = encoding === 'json+gzip' ? await gzipPayload(json) : json;
   return {
     data,
     attributes: {

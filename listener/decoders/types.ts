@@ -47,6 +47,9 @@ export interface Decoder {
   decode(msg: XLogData, emit: (item: Decoded) => void): void;
 }
 
+/** Two upper-case hex digits for each byte value, as changeSeq prints them. */
+const HEX2 = Array.from({ length: 256 }, (_, b) => b.toString(16).toUpperCase().padStart(2, '0'));
+
 /** The transaction being decoded: sequence numbers are its commit LSN and a running ordinal. */
 export class TransactionContext {
   private xid = 0;
@@ -69,15 +72,30 @@ export class TransactionContext {
     this.seqPrefix = changeSeq(commitLsn, 0).slice(0, 17);
     this.commitTs = commitTs;
     this.ordinal = 0;
+    this.seqHeadBase = -1;
     this.open = true;
     this.jsonTail =
       `,"commitLsn":${JSON.stringify(this.commitLsnText)},"xid":${JSON.stringify(xid)}` +
       `,"commitTs":${JSON.stringify(commitTs)},"seq":`;
   }
 
-  /** The next event's seq (every event takes one, in order). */
+  /**
+   * The seq's text up to the ordinal's last four hex digits, for ordinals from `seqHeadBase` to 65,535 past
+   * it: nextSeq then only appends four digits (one event per row: this is the hot path).
+   */
+  private seqHead = '';
+  private seqHeadBase = -1;
+
+  /** The next event's seq (every event takes one, in order): changeSeq(commitLsn, ordinal). */
   nextSeq(): string {
-    return this.seqPrefix + (this.ordinal++).toString(16).toUpperCase().padStart(16, '0');
+    const o = this.ordinal++;
+    const low = o % 0x10000;
+    if (o - low !== this.seqHeadBase) {
+      this.seqHeadBase = o - low;
+      this.seqHead =
+        this.seqPrefix + (this.seqHeadBase / 0x10000).toString(16).toUpperCase().padStart(12, '0');
+    }
+    return this.seqHead + HEX2[low >>> 8] + HEX2[low & 0xff];
   }
 
   /**

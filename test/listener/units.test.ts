@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { formatLsn, parseLsn } from '../../contract/lsn';
+import { changeSeq, formatLsn, parseLsn } from '../../contract/lsn';
 import { Catalog, emptyCatalog } from '../../listener/catalog';
 import { PgOutputDecoder } from '../../listener/decoders/pgoutput';
-import { Decoded, changeEventOf } from '../../listener/decoders/types';
+import { Decoded, TransactionContext, changeEventOf } from '../../listener/decoders/types';
 import { defaultSqlDir, splitStatements } from '../../listener/sql-init';
 import { formatPgMicros, normalizeTimestamptz } from '../../listener/time';
 
@@ -54,6 +54,22 @@ class Bytes {
 }
 
 describe('listener units', () => {
+  it("a transaction's seqs are changeSeq(commit LSN, ordinal) across every 4-digit boundary, and restart at the next one", () => {
+    const txn = new TransactionContext();
+    txn.begin(7, 0x1a2b3c4dn, '2026-12-02 05:00:00+00');
+    const want = (lsn: bigint, o: number) => changeSeq(lsn, o);
+    for (let o = 0; o <= 0x10001; o++) {
+      const seq = txn.nextSeq();
+      if (o < 300 || (o > 0xff00 && o < 0x10100) || o % 4099 === 0) assert.equal(seq, want(0x1a2b3c4dn, o));
+    }
+    // Far past the first 65,536 ordinals of a transaction: the head is recomputed, never carried over.
+    txn.begin(8, 0xffffffff00000001n, '2026-12-02 05:00:01+00');
+    assert.equal(txn.nextSeq(), want(0xffffffff00000001n, 0));
+    for (let o = 1; o < 0x2ffff; o++) txn.nextSeq();
+    assert.equal(txn.nextSeq(), want(0xffffffff00000001n, 0x2ffff));
+    assert.equal(txn.nextSeq(), want(0xffffffff00000001n, 0x30000));
+  });
+
   it('pgoutput: a relation is cached and its changes decoded, unchanged TOAST and NULL kept apart', () => {
     const catalog: Catalog = {
       ...emptyCatalog(),
