@@ -5,7 +5,10 @@
 // Both run with the same output-plugin options. Prints one line per measurement and the ratio, and the
 // listener's own CPU seconds per million changes (this process: decoding, packing, gzip, the Pub/Sub client),
 // a steadier number than wall time on a shared machine.
-// `--decoder wal2json|pgoutput` measures one decoder only.
+// `--decoder wal2json|pgoutput` measures one decoder only. `--trials N` (default 3) measures each pair N times
+// on slots of its own, alternating which of the two reads first, and prints every trial and the median
+// ratio: on a 2-core machine one pair's ratio moves by ±0.1 with what else runs (pg_recvlogical alone took
+// 4.5–5.6 s for the same WAL in one session), so one pair is not a measurement.
 
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
@@ -30,6 +33,22 @@ function decodersFromArgs(argv: string[]): DecoderName[] {
 }
 
 const DECODERS = decodersFromArgs(process.argv.slice(2));
+
+function trialsFromArgs(argv: string[]): number {
+  const i = argv.indexOf('--trials');
+  if (i < 0) return 3;
+  const n = Number(argv[i + 1]);
+  if (!Number.isInteger(n) || n < 1 || n > 20) throw new Error('--trials takes a whole number from 1 to 20');
+  return n;
+}
+
+const TRIALS = trialsFromArgs(process.argv.slice(2));
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
 
 interface Workload {
   name: string;
@@ -114,11 +133,13 @@ async function main(): Promise<void> {
       );
       for (const [w, workload] of WORKLOADS.entries()) {
         for (const decoder of DECODERS) {
-          for (const who of ['recv', 'pgcdc']) {
-            await query(
-              db,
-              `SELECT pg_create_logical_replication_slot('${who}_${decoder}_${w}', '${decoder}')`,
-            );
+          for (let trial = 0; trial < TRIALS; trial++) {
+            for (const who of ['recv', 'pgcdc']) {
+              await query(
+                db,
+                `SELECT pg_create_logical_replication_slot('${who}_${decoder}_${w}_${trial}', '${decoder}')`,
+              );
+            }
           }
         }
         const t0 = Date.now();
@@ -128,30 +149,41 @@ async function main(): Promise<void> {
           `\n${workload.name}: ${workload.changes} changes written in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
         );
         for (const decoder of DECODERS) {
-          const recvSeconds = recvlogical(cluster, `recv_${decoder}_${w}`, decoder, lsn);
-          const topicName = `bench-${decoder}-${w}`;
-          const [topic] = await pubsub.createTopic(topicName);
-          const cfg = benchListenerConfig(cluster, 'bench', topicName, {
-            slot: `pgcdc_${decoder}_${w}`,
-            publication: 'bench_pub',
-            decoder,
-          });
-          const cpu0 = process.cpuUsage();
-          const s = await runListener(cfg);
-          const cpu = process.cpuUsage(cpu0);
-          const cpuPerMillion = ((cpu.user + cpu.system) / 1e6 / s.changes) * 1e6;
-          const recvRate = workload.changes / recvSeconds;
-          const ourRate = s.changes / s.seconds;
+          const ratios: number[] = [];
+          for (let trial = 0; trial < TRIALS; trial++) {
+            const slot = (who: string) => `${who}_${decoder}_${w}_${trial}`;
+            const recvFirst = trial % 2 === 0;
+            let recvSeconds = recvFirst ? recvlogical(cluster, slot('recv'), decoder, lsn) : 0;
+            const topicName = `bench-${decoder}-${w}-${trial}`;
+            const [topic] = await pubsub.createTopic(topicName);
+            const cfg = benchListenerConfig(cluster, 'bench', topicName, {
+              slot: slot('pgcdc'),
+              publication: 'bench_pub',
+              decoder,
+            });
+            const cpu0 = process.cpuUsage();
+            const s = await runListener(cfg);
+            const cpu = process.cpuUsage(cpu0);
+            await topic.delete();
+            if (!recvFirst) recvSeconds = recvlogical(cluster, slot('recv'), decoder, lsn);
+            const cpuPerMillion = ((cpu.user + cpu.system) / 1e6 / s.changes) * 1e6;
+            const recvRate = workload.changes / recvSeconds;
+            const ourRate = s.changes / s.seconds;
+            ratios.push(ourRate / recvRate);
+            console.log(
+              `  ${decoder.padEnd(8)}  pg_recvlogical ${recvSeconds.toFixed(2)} s (${Math.round(recvRate)}/s)` +
+                `  pgcdc ${s.seconds.toFixed(2)} s (${Math.round(ourRate)}/s, ${s.messages} messages, ` +
+                `${(s.bytes / s.changes).toFixed(1)} B/change, peak RSS ${s.peakRssMb} MB, ` +
+                `${cpuPerMillion.toFixed(1)} CPU-s/M changes)` +
+                `  ratio ${(ourRate / recvRate).toFixed(2)}  (trial ${trial + 1}, ${recvFirst ? 'pg_recvlogical' : 'pgcdc'} first)`,
+            );
+            if (s.changes !== workload.changes)
+              throw new Error(`pgcdc read ${s.changes} changes, expected ${workload.changes}`);
+          }
           console.log(
-            `  ${decoder.padEnd(8)}  pg_recvlogical ${recvSeconds.toFixed(2)} s (${Math.round(recvRate)}/s)` +
-              `  pgcdc ${s.seconds.toFixed(2)} s (${Math.round(ourRate)}/s, ${s.messages} messages, ` +
-              `${(s.bytes / s.changes).toFixed(1)} B/change, peak RSS ${s.peakRssMb} MB, ` +
-              `${cpuPerMillion.toFixed(1)} CPU-s/M changes)` +
-              `  ratio ${(ourRate / recvRate).toFixed(2)}`,
+            `  ${decoder.padEnd(8)}  median ratio ${median(ratios).toFixed(2)} of ${TRIALS} ` +
+              `(${ratios.map((r) => r.toFixed(2)).join(', ')})`,
           );
-          if (s.changes !== workload.changes)
-            throw new Error(`pgcdc read ${s.changes} changes, expected ${workload.changes}`);
-          await topic.delete();
         }
       }
     } finally {

@@ -6,9 +6,11 @@
 // (test/listener/pgoutput-fast.test.ts compares the two byte for byte on real pgoutput output):
 //  - fields in the order TransactionContext.event creates them (types.ts);
 //  - a row's columns in tuple order, which is the order JSON.stringify lists an object's keys in as long as
-//    no name is an array index ("0", "17": listed first, in numeric order) — relations with such a column,
-//    or one named "__proto__" (kept as an own property there: contract/events.ts setColumn), take the object
-//    path (`jsonLayoutOf` returns null);
+//    no name is an array index ("0", "17": listed first, in numeric order) — relations with such a column
+//    take the object path (`jsonLayoutOf` returns null). A column named "__proto__" is an own property of
+//    the object path's rows (contract/events.ts setColumn), listed in its place like any other, so its text
+//    here is the same; JSON.parse on the sink's side makes such a member an own property again, not a call of
+//    the prototype setter (pgoutput-fast.test.ts checks both);
 //  - column names escaped once per relation with JSON.stringify;
 //  - values as JSON.stringify escapes a string (ECMA-262 QuoteJSONString: `"` and `\` get a backslash,
 //    \b \t \n \f \r their short forms, the other code points below U+0020 \u00xx in lower-case hex, and
@@ -41,7 +43,7 @@ function isArrayIndex(name: string): boolean {
 
 /** The hot path's layout of a relation, or null when its events must take the object path. */
 export function jsonLayoutOf(columns: ColumnInfo[], identity: boolean[]): JsonLayout | null {
-  if (columns.some((c) => c.name === '__proto__' || isArrayIndex(c.name))) return null;
+  if (columns.some((c) => isArrayIndex(c.name))) return null;
   const names = columns.map((c) => Buffer.from(`${JSON.stringify(c.name)}:`));
   return {
     names,
