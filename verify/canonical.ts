@@ -1,11 +1,15 @@
 // One comparable text per value, the same for a source value (Postgres text through the sink's converter)
 // and a replica value (BigQuery REST value through the sink's reader): exact numerics as their decimal
 // strings, timestamps as microseconds, dates as days, bytes as base64, JSON with sorted keys, arrays
-// element by element. A source value BigQuery cannot hold is its own marker, so it never equals anything.
+// element by element. A value BigQuery's type cannot hold is compared as its Postgres text, which the sink
+// keeps in the column's companion `<field>__pg` with the typed field NULL (sink/event-work.ts): the source
+// side is the text verify read, the replica side the companion's text when the typed field is empty. A
+// companion set beside a typed value, a missing companion and a key value BigQuery cannot hold (the row has
+// no replica row then) are markers that never equal a source cell.
 
 import { createHash } from 'node:crypto';
 import type { ProtoValue } from '../sink/type-map';
-import { ColumnPlan, replicaValue } from './sink-adapter';
+import { cannotHold, ColumnPlan, replicaValue } from './sink-adapter';
 
 /** JSON text with object keys sorted, so `{"b":1, "a":2}` and `{"a":2,"b":1}` compare equal. */
 function stableJson(text: string): string {
@@ -51,19 +55,37 @@ function canon(plan: ColumnPlan, v: ProtoValue): string {
   return JSON.stringify(v);
 }
 
+/** A value kept as Postgres text in a companion column. */
+function pgText(text: string): string {
+  return `pg:${JSON.stringify(text)}`;
+}
+
+/** An empty typed cell: NULL, or `[]` for an array (a BigQuery REPEATED field has no NULL). */
+function emptyCell(plan: ColumnPlan): string {
+  return plan.repeated ? '[]' : 'null';
+}
+
 /** Canonical text of a source column value (Postgres text, or null), as the sink would write it. */
 export function sourceCell(plan: ColumnPlan, text: string | null): string {
-  if (text === null) return plan.repeated ? '[]' : 'null';
+  if (text === null) return emptyCell(plan);
   try {
     return canon(plan, plan.convert(text));
   } catch (e) {
+    if (cannotHold(e) && !plan.column.key) return pgText(text);
     return `!unwritable:${(e as Error).message}`;
   }
 }
 
-/** Canonical text of a replica value as the REST API returns it. */
-export function replicaCell(plan: ColumnPlan, v: unknown): string {
-  return canon(plan, replicaValue(plan, v));
+/**
+ * Canonical text of a replica value as the REST API returns it, with its companion's value (`undefined`
+ * when the column has no companion): the companion's Postgres text when only it is set.
+ */
+export function replicaCell(plan: ColumnPlan, v: unknown, companion?: unknown): string {
+  const typed = canon(plan, replicaValue(plan, v));
+  if (companion === null || companion === undefined) return typed;
+  const text = pgText(String(companion));
+  // The sink writes a companion only with the typed field empty; both set is no value a source can have.
+  return typed === emptyCell(plan) ? text : `!both:${typed} ${text}`;
 }
 
 /** A row as canonical cells, in plan order. */

@@ -7,6 +7,7 @@ import type { ColumnInfo } from '../contract/events';
 import type { TableField } from '../sink/bigquery-rest';
 import { changesTableName, FAILED_TABLE, keyText, replicaTableName } from '../sink/names';
 import { planColumns, REPLICA_META_FIELDS } from '../sink/table-schema';
+import { ValueError } from '../sink/pg-text';
 import { type BqType, type ProtoValue, restToProto } from '../sink/type-map';
 
 export { changesTableName, keyText, replicaTableName };
@@ -30,6 +31,11 @@ export interface ColumnPlan {
   repeated: boolean;
   /** Postgres text → the sink's proto value; throws ValueError when BigQuery cannot hold it. */
   convert(text: string): ProtoValue;
+  /**
+   * The replica's companion STRING field holding the Postgres text of values `field` cannot hold (the typed
+   * field is NULL then), when the replica has one: the sink adds it the first time such a value arrives.
+   */
+  companion?: string;
 }
 
 /** Where each source column lives in a replica with fields `replicaFields`, by the sink's own planning. */
@@ -42,7 +48,16 @@ export function planReplicaColumns(replicaFields: TableField[], columns: ColumnI
     bqType: m.mapping.bqType,
     repeated: m.mapping.repeated,
     convert: (text) => m.mapping.convert(text),
+    companion: m.companion,
   }));
+}
+
+/**
+ * Whether `convert` failed because BigQuery's type cannot hold the value: the sink then writes the value's
+ * Postgres text to the companion instead (sink/event-work.ts); any other error fails the sink's event.
+ */
+export function cannotHold(e: unknown): boolean {
+  return e instanceof ValueError;
 }
 
 /** A REST value (tabledata / query rows, int64 timestamps) → the proto value the sink wrote. */

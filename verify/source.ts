@@ -4,6 +4,7 @@
 
 import { Client, ClientConfig } from 'pg';
 import { ColumnInfo, setColumn } from '../contract/events';
+import { withOutputSettings } from '../listener/config';
 
 export type TextRow = Record<string, string | null>;
 
@@ -42,10 +43,17 @@ function qualified(t: { schema: string; table: string }): string {
   return `${quoteIdent(t.schema)}.${quoteIdent(t.table)}`;
 }
 
-/** A client that hands every value back as Postgres text (the output function's text, as decoders send). */
+/**
+ * A client that hands every value back as Postgres text (the output function's text, as decoders send),
+ * printed with the listener's session settings: a value the sink keeps as text in a companion column is
+ * compared as that text, and its form follows the session ("DateStyle: Sets the display format for date and
+ * time values", "IntervalStyle: Sets the display format for interval values", "TimeZone: Sets the time zone
+ * for displaying and interpreting time stamps", https://www.postgresql.org/docs/15/runtime-config-client.html).
+ * TimeZone is the role's and database's default on both sides, as the listener leaves it.
+ */
 export function textClient(pg: ClientConfig): Client {
   return new Client({
-    ...pg,
+    ...withOutputSettings(pg),
     application_name: 'pgcdc verify',
     types: { getTypeParser: () => (v: string) => v },
   } as ClientConfig);

@@ -1,5 +1,7 @@
 // `pgcdc verify`: compares each captured table's source rows with its BigQuery replica, by primary key and
-// column by column in the canonical form the sink writes (canonical.ts through sink-adapter.ts).
+// column by column in the canonical form the sink writes (canonical.ts through sink-adapter.ts). A column is
+// its typed field, or its companion's Postgres text where the sink kept a value the typed field cannot hold;
+// the companion fields come with the same `SELECT *` of the replica's rows, so they cost no extra query.
 //
 // Changes in flight are not differences: a table's source rows are read in one REPEATABLE READ snapshot at
 // WAL position S. A key whose replica row was written by a change committed at or after S is excluded (the
@@ -54,9 +56,14 @@ export interface VerifyOptions {
 }
 
 export interface ValueDiff {
+  /** The source (Postgres) column name. */
   column: string;
+  /** The source value as Postgres text. */
   source: string | null;
+  /** The replica's typed field as the REST API returned it. */
   replica: string | null;
+  /** The replica's companion field and its Postgres text, when the row has one. */
+  companion?: { field: string; text: string };
 }
 
 export interface TableReport {
@@ -196,7 +203,7 @@ class TableVerifier {
   private replicaSide(rows: RestRow[]): Map<string, Side<RestRow>> {
     const out = new Map<string, Side<RestRow>>();
     for (const row of rows) {
-      const cells = this.plans.map((p) => replicaCell(p, row[p.field]));
+      const cells = this.plans.map((p) => replicaCell(p, row[p.field], p.companion && row[p.companion]));
       out.set(this.keyOf(cells), { cells, row });
     }
     return out;
@@ -322,10 +329,14 @@ class TableVerifier {
       this.plans.forEach((p, i) => {
         if (columns.length >= 5 || c.source!.cells[i] === c.replica!.cells[i]) return;
         const rv = c.replica!.row[p.field];
+        const cv = p.companion ? c.replica!.row[p.companion] : null;
         columns.push({
           column: p.column.name,
           source: c.source!.row[p.column.name] ?? null,
           replica: rv === null || rv === undefined ? null : typeof rv === 'string' ? rv : JSON.stringify(rv),
+          ...(cv === null || cv === undefined
+            ? {}
+            : { companion: { field: p.companion!, text: String(cv) } }),
         });
       });
       r.differing.rows.push({ key: c.key, columns });

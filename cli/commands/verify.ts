@@ -69,7 +69,9 @@ export function describeVerify(r: VerifyReport): string[] {
           `    ${d.key}: ` +
             d.columns
               .map(
-                (c) => `${c.column} source ${JSON.stringify(c.source)} replica ${JSON.stringify(c.replica)}`,
+                (c) =>
+                  `${c.column} source ${JSON.stringify(c.source)} replica ${JSON.stringify(c.replica)}` +
+                  (c.companion ? ` and ${c.companion.field} ${JSON.stringify(c.companion.text)}` : ''),
               )
               .join('; '),
         );

@@ -46,6 +46,20 @@ const SETUP = `
   -- Columns named like Object.prototype members: kept by the listener and by verify's own source reads.
   CREATE TABLE public.verify_text_key (code text, n int, label text, "__proto__" text, "constructor" text,
     PRIMARY KEY (code, n));
+  -- Values BigQuery's types cannot hold: the sink keeps each as Postgres text in the column's companion
+  -- "<col>__pg" with the typed column NULL (sink/event-work.ts); verify compares them as that text.
+  CREATE TABLE public.verify_companions (id int PRIMARY KEY, amount numeric, day date, at timestamptz,
+    local_at timestamp, t time, doc jsonb, tags text[], nums numeric[]);
+  INSERT INTO public.verify_companions VALUES
+    (1, 'NaN', '0044-03-15 BC', '10000-01-01 00:00:00+00', '0100-01-01 00:00:00 BC', '24:00:00',
+     '{"n": 123456789012345678901234567890}', '{a,NULL}', '{1,NaN}'),
+    (2, 10::numeric ^ 40, '12000-01-01', '2024-01-01 00:00:00+00', '2024-01-01 00:00:00', '12:00',
+     '{"n": 1}', '{{a,b},{c,d}}', '{1,NULL}'),
+    (3, 'Infinity', NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+    (4, '-Infinity', NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+    (5, 2.5, '2020-01-02', '2024-01-02 00:00:00+00', '2024-01-02 00:00:00', '12:30', '{"a": 1}', '{a}', '{1.5}'),
+    (6, ('0.' || repeat('0', 39) || '1')::numeric, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+    (7, 3.25, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
   CREATE TABLE public.verify_no_key (a int, b text);
   INSERT INTO public.verify_no_key VALUES (1, 'x');
   INSERT INTO public.verify_text_key
@@ -60,6 +74,9 @@ const WORKLOAD = `
   UPDATE public.verify_text_key SET label = NULL, "__proto__" = 'changed', "constructor" = NULL WHERE n = 4;
   DELETE FROM public.verify_text_key WHERE n = 9;
   UPDATE public.customers SET loyalty_points = loyalty_points + 5 WHERE customer_id % 3 = 0;
+  -- From a companion back to the typed column, and the other way.
+  UPDATE public.verify_companions SET amount = 7 WHERE id = 2;
+  UPDATE public.verify_companions SET amount = 'NaN', day = '0001-01-01 BC' WHERE id = 5;
 `;
 
 function hex16(n: bigint): string {
@@ -148,6 +165,13 @@ describe('pgcdc verify against the local stack', function () {
     return String(row._event_id);
   }
 
+  /** A replica table's rows by their `id` (REST values). */
+  async function replicaRows(tableId: string): Promise<Map<string, Record<string, unknown>>> {
+    const e = endpoints();
+    const rows = await new BigQueryRest(emulatorBigQuery(e), e.project, e.dataset).listRows(tableId);
+    return new Map(rows.map((r) => [String(r.id), r]));
+  }
+
   before(async () => {
     dir = tempDir('pgcdc-verify-');
     assert.equal(await cli('local', 'up'), EXIT.ok, out.stderr);
@@ -168,6 +192,7 @@ describe('pgcdc verify against the local stack', function () {
     assert.equal(report.equal, true);
     assert.deepEqual(report.tables.map((t) => t.table).sort(), [
       'public.customers',
+      'public.verify_companions',
       'public.verify_text_key',
       'public.verify_types',
     ]);
@@ -189,8 +214,31 @@ describe('pgcdc verify against the local stack', function () {
     // The human form says the same.
     assert.equal(await cli('verify', '--env', 'local'), EXIT.ok, out.stderr);
     assert.match(out.stdout, /public\.verify_types → verify_types: equal at source position/);
-    assert.match(out.stdout, /verify: replica equals source — 3 table\(s\)/);
+    assert.match(out.stdout, /verify: replica equals source — 4 table\(s\)/);
     assert.match(out.stderr, /verify public\.verify_types: chunk 1/);
+  });
+
+  it('compares values kept in companion columns as their Postgres text: equal after the workload', async () => {
+    const { code, report } = await verify('--table', 'public.verify_companions');
+    assert.equal(code, EXIT.ok, JSON.stringify(report, null, 1));
+    const t = table(report, 'public.verify_companions');
+    assert.equal(t.sourceRows, 7);
+    assert.equal(t.replicaRows, 7);
+    // The values really are in the companions (typed column NULL), so the comparison above used them.
+    const rows = await replicaRows('verify_companions');
+    assert.deepEqual(
+      { amount: rows.get('1')?.amount, amount__pg: rows.get('1')?.amount__pg, t__pg: rows.get('1')?.t__pg },
+      { amount: null, amount__pg: 'NaN', t__pg: '24:00:00' },
+    );
+    assert.equal(rows.get('1')?.tags__pg, '{a,NULL}');
+    assert.equal(rows.get('1')?.nums__pg, '{1,NaN}');
+    assert.equal(rows.get('2')?.day__pg, '12000-01-01');
+    assert.equal(rows.get('2')?.tags__pg, '{{a,b},{c,d}}');
+    assert.equal(rows.get('6')?.amount__pg, '0.' + '0'.repeat(39) + '1');
+    // An update that moved a value between the typed column and its companion left the other one NULL.
+    assert.deepEqual([rows.get('2')?.amount, rows.get('2')?.amount__pg], ['7', null]);
+    assert.deepEqual([rows.get('5')?.amount, rows.get('5')?.amount__pg], [null, 'NaN']);
+    assert.deepEqual([rows.get('5')?.day, rows.get('5')?.day__pg], [null, '0001-01-01 BC']);
   });
 
   it('the listener container runs the same verify with args ["verify", ...] and prints the report as its JSON line', async () => {
@@ -261,6 +309,64 @@ describe('pgcdc verify against the local stack', function () {
 
     await runOnce();
     const after = await verify();
+    assert.equal(after.code, EXIT.ok, JSON.stringify(after.report));
+  });
+
+  it('reports a companion value tampered with, nulled, or set beside a typed value, by the Postgres column name', async () => {
+    const seq = async (id: string) => laterSeq(await replicaSeq('verify_companions', (r) => r.id === id));
+    const upsert = async (id: string, values: ProtoRow) => {
+      const s = await seq(id);
+      return { id, ...values, _event_id: s, _CHANGE_TYPE: 'UPSERT', _CHANGE_SEQUENCE_NUMBER: s };
+    };
+    await writeReplica('verify_companions', [
+      // Source 'Infinity': another text in the companion.
+      await upsert('3', { amount: null, amount__pg: 'NaN' }),
+      // Source '-Infinity': the companion lost (the typed column cannot hold it, so nothing holds it).
+      await upsert('4', { amount: null, amount__pg: null }),
+      // Source 3.25: the typed value, and a companion the sink never writes beside one.
+      await upsert('7', { amount: '3.25', amount__pg: '3.25' }),
+    ]);
+    const { code, report } = await verify('--table', 'public.verify_companions');
+    assert.equal(code, EXIT.verifyDifferences);
+    const t = table(report, 'public.verify_companions');
+    assert.equal(t.equal, false);
+    assert.equal(t.differing.count, 3);
+    assert.deepEqual(t.differing.rows, [
+      {
+        key: '["3"]',
+        columns: [
+          {
+            column: 'amount',
+            source: 'Infinity',
+            replica: null,
+            companion: { field: 'amount__pg', text: 'NaN' },
+          },
+        ],
+      },
+      { key: '["4"]', columns: [{ column: 'amount', source: '-Infinity', replica: null }] },
+      {
+        key: '["7"]',
+        columns: [
+          {
+            column: 'amount',
+            source: '3.25',
+            replica: '3.25',
+            companion: { field: 'amount__pg', text: '3.25' },
+          },
+        ],
+      },
+    ]);
+    assert.equal(
+      await cli('verify', '--env', 'local', '--table', 'public.verify_companions', '--recheck-seconds', '0'),
+      EXIT.verifyDifferences,
+    );
+    assert.match(out.stdout, /\["3"\]: amount source "Infinity" replica null and amount__pg "NaN"/);
+    assert.match(out.stdout, /\["4"\]: amount source "-Infinity" replica null\n/);
+
+    // The pipeline repairs it (new changes with higher sequences).
+    await sql(`UPDATE public.verify_companions SET amount = amount WHERE id IN (3, 4, 7)`);
+    await runOnce();
+    const after = await verify('--table', 'public.verify_companions');
     assert.equal(after.code, EXIT.ok, JSON.stringify(after.report));
   });
 
