@@ -73,6 +73,21 @@ export interface JobsArgs {
  * The listener and sink Cloud Run Jobs, each started on its schedule by a Cloud Scheduler job POSTing to the
  * Cloud Run Admin API's `:run` method as the invoker account; and the admin job (no schedule), which the CLI
  * runs with per-execution container args (`sql-init`, `sql-teardown`, `check`).
+ *
+ * Two Google service agents work for these resources, and the stack grants neither anything: Cloud Run's
+ * (service-<number>@serverless-robot-prod.iam.gserviceaccount.com) reads the image, and Cloud Scheduler's
+ * (service-<number>@gcp-sa-cloudscheduler.iam.gserviceaccount.com) makes the invoker's OAuth token. Each works
+ * through the role Google grants it when Google creates it ("When the service agent is created, Google Cloud
+ * grants this role automatically", https://cloud.google.com/iam/docs/service-agents; for the scheduler "Don't
+ * revoke the Cloud Scheduler Service Agent role (roles/cloudscheduler.serviceAgent) from the Cloud Scheduler
+ * service agent on your project. Doing so results in 403 responses to endpoints requiring authentication",
+ * https://cloud.google.com/scheduler/docs/http-target-auth). So, unlike Pub/Sub's agent (messaging.ts), they are
+ * not created through ServiceIdentity: "service agents that are created at a user's request aren't
+ * automatically granted roles" (https://cloud.google.com/iam/docs/create-service-agents), and asking first could
+ * leave them without the roles they work by. The image is in this project's repository (images.ts); a prebuilt
+ * image from another project's registry needs the Cloud Run agent granted there by its owner: "If your
+ * repositories are in a different project, you must grant Artifact Registry Reader permissions to the Cloud Run
+ * Service Agent" (https://cloud.google.com/artifact-registry/docs/integrate-cloud-run).
  */
 export class Jobs extends pulumi.ComponentResource {
   readonly listener: gcp.cloudrunv2.Job;

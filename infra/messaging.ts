@@ -15,13 +15,15 @@ export interface MessagingArgs {
 /**
  * The change topic and the sink's subscription, with retries and a dead-letter topic (and a subscription
  * on it, so dead letters are kept until someone reads them), plus the grants Pub/Sub's own service agent
- * needs to move a message to the dead-letter topic.
+ * needs to move a message to the dead-letter topic (after making sure that agent exists).
  */
 export class Messaging extends pulumi.ComponentResource {
   readonly topic: gcp.pubsub.Topic;
   readonly subscription: gcp.pubsub.Subscription;
   readonly deadLetterTopic: gcp.pubsub.Topic;
   readonly deadLetterSubscription: gcp.pubsub.Subscription;
+  /** Makes sure Pub/Sub's service agent exists before it is granted anything. */
+  readonly pubsubAgent: gcp.projects.ServiceIdentity;
 
   constructor(name: string, args: MessagingArgs, opts?: ComponentOptions) {
     super('pgcdc:infra:Messaging', name, {}, opts);
@@ -47,9 +49,33 @@ export class Messaging extends pulumi.ComponentResource {
     // subscribe (acknowledge) on the source subscription: "The Pub/Sub service account associated with the
     // enclosing subscription's parent project (i.e., service-{project_number}@gcp-sa-pubsub.iam.gserviceaccount.com)
     // must have permission to Publish() to this topic" (DeadLetterPolicy.dead_letter_topic,
-    // https://cloud.google.com/pubsub/docs/reference/rest/v1/projects.subscriptions#DeadLetterPolicy). The agent
-    // exists once the API is enabled; its address is built from the project number (no beta resource needed).
-    const agentMember = pulumi.interpolate`serviceAccount:service-${args.projectNumber}@gcp-sa-pubsub.iam.gserviceaccount.com`;
+    // https://cloud.google.com/pubsub/docs/reference/rest/v1/projects.subscriptions#DeadLetterPolicy).
+    //
+    // That agent may not exist yet when a fresh project's API has just been enabled: "If an API requires a
+    // service agent, then Google Cloud creates the service agent at some point after you activate and use the
+    // API" and "If a service agent hasn't been created yet, then you can't grant roles to the service agent"
+    // (https://cloud.google.com/iam/docs/service-agents, https://cloud.google.com/iam/docs/create-service-agents).
+    // So the stack asks for it first, as `gcloud beta services identity create --service=pubsub.googleapis.com`
+    // does: ServiceIdentity calls Service Usage's services.generateServiceIdentity and waits for its operation
+    // (https://cloud.google.com/service-usage/docs/reference/rest/v1beta1/services/generateServiceIdentity), and
+    // both grants wait for it. "Once created, this resource cannot be updated or destroyed. These actions are a
+    // no-op" (provider docs, gcp.projects.ServiceIdentity): destroy leaves the agent to the project.
+    // (@pulumi/gcp is built from the google-beta provider: no separate beta provider is needed.)
+    this.pubsubAgent = new gcp.projects.ServiceIdentity(
+      `${name}-pubsub-agent`,
+      { project: args.project, service: 'pubsub.googleapis.com' },
+      child,
+    );
+    // The grants name the agent by the address the DeadLetterPolicy reference gives, not by the resource's
+    // `email` output: the provider sets that output only when the operation's response carries it ("This API
+    // may not return the service identity's details, even if the relevant Google API is configured for service
+    // identities", google-beta resource_project_service_identity.go), and a stack deployed before this resource
+    // existed keeps exactly the grants it has. An agent created on request gets none of the roles Google
+    // grants one it creates itself ("service agents that are created at a user's request aren't
+    // automatically granted roles", create-service-agents): dead-lettering needs only the two grants below,
+    // so no project role is added here.
+    const agentMember = pulumi.interpolate`serviceAccount:${pubsubAgentEmail(args.projectNumber)}`;
+    const agentReady = childOptions(this, opts, [this.pubsubAgent]);
     const agentPublishes = new gcp.pubsub.TopicIAMMember(
       `${name}-agent-publishes-dead-letters`,
       {
@@ -58,7 +84,7 @@ export class Messaging extends pulumi.ComponentResource {
         role: 'roles/pubsub.publisher',
         member: agentMember,
       },
-      child,
+      agentReady,
     );
 
     this.subscription = new gcp.pubsub.Subscription(
@@ -98,7 +124,7 @@ export class Messaging extends pulumi.ComponentResource {
         role: 'roles/pubsub.subscriber',
         member: agentMember,
       },
-      child,
+      agentReady,
     );
 
     this.deadLetterSubscription = new gcp.pubsub.Subscription(
@@ -118,4 +144,9 @@ export class Messaging extends pulumi.ComponentResource {
 
     this.registerOutputs({ topic: this.topic.name, subscription: this.subscription.name });
   }
+}
+
+/** Pub/Sub's service agent in the project with this number (the DeadLetterPolicy reference's form). */
+export function pubsubAgentEmail(projectNumber: pulumi.Input<string>): pulumi.Output<string> {
+  return pulumi.interpolate`service-${projectNumber}@gcp-sa-pubsub.iam.gserviceaccount.com`;
 }

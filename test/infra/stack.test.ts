@@ -51,6 +51,7 @@ const T = {
   account: 'gcp:serviceaccount/account:Account',
   projectIam: 'gcp:projects/iAMMember:IAMMember',
   service: 'gcp:projects/service:Service',
+  serviceIdentity: 'gcp:projects/serviceIdentity:ServiceIdentity',
   alert: 'gcp:monitoring/alertPolicy:AlertPolicy',
   logMetric: 'gcp:logging/metric:Metric',
 } as const;
@@ -79,6 +80,12 @@ function envOf(job: Recorded): Map<string, Env> {
 }
 function plainEnv(job: Recorded, name: string): string | undefined {
   return envOf(job).get(name)?.value;
+}
+/** The resource that enables one Google API. */
+function apiService(api: string): Recorded {
+  const found = ofType(T.service).filter((r) => r.inputs.service === api);
+  assert.equal(found.length, 1, `one Service enabling ${api}`);
+  return found[0]!;
 }
 /** Every IAM grant in the stack, whatever the resource level. */
 function grants(): Array<{ level: string; role: string; member: string; on: string; r: Recorded }> {
@@ -256,8 +263,12 @@ describe('the pgcdc stack (dev config, mocked cloud)', function () {
       assert.equal(sub().inputs.enableMessageOrdering, true);
       assert.equal(one(T.subscription, 'msg-dead-letter').inputs.enableMessageOrdering, undefined);
     });
-    it("Pub/Sub's service agent is named from the project number, not through the beta ServiceIdentity resource", () =>
-      assert.deepEqual(ofType('gcp:projects/serviceIdentity:ServiceIdentity'), []));
+    it("Pub/Sub's service agent is asked for (ServiceIdentity) once the Pub/Sub API is on", () => {
+      const identity = one(T.serviceIdentity, 'pubsub-agent');
+      assert.equal(identity.inputs.service, 'pubsub.googleapis.com');
+      assert.equal(identity.inputs.project, PROJECT);
+      assert.ok(dependsOn(identity, apiService('pubsub.googleapis.com')), 'waits for the Pub/Sub API');
+    });
     it('dead letters are kept in a subscription of their own', () =>
       assert.equal(one(T.subscription, 'msg-dead-letter').inputs.topic, dlTopic().id));
     it("Pub/Sub's service agent may publish dead letters and acknowledge the source subscription", () => {
@@ -270,6 +281,14 @@ describe('the pgcdc stack (dev config, mocked cloud)', function () {
           ['topic', 'roles/pubsub.publisher', 'pgcdc-changes-dead-letter'],
         ].sort(),
       );
+    });
+    it("both of the agent's grants wait until the agent exists, and the subscription waits for the first", () => {
+      const agent = `serviceAccount:service-${PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com`;
+      const identity = one(T.serviceIdentity, 'pubsub-agent');
+      const agentGrants = grants().filter((g) => g.member === agent);
+      assert.equal(agentGrants.length, 2);
+      for (const g of agentGrants) assert.ok(dependsOn(g.r, identity), `${g.r.name} waits for the agent`);
+      assert.ok(dependsOn(sub(), one(T.topicIam, 'agent-publishes-dead-letters')));
     });
   });
 
@@ -710,6 +729,31 @@ describe('the pgcdc stack (dev config, mocked cloud)', function () {
       const services = ofType(T.service);
       assert.deepEqual(services.map((s) => s.inputs.service).sort(), [...REQUIRED_APIS].sort());
       for (const s of services) assert.equal(s.inputs.disableOnDestroy, false, String(s.inputs.service));
+    });
+    it('every grant to a Google service agent waits for a ServiceIdentity of that agent', () => {
+      // The agent domain each Google service's project-level agent uses (https://cloud.google.com/iam/docs/service-agents).
+      const serviceOfDomain: Record<string, string> = {
+        'gcp-sa-pubsub': 'pubsub.googleapis.com',
+        'gcp-sa-cloudscheduler': 'cloudscheduler.googleapis.com',
+        'serverless-robot-prod': 'run.googleapis.com',
+      };
+      const toAgents = grants().filter((g) =>
+        /^serviceAccount:service-\d+@[a-z0-9-]+\.iam\.gserviceaccount\.com$/.test(g.member),
+      );
+      assert.ok(toAgents.length > 0, 'the stack grants at least one service agent something');
+      for (const g of toAgents) {
+        const domain = g.member.replace(/^.*@([a-z0-9-]+)\.iam\.gserviceaccount\.com$/, '$1');
+        const service = serviceOfDomain[domain];
+        assert.ok(service, `${g.r.name}: add the service of agent domain ${domain} to this test`);
+        const identities = ofType(T.serviceIdentity).filter(
+          (i) => i.inputs.service === service && dependsOn(g.r, i),
+        );
+        assert.equal(identities.length, 1, `${g.r.name} (${g.member}) waits for its ServiceIdentity`);
+      }
+    });
+    it('every ServiceIdentity is of an API the stack enables', () => {
+      for (const i of ofType(T.serviceIdentity))
+        assert.ok((REQUIRED_APIS as readonly string[]).includes(String(i.inputs.service)), i.name);
     });
     it('every other cloud resource waits for the APIs to be enabled', () => {
       const cloud = recorded.filter((r) => r.type.startsWith('gcp:') && r.type !== T.service);
