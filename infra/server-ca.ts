@@ -120,12 +120,12 @@ export function cloudSqlTls(
       'sourceCaCert',
       mode === 'CUSTOMER_MANAGED_CAS_CA'
         ? `${where} uses your own CA (CUSTOMER_MANAGED_CAS_CA) and Cloud SQL lists no server CA certificate for it: ` +
-          'set pgcdc:sourceCaCert to the PEM of the CA pool’s root certificates ' +
-          `(gcloud privateca pools get-ca-certs ${pool ? pool.split('/').pop() : 'POOL'} --location=${source.instanceRegion} --output-file=ca.pem; ` +
-          'pulumi config set pgcdc:sourceCaCert -- "$(cat ca.pem)")'
+            'set pgcdc:sourceCaCert to the PEM of the CA pool’s root certificates ' +
+            `(gcloud privateca pools get-ca-certs ${pool ? pool.split('/').pop() : 'POOL'} --location=${source.instanceRegion} --output-file=ca.pem; ` +
+            'pulumi config set pgcdc:sourceCaCert -- "$(cat ca.pem)")'
         : `${where} lists no server CA certificate, so its server could not be verified: ` +
-          `run gcloud sql ssl server-ca-certs list --instance=${source.instanceName} --project=${source.instanceProject}, ` +
-          `or set pgcdc:sourceCaCert to the PEM of the CA that signs its server certificate (${CA_DOCS})`,
+            `run gcloud sql ssl server-ca-certs list --instance=${source.instanceName} --project=${source.instanceProject}, ` +
+            `or set pgcdc:sourceCaCert to the PEM of the CA that signs its server certificate (${CA_DOCS})`,
     );
   }
 
@@ -138,12 +138,12 @@ export function cloudSqlTls(
       'sourceSslMode',
       mode === 'GOOGLE_MANAGED_INTERNAL_CA'
         ? `verify-full cannot succeed: ${where} uses the per-instance CA (GOOGLE_MANAGED_INTERNAL_CA), whose server ` +
-          `certificate names the instance (${source.instanceProject}:${source.instanceName}), not a host name. ` +
-          'Set pgcdc:sourceSslMode to verify-ca (or leave it unset): the certificate is still verified against the ' +
-          `instance's own CA, which signs nothing else. For host name checks the instance needs the shared CA ` +
-          `(server CA mode GOOGLE_MANAGED_CAS_CA, ${CA_DOCS})`
+            `certificate names the instance (${source.instanceProject}:${source.instanceName}), not a host name. ` +
+            'Set pgcdc:sourceSslMode to verify-ca (or leave it unset): the certificate is still verified against the ' +
+            `instance's own CA, which signs nothing else. For host name checks the instance needs the shared CA ` +
+            `(server CA mode GOOGLE_MANAGED_CAS_CA, ${CA_DOCS})`
         : `verify-full cannot succeed: ${where} (${mode}) reports no DNS name for its server certificate to be ` +
-          'checked against. Set pgcdc:sourceSslMode to verify-ca (or leave it unset)',
+            'checked against. Set pgcdc:sourceSslMode to verify-ca (or leave it unset)',
     );
   }
   const sslMode = source.sslMode ?? (name ? 'verify-full' : 'verify-ca');

@@ -384,7 +384,11 @@ describe('source modes (sourceMode new | cloudsql | host)', () => {
     if (c.source.mode !== 'cloudsql') return;
     assert.deepEqual([c.source.sslMode, c.source.caCert], ['verify-full', root]);
     rejects({ ...cloudsql, sourceCaCert: 'MIIroot' }, 'sourceCaCert', /is not a PEM certificate/);
-    rejects({ ...cloudsql, sourceSslMode: 'require' }, 'sourceSslMode', /must be one of verify-full, verify-ca/);
+    rejects(
+      { ...cloudsql, sourceSslMode: 'require' },
+      'sourceSslMode',
+      /must be one of verify-full, verify-ca/,
+    );
   });
   it('cloudsql: a wrong connection name, a missing instance or admin secret, each says what to write', () => {
     rejects(

@@ -129,10 +129,7 @@ describe('an existing Cloud SQL instance', () => {
           c.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
         });
       try {
-        assert.equal(
-          await handshake(caBundle(read('current.pem'), read('upcoming.pem'))),
-          'verified',
-        );
+        assert.equal(await handshake(caBundle(read('current.pem'), read('upcoming.pem'))), 'verified');
         assert.equal(await handshake(read('current.pem')), 'UNABLE_TO_VERIFY_LEAF_SIGNATURE');
       } finally {
         server.close();
@@ -184,7 +181,10 @@ describe('TLS to an existing Cloud SQL instance, by its server CA mode', () => {
   for (const mode of [undefined, '', 'CA_MODE_UNSPECIFIED', 'GOOGLE_MANAGED_INTERNAL_CA']) {
     it(`per-instance CA (serverCaMode ${JSON.stringify(mode)}): verify-ca by default, by the PSC name or the private IP`, () => {
       const psc = endpoint(instanceWith(mode));
-      assert.deepEqual([psc.sslMode, psc.host, psc.hostAddr, psc.warnings], ['verify-ca', PSC_NAME, undefined, []]);
+      assert.deepEqual(
+        [psc.sslMode, psc.host, psc.hostAddr, psc.warnings],
+        ['verify-ca', PSC_NAME, undefined, []],
+      );
       const ip = endpoint(instanceWith(mode), withSubnet);
       assert.deepEqual([ip.sslMode, ip.host, ip.hostAddr], ['verify-ca', '10.20.0.3', undefined]);
     });
@@ -246,7 +246,9 @@ describe('TLS to an existing Cloud SQL instance, by its server CA mode', () => {
       () => endpoint(instance, source, []),
       (e: Error & { key?: string }) =>
         e.key === 'sourceCaCert' &&
-        e.message.includes('gcloud privateca pools get-ca-certs db-pool --location=us-central1 --output-file=ca.pem'),
+        e.message.includes(
+          'gcloud privateca pools get-ca-certs db-pool --location=us-central1 --output-file=ca.pem',
+        ),
     );
     const root = '-----BEGIN CERTIFICATE-----\nMIIpoolroot\n-----END CERTIFICATE-----';
     const given = endpoint(instance, { ...source, caCert: root }, []);
@@ -256,7 +258,10 @@ describe('TLS to an existing Cloud SQL instance, by its server CA mode', () => {
   it('pgcdc:sourceCaCert is trusted besides the listed CAs', () => {
     const extra = '-----BEGIN CERTIFICATE-----\nMIIextra\n-----END CERTIFICATE-----';
     const e = endpoint(instanceWith('CUSTOMER_MANAGED_CAS_CA'), { ...source, caCert: extra });
-    assert.ok(String(e.caCert).endsWith(`MIIupcoming\n-----END CERTIFICATE-----\n${extra}\n`), String(e.caCert));
+    assert.ok(
+      String(e.caCert).endsWith(`MIIupcoming\n-----END CERTIFICATE-----\n${extra}\n`),
+      String(e.caCert),
+    );
   });
 
   it('no CA listed at all (per-instance CA): a ConfigError naming the command that lists them', () => {

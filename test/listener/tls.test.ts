@@ -10,7 +10,7 @@ import path from 'node:path';
 import { Client, type ClientConfig } from 'pg';
 import { ENV } from '../../contract/env';
 import { pgConfigFromEnv, verifyingTls } from '../../listener/config';
-import { ConfigError } from '../../listener/errors';
+import { classifyPgError, ConfigError, DatabaseUnreachableError } from '../../listener/errors';
 import { startPostgres, type PostgresCluster } from '../../local/postgres';
 
 const NAME = 'prod-db.abcdef.us-central1.sql.goog';
@@ -19,28 +19,62 @@ const NAME = 'prod-db.abcdef.us-central1.sql.goog';
 function makeCertificates(dir: string): void {
   const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
   const key = (name: string) => ssl('genrsa', '-out', `${name}.key`, '2048');
-  writeFileSync(path.join(dir, 'ca.ext'), 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n');
+  writeFileSync(
+    path.join(dir, 'ca.ext'),
+    'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n',
+  );
   writeFileSync(
     path.join(dir, 'server.ext'),
     `basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:${NAME}\n`,
   );
   for (const root of ['root', 'other']) {
     key(root);
-    ssl('req', '-x509', '-new', '-key', `${root}.key`, '-out', `${root}.pem`, '-days', '2', '-subj', `/CN=${root} CA`,
-      '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
+    ssl(
+      'req',
+      '-x509',
+      '-new',
+      '-key',
+      `${root}.key`,
+      '-out',
+      `${root}.pem`,
+      '-days',
+      '2',
+      '-subj',
+      `/CN=${root} CA`,
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign,cRLSign',
+    );
   }
   const signed = (name: string, subject: string, issuer: string, ext: string) => {
     key(name);
     ssl('req', '-new', '-key', `${name}.key`, '-out', `${name}.csr`, '-subj', subject);
-    ssl('x509', '-req', '-in', `${name}.csr`, '-CA', `${issuer}.pem`, '-CAkey', `${issuer}.key`,
-      '-CAcreateserial', '-out', `${name}.pem`, '-days', '2', '-extfile', ext);
+    ssl(
+      'x509',
+      '-req',
+      '-in',
+      `${name}.csr`,
+      '-CA',
+      `${issuer}.pem`,
+      '-CAkey',
+      `${issuer}.key`,
+      '-CAcreateserial',
+      '-out',
+      `${name}.pem`,
+      '-days',
+      '2',
+      '-extfile',
+      ext,
+    );
   };
   signed('intermediate', '/CN=regional server CA', 'root', 'ca.ext');
   signed('server', '/CN=their-project:prod-db', 'intermediate', 'server.ext');
   // The server sends its certificate and the intermediate; the client holds the root (or only the intermediate).
   writeFileSync(
     path.join(dir, 'chain.pem'),
-    readFileSync(path.join(dir, 'server.pem'), 'utf8') + readFileSync(path.join(dir, 'intermediate.pem'), 'utf8'),
+    readFileSync(path.join(dir, 'server.pem'), 'utf8') +
+      readFileSync(path.join(dir, 'intermediate.pem'), 'utf8'),
   );
 }
 
@@ -56,7 +90,8 @@ describe('TLS to the database with the options the jobs build (real PostgreSQL, 
     // PostgreSQL refuses a key others can read, and runs as the postgres user when we are root.
     chmodSync(path.join(dir, 'server.key'), 0o600);
     if (process.getuid?.() === 0) {
-      const id = (flag: string) => Number(execFileSync('id', [flag, 'postgres'], { encoding: 'utf8' }).trim());
+      const id = (flag: string) =>
+        Number(execFileSync('id', [flag, 'postgres'], { encoding: 'utf8' }).trim());
       for (const f of ['server.key', 'chain.pem']) chownSync(path.join(dir, f), id('-u'), id('-g'));
     }
     cluster = await startPostgres({
@@ -97,7 +132,12 @@ describe('TLS to the database with the options the jobs build (real PostgreSQL, 
 
   it('verify-full dials PGHOSTADDR and accepts the certificate that names PGHOST', async () => {
     const config = pgConfigFromEnv(
-      env({ PGHOST: NAME, PGHOSTADDR: '127.0.0.1', PGSSLMODE: 'verify-full', [ENV.sslRootCert]: pem('root') }),
+      env({
+        PGHOST: NAME,
+        PGHOSTADDR: '127.0.0.1',
+        PGSSLMODE: 'verify-full',
+        [ENV.sslRootCert]: pem('root'),
+      }),
     );
     assert.equal(config.host, '127.0.0.1');
     assert.equal(await connect(config), 'encrypted');
@@ -149,13 +189,45 @@ describe('TLS to the database with the options the jobs build (real PostgreSQL, 
     const strict = { ...config, ssl: { ...(config.ssl as object), allowPartialTrustChain: false } };
     assert.equal(await connect(strict), 'UNABLE_TO_GET_ISSUER_CERT');
   });
+
+  it('a refused certificate ends the run with exit 3 and says what to do', async () => {
+    const refused = async (vars: Record<string, string>) => {
+      const client = new Client(pgConfigFromEnv(env(vars)));
+      const e = await client.connect().then(
+        () => assert.fail('connected'),
+        (err: unknown) => err,
+      );
+      await client.end().catch(() => undefined);
+      return classifyPgError(e, { slot: 's', host: '127.0.0.1' });
+    };
+    const wrongCa = await refused({
+      PGHOST: '127.0.0.1',
+      PGSSLMODE: 'verify-ca',
+      [ENV.sslRootCert]: pem('other'),
+    });
+    assert.ok(wrongCa instanceof DatabaseUnreachableError);
+    assert.equal(wrongCa.exitCode, 3);
+    assert.match(
+      wrongCa.message,
+      /TLS certificate was refused \(UNABLE_TO_GET_ISSUER_CERT_LOCALLY\).*run pgcdc deploy/,
+    );
+    const wrongName = await refused({
+      PGHOST: 'other-db.abcdef.us-central1.sql.goog',
+      PGHOSTADDR: '127.0.0.1',
+      PGSSLMODE: 'verify-full',
+      [ENV.sslRootCert]: pem('root'),
+    });
+    assert.ok(wrongName instanceof DatabaseUnreachableError);
+    assert.match(wrongName.message, /does not name the host in PGHOST .*other-db\.abcdef/);
+  });
 });
 
 describe('PGHOST, PGHOSTADDR and PGSSLMODE as pgConfigFromEnv reads them', () => {
   it('PGHOSTADDR must be an IP address: a host name there is a configuration error', () =>
     assert.throws(
       () => pgConfigFromEnv({ PGHOST: NAME, PGHOSTADDR: 'db.internal' }),
-      (e: Error) => e instanceof ConfigError && /PGHOSTADDR=db.internal must be a numeric IP address/.test(e.message),
+      (e: Error) =>
+        e instanceof ConfigError && /PGHOSTADDR=db.internal must be a numeric IP address/.test(e.message),
     ));
   it('verify-full sends the host name as SNI (not an IP address, RFC 6066) and checks it', () => {
     const byName = verifyingTls('verify-full', NAME, 'CA');
