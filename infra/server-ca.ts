@@ -3,7 +3,8 @@
 //
 // The three modes ("Various Certificate Authority (CA) modes for certificate signing", Cloud SQL Admin API
 // IpConfiguration.serverCaMode, https://cloud.google.com/sql/docs/postgres/admin-api/rest/v1/instances#ipconfiguration):
-// - GOOGLE_MANAGED_INTERNAL_CA, "Google-managed self-signed internal CA" (the per-instance CA; also what
+// - GOOGLE_MANAGED_INTERNAL_CA, "Google-managed self-signed internal CA" (the per-instance CA: "an internal CA
+//   dedicated to each Cloud SQL instance signs the server certificate for that instance"; also what
 //   CA_MODE_UNSPECIFIED means: "It is effectively the same as GOOGLE_MANAGED_INTERNAL_CA");
 // - GOOGLE_MANAGED_CAS_CA, "Google-managed regional CA part of root CA hierarchy hosted on Google Cloud's
 //   Certificate Authority Service (CAS)" (the shared CA: "The subordinate server CAs in a region sign the
