@@ -77,16 +77,23 @@ export = async () => {
       project: source.instanceProject,
       name: source.instanceName,
     });
+    // Every server CA the instance lists (listServerCas: the one in use, the next one added for a rotation,
+    // the one rotated out); the instance's own `serverCaCerts` has the first only (infra/server-ca.ts).
+    const listedCas = await gcp.sql.getCaCerts({
+      project: source.instanceProject,
+      instance: source.instanceName,
+    });
     // A PSC consumer list may name our project by id or by number.
     const number = (await gcp.organizations.getProject({ projectId: project })).number ?? '';
+    let warnings: string[];
     try {
-      endpoint = cloudSqlEndpoint(instance, source, project, number);
+      ({ warnings, ...endpoint } = cloudSqlEndpoint(instance, listedCas.certs, source, project, number));
     } catch (e) {
       // The same form as every other configuration error, so `pulumi up` says which key to fix and how.
       if (e instanceof ConfigError) throw new Error(e.message, { cause: e });
       throw e;
     }
-    for (const warning of cloudSqlWarnings(instance, source)) pulumi.log.warn(warning);
+    for (const warning of [...warnings, ...cloudSqlWarnings(instance, source)]) pulumi.log.warn(warning);
   } else {
     endpoint = hostEndpoint(source);
   }
@@ -179,6 +186,8 @@ export = async () => {
       databaseEnv: {
         // libpq; TLS verified against the server's CA (public certificates, passed as a value: no file).
         PGHOST: endpoint.host,
+        // libpq's PGHOSTADDR: the private IP to dial while PGHOST is the name verify-full checks.
+        ...(endpoint.hostAddr ? { PGHOSTADDR: endpoint.hostAddr } : {}),
         PGPORT: String(endpoint.port),
         PGDATABASE: databaseName,
         PGSSLMODE: endpoint.sslMode,

@@ -7,8 +7,10 @@
 export const ENV = {
   // --- database (besides the libpq PG* variables) ---
   /**
-   * PEM of the CA that signed the server's certificate, for PGSSLMODE=verify-ca (the Pulumi stack passes the
-   * Cloud SQL instance's server CA, a public certificate: nothing is downloaded or baked into an image).
+   * PEM of the CA(s) the server's certificate is verified against, for PGSSLMODE=verify-ca or verify-full;
+   * each is a trust anchor (the Pulumi stack passes every server CA the Cloud SQL instance lists, public
+   * certificates: nothing is downloaded or baked into an image). With verify-full the certificate must name
+   * PGHOST; PGHOSTADDR, when set, is the address dialled instead (libpq's host/hostaddr).
    */
   sslRootCert: 'PGCDC_PG_SSL_ROOT_CERT',
   /** Logical replication slot name (default pgcdc_slot). */

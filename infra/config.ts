@@ -95,7 +95,10 @@ export type SourceConfig =
       adminPasswordSecret: SecretRef;
       /** Unset: the stack generates the replicator's password and keeps it in a secret of its own. */
       replicatorPasswordSecret?: SecretRef;
-      sslMode: 'verify-ca' | 'verify-full';
+      /** Unset: by the instance's server CA mode, verify-full where its certificate names the host (server-ca.ts). */
+      sslMode?: 'verify-ca' | 'verify-full';
+      /** PEM trusted besides the CAs the instance lists (a customer-managed CA's root). */
+      caCert?: string;
     }
   | {
       mode: 'host';
@@ -453,7 +456,7 @@ function sourceSettings(r: Reader, project: string, region: string): SourceConfi
   const modeOnly: Record<string, readonly (typeof SOURCE_MODES)[number][]> = {
     sourceInstance: ['cloudsql'],
     sourceHost: ['host'],
-    sourceCaCert: ['host'],
+    sourceCaCert: ['cloudsql', 'host'],
     sourceSubnet: ['cloudsql', 'host'],
     sourceSslMode: ['cloudsql', 'host'],
     adminPasswordSecret: ['cloudsql', 'host'],
@@ -485,12 +488,18 @@ function sourceSettings(r: Reader, project: string, region: string): SourceConfi
       : r.optionalString(key, secretProblem);
     return v === undefined || v === '' ? undefined : parseSecretRef(v, project);
   };
-  const sslMode = r.oneOf(
-    'sourceSslMode',
-    ['verify-full', 'verify-ca'] as const,
-    // Cloud SQL's per-instance server certificates name the instance, not the DNS name we dial.
-    mode === 'cloudsql' ? 'verify-ca' : 'verify-full',
-  );
+  const sslModes = ['verify-full', 'verify-ca'] as const;
+  // cloudsql: unset means "by the instance's server CA mode", decided once the instance is read
+  // (infra/server-ca.ts); host: verify-full unless the user says otherwise.
+  const sslMode =
+    mode === 'cloudsql' && !r.has('sourceSslMode')
+      ? undefined
+      : r.oneOf('sourceSslMode', sslModes, 'verify-full');
+  const pem = (v: string) =>
+    /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.test(v)
+      ? undefined
+      : 'is not a PEM certificate: paste the CA certificate(s) that signed the server certificate, ' +
+        '"-----BEGIN CERTIFICATE----- ... -----END CERTIFICATE-----"';
 
   const sameSecret = (admin?: SecretRef, replicator?: SecretRef) => {
     if (admin && replicator && admin.id !== '' && admin.id === replicator.id)
@@ -534,6 +543,7 @@ function sourceSettings(r: Reader, project: string, region: string): SourceConfi
       adminPasswordSecret,
       replicatorPasswordSecret,
       sslMode,
+      caCert: r.optionalString('sourceCaCert', pem),
     };
   }
 
@@ -546,11 +556,7 @@ function sourceSettings(r: Reader, project: string, region: string): SourceConfi
   const caCert = r.string(
     'sourceCaCert',
     undefined,
-    (v) =>
-      /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.test(v)
-        ? undefined
-        : 'is not a PEM certificate: paste the CA certificate(s) that signed the server certificate, ' +
-          '"-----BEGIN CERTIFICATE----- ... -----END CERTIFICATE-----"',
+    pem,
     'is required with sourceMode host: the PEM of the CA that signed the server certificate ' +
       '(pgcdc verifies the server; it never connects unverified)',
   );
@@ -565,7 +571,7 @@ function sourceSettings(r: Reader, project: string, region: string): SourceConfi
     subnet: subnet(true) ?? placeholderSubnet(),
     adminPasswordSecret,
     replicatorPasswordSecret,
-    sslMode,
+    sslMode: sslMode ?? 'verify-full',
   };
 }
 

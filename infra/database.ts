@@ -2,6 +2,7 @@ import * as gcp from '@pulumi/gcp';
 import * as pulumi from '@pulumi/pulumi';
 import type { Config } from './config';
 import { childOptions, type ComponentOptions } from './options';
+import { caBundle, certTexts } from './server-ca';
 
 export interface DatabaseArgs {
   project: pulumi.Input<string>;
@@ -12,17 +13,6 @@ export interface DatabaseArgs {
   /** Guards the instance against `pulumi destroy` and against deletion from any other surface. */
   deletionProtection: boolean;
   labels: Record<string, string>;
-}
-
-/** Every server CA certificate of an instance, as one PEM bundle (what PGSSLMODE=verify-ca checks against). */
-export function caBundle(certs: ReadonlyArray<{ cert?: string }> | undefined): string {
-  // During a CA rotation the instance lists the current and the upcoming CA: trusting only the first would
-  // break every connection on the day the server switches certificates.
-  return (certs ?? [])
-    .map((c) => (c.cert ?? '').trim())
-    .filter((c) => c !== '')
-    .map((c) => `${c}\n`)
-    .join('');
 }
 
 /**
@@ -38,7 +28,7 @@ export class Database extends pulumi.ComponentResource {
   readonly database: gcp.sql.Database;
   /** "project:region:instance". */
   readonly connectionName: pulumi.Output<string>;
-  /** PEM bundle of the instance's server CAs: what PGSSLMODE=verify-ca checks the server against. */
+  /** PEM bundle of every server CA the instance lists: what PGSSLMODE=verify-ca checks the server against. */
   readonly serverCaCert: pulumi.Output<string>;
   /** The instance's PSC DNS name without the trailing dot, usable as PGHOST. */
   readonly hostName: pulumi.Output<string>;
@@ -118,7 +108,16 @@ export class Database extends pulumi.ComponentResource {
 
     this.connectionName = this.instance.connectionName;
     this.hostName = this.instance.dnsName.apply((n) => n.replace(/\.$/, ''));
-    this.serverCaCert = this.instance.serverCaCerts.apply((certs) => caBundle(certs));
+    // `serverCaCerts` is only the CA of the certificate in use; listServerCas (getCaCerts) also has the one
+    // added for the next rotation, which the server presents once rotated (server-ca.ts). Read again on every
+    // `pulumi up`: deploy after adding a new CA and before rotating to it (README "Troubleshooting").
+    const listed = gcp.sql.getCaCertsOutput(
+      { project: args.project, instance: this.instance.name },
+      { parent: this },
+    );
+    this.serverCaCert = pulumi
+      .all([this.instance.serverCaCerts, listed.certs])
+      .apply(([current, all]) => caBundle(...certTexts(current), ...certTexts(all)));
     this.registerOutputs({ connectionName: this.connectionName, hostName: this.hostName });
   }
 }

@@ -5,7 +5,7 @@
 import type * as gcp from '@pulumi/gcp';
 import type * as pulumi from '@pulumi/pulumi';
 import { ConfigError, type SourceConfig, type SubnetRef } from './config';
-import { caBundle } from './database';
+import { caBundle, cloudSqlTls, instanceDnsName } from './server-ca';
 
 /** How the jobs' traffic reaches the database. */
 export type NetworkPath =
@@ -15,7 +15,10 @@ export type NetworkPath =
   | { kind: 'subnet'; subnet: SubnetRef };
 
 export interface SourceEndpoint {
+  /** PGHOST: what the jobs connect to, and with verify-full the name the server certificate must carry. */
   host: pulumi.Input<string>;
+  /** PGHOSTADDR: the address to connect to when it is not `host` (libpq's host/hostaddr pair). */
+  hostAddr?: string;
   port: number;
   sslMode: 'verify-ca' | 'verify-full';
   /** PEM bundle the server certificate is verified against. */
@@ -30,18 +33,21 @@ export interface SourceEndpoint {
 type Instance = gcp.sql.GetDatabaseInstanceResult;
 
 /**
- * The endpoint of an existing Cloud SQL instance, from what the data source read. Throws a ConfigError that
- * says exactly what to change when the instance cannot be reached the configured way; never proposes a
- * change pgcdc would make itself (the instance is the user's).
+ * The endpoint of an existing Cloud SQL instance, from what the data sources read (the instance, and the CA
+ * certificates listServerCas returns). Throws a ConfigError that says exactly what to change when the
+ * instance cannot be reached the configured way; never proposes a change pgcdc would make itself (the
+ * instance is the user's).
  * - PSC (no sourceSubnet): the instance must have PSC enabled and allow our project as a consumer.
  * - private IP (sourceSubnet set): the instance must have a PRIVATE address; the subnet must be in its VPC.
+ * TLS (server-ca.ts): verify-full where the server certificate names the host, verify-ca otherwise.
  */
 export function cloudSqlEndpoint(
   instance: Instance,
+  listedCas: ReadonlyArray<{ cert?: string }>,
   source: Extract<SourceConfig, { mode: 'cloudsql' }>,
   ourProject: string,
   ourProjectNumber: string,
-): SourceEndpoint {
+): SourceEndpoint & { warnings: string[] } {
   const where = `the Cloud SQL instance ${source.connectionName}`;
   if (!instance.databaseVersion.startsWith('POSTGRES_')) {
     throw new ConfigError('sourceInstance', `${where} runs ${instance.databaseVersion}, not PostgreSQL`);
@@ -49,20 +55,11 @@ export function cloudSqlEndpoint(
   const ip = instance.settings?.[0]?.ipConfigurations?.[0];
   const common = {
     port: 5432,
-    sslMode: source.sslMode,
-    caCert: caBundle(instance.serverCaCerts),
     connectionName: instance.connectionName,
     // Cloud SQL metrics live in the instance's project; an alert policy of ours only sees our project's.
     monitoredDatabaseId:
       source.instanceProject === ourProject ? `${source.instanceProject}:${source.instanceName}` : undefined,
   };
-  if (common.caCert === '') {
-    throw new ConfigError(
-      'sourceInstance',
-      `${where} lists no server CA certificate: TLS could not be verified`,
-    );
-  }
-
   if (source.subnet) {
     const privateIp = instance.ipAddresses.find((a) => a.type === 'PRIVATE')?.ipAddress;
     if (!privateIp) {
@@ -72,7 +69,13 @@ export function cloudSqlEndpoint(
           'or give the instance a private IP on its VPC (https://cloud.google.com/sql/docs/postgres/configure-private-ip)',
       );
     }
-    return { ...common, host: privateIp, path: { kind: 'subnet', subnet: source.subnet } };
+    const { certificateName, ...tls } = cloudSqlTls(instance, listedCas, source, 'subnet');
+    // verify-full on the private IP path: connect to the IP, check the certificate against the instance's DNS
+    // name (libpq: "If both host and hostaddr are specified, the value for hostaddr gives the server network
+    // address. The value for host is ignored unless the authentication method requires it, in which case it
+    // will be used as the host name", https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-CONNECT-HOSTADDR).
+    const addressing = certificateName ? { host: certificateName, hostAddr: privateIp } : { host: privateIp };
+    return { ...common, ...tls, ...addressing, path: { kind: 'subnet', subnet: source.subnet } };
   }
 
   const psc = ip?.pscConfigs?.[0];
@@ -98,10 +101,15 @@ export function cloudSqlEndpoint(
           : ''),
     );
   }
+  const { certificateName, ...tls } = cloudSqlTls(instance, listedCas, source, 'psc');
+  // The jobs dial the name our private zone resolves to the PSC endpoint; with verify-full it is also the name
+  // the certificate is checked against (pg sends it as SNI: listener/config.ts).
+  const host = certificateName ?? instanceDnsName(instance, 'PRIVATE_SERVICE_CONNECT') ?? '';
   return {
     ...common,
-    host: instance.dnsName.replace(/\.$/, ''),
-    path: { kind: 'psc', serviceAttachment: instance.pscServiceAttachmentLink, dnsName: instance.dnsName },
+    ...tls,
+    host,
+    path: { kind: 'psc', serviceAttachment: instance.pscServiceAttachmentLink, dnsName: `${host}.` },
   };
 }
 
@@ -131,7 +139,7 @@ export function hostEndpoint(source: Extract<SourceConfig, { mode: 'host' }>): S
     host: source.host,
     port: source.port,
     sslMode: source.sslMode,
-    caCert: source.caCert.trim() + '\n',
+    caCert: caBundle(source.caCert),
     path: { kind: 'subnet', subnet: source.subnet },
   };
 }

@@ -1,6 +1,8 @@
 // The listener's configuration, read once from the environment (as a Cloud Run Job gets it) and validated
 // with messages that name the variable to fix.
 
+import net from 'node:net';
+import tls from 'node:tls';
 import { ClientConfig } from 'pg';
 import { ENV } from '../contract/env';
 import { Encoding } from '../contract/events';
@@ -54,6 +56,42 @@ function intVar(env: NodeJS.ProcessEnv, name: string, dflt: number, min: number,
   return n;
 }
 
+/**
+ * The TLS options for a verifying PGSSLMODE, with what libpq means by it: "If the parameter sslmode is set to
+ * verify-ca, libpq will verify that the server is trustworthy by checking the certificate chain up to a
+ * trusted certificate authority (CA). If sslmode is set to verify-full, libpq will also verify that the server
+ * host name matches its certificate" (https://www.postgresql.org/docs/current/libpq-ssl.html).
+ * - `ca` replaces Node's default roots, and every certificate in it is a trust anchor, even one that is not
+ *   self-signed: Node's `allowPartialTrustChain` "Treat intermediate (non-self-signed) certificates in the
+ *   trust CA certificate list as trusted" (https://nodejs.org/api/tls.html#tlscreatesecurecontextoptions).
+ *   The stack passes exactly the CAs the server's certificate is issued under, and a customer-managed Cloud
+ *   SQL CA may be a subordinate whose root is elsewhere ("chain the subordinate CA to an external root CA",
+ *   https://cloud.google.com/sql/docs/postgres/customer-managed-ca); libpq would want that root as well.
+ * - verify-full checks `name` whatever address is dialled (PGHOSTADDR): it is sent as SNI (pg sets
+ *   `servername` only from a host that is not an IP) and checked with Node's own `tls.checkServerIdentity`,
+ *   which matches DNS names, wildcards and IP addresses against the certificate's subject alternative names.
+ * - verify-ca checks the chain only (Cloud SQL's per-instance CA certificates name the instance as
+ *   "project:instance", not a host).
+ */
+export function verifyingTls(
+  sslmode: 'verify-ca' | 'verify-full',
+  name: string,
+  ca: string | undefined,
+): tls.ConnectionOptions {
+  return {
+    rejectUnauthorized: true,
+    ...(ca ? { ca, allowPartialTrustChain: true } : {}),
+    ...(sslmode === 'verify-ca'
+      ? { checkServerIdentity: () => undefined }
+      : {
+          // SNI is a host name, never an IP address (RFC 6066 section 3).
+          ...(net.isIP(name) === 0 ? { servername: name } : {}),
+          checkServerIdentity: (_dialled: string, cert: tls.PeerCertificate) =>
+            tls.checkServerIdentity(name, cert),
+        }),
+  };
+}
+
 /** Build a pg config from libpq-style variables; `pg` itself reads PG* too, we make it explicit and checked. */
 export function pgConfigFromEnv(env: NodeJS.ProcessEnv): ClientConfig {
   const port = intVar(env, 'PGPORT', 5432, 1, 65535);
@@ -61,19 +99,20 @@ export function pgConfigFromEnv(env: NodeJS.ProcessEnv): ClientConfig {
   const known = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full', 'no-verify'];
   if (!known.includes(sslmode))
     throw new ConfigError(`PGSSLMODE=${sslmode} is not one of ${known.join(', ')}`);
+  const host = env.PGHOST || '127.0.0.1';
+  // libpq's hostaddr: "If both host and hostaddr are specified, the value for hostaddr gives the server network
+  // address. The value for host is ignored unless the authentication method requires it, in which case it will
+  // be used as the host name" (https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-CONNECT-HOSTADDR):
+  // the stack sets it on Cloud SQL's private IP path, where verify-full checks the instance's DNS name.
+  const hostAddr = env.PGHOSTADDR || undefined;
+  if (hostAddr !== undefined && net.isIP(hostAddr) === 0)
+    throw new ConfigError(`PGHOSTADDR=${hostAddr} must be a numeric IP address (PGHOST holds the host name)`);
   let ssl: ClientConfig['ssl'];
   if (sslmode === 'require' || sslmode === 'no-verify') ssl = { rejectUnauthorized: false };
-  else if (sslmode === 'verify-ca' || sslmode === 'verify-full') {
-    const ca = env[ENV.sslRootCert];
-    ssl = {
-      rejectUnauthorized: true,
-      ...(ca ? { ca } : {}),
-      // verify-ca checks the chain only: Cloud SQL certificates name the instance, not the PSC DNS name.
-      ...(sslmode === 'verify-ca' ? { checkServerIdentity: () => undefined } : {}),
-    };
-  }
+  else if (sslmode === 'verify-ca' || sslmode === 'verify-full')
+    ssl = verifyingTls(sslmode, host, env[ENV.sslRootCert] || undefined);
   return {
-    host: env.PGHOST ?? '127.0.0.1',
+    host: hostAddr ?? host,
     port,
     database: env.PGDATABASE ?? 'postgres',
     user: env.PGUSER ?? 'postgres',

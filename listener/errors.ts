@@ -74,6 +74,18 @@ export function lostSlotError(slot: string, detail?: string): ReplicationSetupEr
   );
 }
 
+/** OpenSSL's verification failures as Node reports them (`err.code`) when a verifying PGSSLMODE refuses the server. */
+const TLS_VERIFY_CODES = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_SIGNATURE_FAILURE',
+]);
+
 /** PostgreSQL 15 says "cannot read from logical replication slot ... This slot has been invalidated"; 16+
  * says "can no longer get changes from replication slot". */
 const LOST_SLOT = /can no longer get changes from replication slot|slot has been invalidated/i;
@@ -87,6 +99,20 @@ export function classifyPgError(e: unknown, ctx: { slot: string; user?: string; 
   if (err.code && UNREACHABLE_CODES.has(err.code)) {
     return new DatabaseUnreachableError(
       `cannot reach the database at ${ctx.host ?? '?'}: ${msg}. Check PGHOST/PGPORT and the network path (PSC endpoint, VPC egress).`,
+    );
+  }
+  if (err.code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
+    return new DatabaseUnreachableError(
+      `the database's TLS certificate does not name the host in PGHOST (PGSSLMODE=verify-full): ${msg}. ` +
+        'Cloud SQL: run pgcdc deploy again (the names are read from the instance); another server: set ' +
+        'pgcdc:sourceHost to a name its certificate carries, or pgcdc:sourceSslMode to verify-ca.',
+    );
+  }
+  if (err.code && TLS_VERIFY_CODES.has(err.code)) {
+    return new DatabaseUnreachableError(
+      `the database's TLS certificate was refused (${err.code}): it is not signed by a CA in ` +
+        'PGCDC_PG_SSL_ROOT_CERT, or has expired. Cloud SQL: after a server CA rotation, run pgcdc deploy to ' +
+        'trust the CAs the instance lists now; another server: set pgcdc:sourceCaCert to the CA that signed it.',
     );
   }
   if (err.code === '42704' && /replication slot/.test(msg)) {

@@ -357,7 +357,7 @@ describe('source modes (sourceMode new | cloudsql | host)', () => {
     replicatorPasswordSecret: 'db-replicator',
   };
 
-  it('cloudsql: the connection name is parsed, secrets resolved, TLS verify-ca by default', () => {
+  it('cloudsql: the connection name is parsed, secrets resolved, TLS left to the server CA mode', () => {
     const c = validateConfig({ ...minimal, ...cloudsql });
     assert.deepEqual(c.source, {
       mode: 'cloudsql',
@@ -372,8 +372,23 @@ describe('source modes (sourceMode new | cloudsql | host)', () => {
         id: 'projects/their-project/secrets/prod-db-admin',
       },
       replicatorPasswordSecret: undefined,
-      sslMode: 'verify-ca',
+      // Unset: decided from the instance's server CA mode once it is read (infra/server-ca.ts).
+      sslMode: undefined,
+      caCert: undefined,
     });
+  });
+  it('cloudsql: sourceSslMode and sourceCaCert (a customer-managed CA’s root) are taken as given, and checked', () => {
+    const root = '-----BEGIN CERTIFICATE-----\nMIIroot\n-----END CERTIFICATE-----';
+    const c = validateConfig({ ...minimal, ...cloudsql, sourceSslMode: 'verify-full', sourceCaCert: root });
+    assert.equal(c.source.mode, 'cloudsql');
+    if (c.source.mode !== 'cloudsql') return;
+    assert.deepEqual([c.source.sslMode, c.source.caCert], ['verify-full', root]);
+    rejects({ ...cloudsql, sourceCaCert: 'MIIroot' }, 'sourceCaCert', /is not a PEM certificate/);
+    rejects(
+      { ...cloudsql, sourceSslMode: 'require' },
+      'sourceSslMode',
+      /must be one of verify-full, verify-ca/,
+    );
   });
   it('cloudsql: a wrong connection name, a missing instance or admin secret, each says what to write', () => {
     rejects(

@@ -29,10 +29,8 @@ export function existingInstance(): Record<string, unknown> {
     dnsName: 'abcdef.123456.us-central1.sql.goog.',
     pscServiceAttachmentLink: 'projects/tp-producer/regions/us-central1/serviceAttachments/a-prod-db',
     ipAddresses: [{ ipAddress: '10.20.0.3', type: 'PRIVATE', timeToRetire: '' }],
-    serverCaCerts: [
-      { cert: '-----BEGIN CERTIFICATE-----\nMIIcurrent\n-----END CERTIFICATE-----' },
-      { cert: '-----BEGIN CERTIFICATE-----\nMIIupcoming\n-----END CERTIFICATE-----' },
-    ],
+    // The provider's serverCaCerts is the instance's serverCaCert only: the CA of the certificate in use.
+    serverCaCerts: [{ cert: '-----BEGIN CERTIFICATE-----\nMIIcurrent\n-----END CERTIFICATE-----' }],
     settings: [
       {
         databaseFlags: [
@@ -50,6 +48,17 @@ export function existingInstance(): Record<string, unknown> {
   };
   const override = process.env[INSTANCE_ENV];
   return override ? { ...base, ...(JSON.parse(override) as Record<string, unknown>) } : base;
+}
+
+/**
+ * What listServerCas (gcp.sql.getCaCerts) returns for an instance in the middle of a CA rotation: the CA in
+ * use and the one added for the next rotation.
+ */
+export function listedServerCas(): Array<{ cert: string }> {
+  return [
+    { cert: '-----BEGIN CERTIFICATE-----\nMIIcurrent\n-----END CERTIFICATE-----' },
+    { cert: '-----BEGIN CERTIFICATE-----\nMIIupcoming\n-----END CERTIFICATE-----' },
+  ];
 }
 
 /** Pulumi's wire marker of a secret value (sdk/nodejs/runtime/rpc.ts specialSigKey / specialSecretSig). */
@@ -154,11 +163,8 @@ function stateFor(
           connectionName: `${project}:${region}:${instance}`,
           dnsName: `0123456789ab.cdef01234567.${region}.sql.goog.`,
           pscServiceAttachmentLink: `projects/producer-tp/regions/${region}/serviceAttachments/a-${instance}`,
-          // Two during a CA rotation: the current and the upcoming one.
-          serverCaCerts: [
-            { cert: '-----BEGIN CERTIFICATE-----\nMIIDcurrent\n-----END CERTIFICATE-----\n' },
-            { cert: '-----BEGIN CERTIFICATE-----\nMIIDupcoming\n-----END CERTIFICATE-----' },
-          ],
+          // The CA of the certificate in use only (getCaCerts below lists the upcoming one too).
+          serverCaCerts: [{ cert: '-----BEGIN CERTIFICATE-----\nMIIDcurrent\n-----END CERTIFICATE-----\n' }],
         },
       };
     }
@@ -265,6 +271,23 @@ async function load(): Promise<Record<string, unknown>> {
           case 'gcp:sql/getDatabaseInstance:getDatabaseInstance':
             invokes.push({ token: args.token, inputs: args.inputs as Record<string, unknown> });
             return existingInstance();
+          case 'gcp:sql/getCaCerts:getCaCerts': {
+            invokes.push({ token: args.token, inputs: args.inputs as Record<string, unknown> });
+            // The created instance (sourceMode new) lists its own current and upcoming CA.
+            const created = args.inputs.instance !== existingInstance().name;
+            return {
+              certs: created
+                ? [
+                    { cert: '-----BEGIN CERTIFICATE-----\nMIIDcurrent\n-----END CERTIFICATE-----\n' },
+                    { cert: '-----BEGIN CERTIFICATE-----\nMIIDupcoming\n-----END CERTIFICATE-----' },
+                  ]
+                : listedServerCas(),
+              activeVersion: 'sha1-of-current',
+              instance: args.inputs.instance,
+              project: args.inputs.project,
+              id: `projects/${args.inputs.project}/instance/${args.inputs.instance}`,
+            };
+          }
           default:
             throw new Error(`unexpected invoke ${args.token}`);
         }

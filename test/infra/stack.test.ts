@@ -443,12 +443,14 @@ describe('the pgcdc stack (dev config, mocked cloud)', function () {
       assert.equal(plainEnv(l, 'PGSSLMODE'), 'verify-ca');
       assert.equal(plainEnv(l, 'PGDATABASE'), 'app');
       assert.equal(plainEnv(l, 'PGUSER'), 'pgcdc_replicator');
-      // Every server CA (current and upcoming during a rotation), as one PEM bundle.
-      const certs = (instance.state.serverCaCerts as Array<{ cert: string }>).map(
-        (c) => c.cert.trim() + '\n',
+      // Every server CA listServerCas lists (the current one, which is also the instance's serverCaCerts, and
+      // the upcoming one of a rotation), once each, as one PEM bundle.
+      assert.equal(
+        plainEnv(l, ENV.sslRootCert),
+        '-----BEGIN CERTIFICATE-----\nMIIDcurrent\n-----END CERTIFICATE-----\n' +
+          '-----BEGIN CERTIFICATE-----\nMIIDupcoming\n-----END CERTIFICATE-----\n',
       );
-      assert.equal(certs.length, 2);
-      assert.equal(plainEnv(l, ENV.sslRootCert), certs.join(''));
+      assert.equal(envOf(l).has('PGHOSTADDR'), false);
     });
     it('the listener reads slot pgcdc_slot with pgoutput (the default decoder) for public.customers and publishes to the topic', () => {
       const l = jobNamed('listener');

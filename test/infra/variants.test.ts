@@ -127,15 +127,16 @@ describe('the pgcdc stack under other configurations', function () {
       'pgcdc:adminPasswordSecret': 'corp-pg-admin',
       'pgcdc:replicatorPasswordSecret': 'corp-pg-replicator',
     };
-    const listenerEnv = (rs: Resource[]) =>
+    const jobEnv = (rs: Resource[], role: string) =>
       new Map(
         (
           (
-            ((find(rs, 'gcp:cloudrunv2/job:Job', 'jobs-listener')[0]!.inputs.template as Obj).template as Obj)
+            ((find(rs, 'gcp:cloudrunv2/job:Job', `jobs-${role}`)[0]!.inputs.template as Obj).template as Obj)
               .containers as Obj[]
           )[0]!.envs as Obj[]
         ).map((e) => [String(e.name), e]),
       );
+    const listenerEnv = (rs: Resource[]) => jobEnv(rs, 'listener');
     const vpcOf = (rs: Resource[], role: string) =>
       ((find(rs, 'gcp:cloudrunv2/job:Job', `jobs-${role}`)[0]!.inputs.template as Obj).template as Obj)
         .vpcAccess as Obj;
@@ -175,11 +176,15 @@ describe('the pgcdc stack under other configurations', function () {
         report = await runVariant(cloudsql);
         assert.equal(report.error, undefined);
       });
-      it('reads the instance with the data source, in its own project', () =>
+      it('reads the instance and the CA certificates it lists with data sources, in its own project', () =>
         assert.deepEqual(report.invokes, [
           {
             token: 'gcp:sql/getDatabaseInstance:getDatabaseInstance',
             inputs: { project: theirs, name: 'prod-db' },
+          },
+          {
+            token: 'gcp:sql/getCaCerts:getCaCerts',
+            inputs: { project: theirs, instance: 'prod-db' },
           },
         ]));
       it('creates nothing that could modify, restart or delete it', () =>
@@ -198,7 +203,9 @@ describe('the pgcdc stack under other configurations', function () {
         );
         const env = listenerEnv(rs);
         assert.equal(env.get('PGHOST')!.value, 'abcdef.123456.us-central1.sql.goog');
+        // The instance has the per-instance CA (no serverCaMode): its certificate names no host.
         assert.equal(env.get('PGSSLMODE')!.value, 'verify-ca');
+        // The instance's serverCaCerts has the current CA only; the upcoming one comes from listServerCas.
         assert.equal(
           env.get('PGCDC_PG_SSL_ROOT_CERT')!.value,
           '-----BEGIN CERTIFICATE-----\nMIIcurrent\n-----END CERTIFICATE-----\n' +
@@ -267,6 +274,46 @@ describe('the pgcdc stack under other configurations', function () {
       });
     });
 
+    describe('cloudsql with the shared CA through its private IP: verify-full against its DNS name', () => {
+      let report: Report;
+      const subnet = `projects/${theirs}/regions/us-central1/subnetworks/prod-jobs`;
+      before(async () => {
+        report = await runVariant(
+          { ...cloudsql, 'pgcdc:sourceSubnet': subnet },
+          {
+            dnsNames: [
+              {
+                name: 'prod-db.abcdef.us-central1.sql.goog.',
+                connectionType: 'PRIVATE_SERVICES_ACCESS',
+                dnsScope: 'INSTANCE',
+              },
+            ],
+            settings: [
+              {
+                databaseFlags: [{ name: 'cloudsql.logical_decoding', value: 'on' }],
+                ipConfigurations: [
+                  {
+                    privateNetwork: 'projects/their-project/global/networks/prod',
+                    serverCaMode: 'GOOGLE_MANAGED_CAS_CA',
+                    pscConfigs: [],
+                  },
+                ],
+              },
+            ],
+          },
+        );
+        assert.equal(report.error, undefined);
+      });
+      it('every job dials the private IP (PGHOSTADDR) and checks the certificate names the DNS name (PGHOST)', () => {
+        for (const role of ['listener', 'admin']) {
+          const env = jobEnv(report.resources!, role);
+          assert.equal(env.get('PGSSLMODE')!.value, 'verify-full', role);
+          assert.equal(env.get('PGHOST')!.value, 'prod-db.abcdef.us-central1.sql.goog', role);
+          assert.equal(env.get('PGHOSTADDR')!.value, '10.20.0.3', role);
+        }
+      });
+    });
+
     describe('cloudsql that cannot be reached as configured: the error says what to run', () => {
       it('PSC enabled but our project not allowed: the gcloud command keeps the projects already allowed', async () => {
         const { error } = await runVariant(cloudsql, {
@@ -313,6 +360,14 @@ describe('the pgcdc stack under other configurations', function () {
           { ipAddresses: [{ ipAddress: '34.1.2.3', type: 'PRIMARY' }] },
         );
         assert.match(error!, /^config sourceSubnet: the Cloud SQL instance .* has no private IP address/);
+      });
+      it('verify-full asked of an instance with the per-instance CA: says to use verify-ca, or the shared CA', async () => {
+        const { error } = await runVariant({ ...cloudsql, 'pgcdc:sourceSslMode': 'verify-full' });
+        assert.match(
+          error!,
+          /^config sourceSslMode: verify-full cannot succeed: the Cloud SQL instance their-project:us-central1:prod-db uses the per-instance CA \(GOOGLE_MANAGED_INTERNAL_CA\)/,
+        );
+        assert.match(error!, /Set pgcdc:sourceSslMode to verify-ca/);
       });
       it('not a PostgreSQL instance', async () => {
         const { error } = await runVariant(cloudsql, { databaseVersion: 'MYSQL_8_0' });
