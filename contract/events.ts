@@ -5,6 +5,8 @@
 // kept as their exact digits and its booleans turned into "t"/"f"), and it is lossless: int8, numeric and
 // money never pass through a JavaScript number. The sink maps text to BigQuery types using `columns`.
 
+import { tableKey } from './table-name';
+
 /** c insert, u update, d delete, r snapshot read, t truncate. */
 export type Op = 'c' | 'u' | 'd' | 'r' | 't';
 
@@ -95,6 +97,10 @@ export interface BatchAttributes {
   [extra: string]: string;
 }
 
+/**
+ * A table's name as pgcdc prints and keys it: `schema.table`, a part that is not plain lower case
+ * double-quoted (contract/table-name.ts), so that two tables never share one.
+ */
 export function qualifiedName(schema: string, table: string): string {
-  return `${schema}.${table}`;
+  return tableKey(schema, table);
 }

@@ -5,6 +5,9 @@
 // Every problem names the key (as written in Pulumi.yaml) and says what would be accepted; all problems
 // of a configuration are reported together, not one per attempt.
 
+import { TableEntry, TableNameError, parseTableEntry } from '../contract/table-name';
+import { changesTableName, replicaTableName } from '../sink/names';
+
 /** One configuration value that cannot be used; `key` is the config key as written in Pulumi.yaml. */
 export interface ConfigProblem {
   key: string;
@@ -39,9 +42,9 @@ export class EncryptedValue {
 export interface SourceTable {
   schema: string;
   table: string;
-  /** "schema.table", as wal2json's add-tables and the CLI spell it. */
+  /** The entry in PostgreSQL's identifier syntax, as PGCDC_TABLES gets it (`public.customers`, `"a.b"."C"`). */
   qualified: string;
-  /** BigQuery replica table: `table` for the public schema, `schema__table` otherwise. */
+  /** BigQuery replica table (sink/names.ts): `table` for the public schema, `schema__table` otherwise, hashed when not plain. */
   replica: string;
   /** BigQuery append-only history table: `<replica>_changes`. */
   changes: string;
@@ -255,8 +258,6 @@ const SECRET_PATH = new RegExp(`^projects/(${PROJECT_ID_PATTERN}|[0-9]+)/secrets
 // A DNS name or an IPv4 address.
 const HOST =
   /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
-// Unquoted identifiers we can carry into BigQuery table names unchanged (BigQuery has no `$`).
-const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 // Postgres role / slot / publication names we pass unquoted to SQL.
 const PG_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 const DATASET_ID = /^[A-Za-z0-9_]{1,1024}$/;
@@ -315,15 +316,15 @@ export function validateConfig(raw: RawConfig): Config {
     () => {
       const listed = r.stringList('replicaIdentityFull', []);
       const captured = new Set(sourceTables.map((t) => t.qualified));
-      for (const t of listed) {
-        parseSourceTable(t, 'replicaIdentityFull');
-        if (!captured.has(t))
+      return listed.map((t) => {
+        const { qualified } = parseSourceTable(t, 'replicaIdentityFull');
+        if (!captured.has(qualified))
           throw new ConfigError(
             'replicaIdentityFull',
             `"${t}" is not one of the captured tables (pgcdc:tables)`,
           );
-      }
-      return listed;
+        return qualified;
+      });
     },
     [],
   );
@@ -687,23 +688,22 @@ function memoryProblem(v: string, cpu: string): string | undefined {
   return undefined;
 }
 
-/** "public.customers" → its BigQuery names; throws ConfigError(key) for anything else. */
-export function parseSourceTable(qualified: string, key = 'tables'): SourceTable {
-  const parts = qualified.split('.');
-  if (parts.length !== 2) {
-    throw new ConfigError(key, `"${qualified}" must be written "schema.table" (e.g. public.${qualified})`);
+/**
+ * One table in PostgreSQL's identifier syntax (contract/table-name.ts: `schema.table`, either part
+ * double-quoted, a bare part folded to lower case) → its names; throws ConfigError(key) saying what to write.
+ * The BigQuery names are the sink's (sink/names.ts), for PostgreSQL's reading of the entry.
+ */
+export function parseSourceTable(text: string, key = 'tables'): SourceTable {
+  let entry: TableEntry;
+  try {
+    entry = parseTableEntry(text, key);
+  } catch (e) {
+    if (e instanceof TableNameError) throw new ConfigError(key, e.problem);
+    throw e;
   }
-  const [schema, table] = parts as [string, string];
-  for (const part of [schema, table]) {
-    if (!IDENTIFIER.test(part)) {
-      throw new ConfigError(
-        key,
-        `"${qualified}": "${part}" must be an unquoted identifier (letters, digits, underscores; at most 63 characters)`,
-      );
-    }
-  }
-  const replica = schema === 'public' ? table : `${schema}__${table}`;
-  return { schema, table, qualified, replica, changes: `${replica}_changes` };
+  const { schema, table } = entry.name;
+  const replica = replicaTableName(schema, table);
+  return { schema, table, qualified: entry.text, replica, changes: changesTableName(schema, table) };
 }
 
 const CRON_FIELDS: Array<[string, number, number, string[]]> = [

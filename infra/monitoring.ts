@@ -35,7 +35,13 @@ export const LOOKUP_BLOCKED = 'lookup-blocked';
  * The listener's WARNING lines about captured tables it cannot capture start with this (listener/run.ts:
  * "not captured, because unlogged tables …" and "not captured yet, because the replicator may not read them
  * (created after the last sql init) …"); each carries a `skippedTables` field. The alert matches the line,
- * not the summary's `skippedTables` array, whose emptiness a Logging query cannot test reliably.
+ * not the summary's `skippedTables` array, whose emptiness a Logging query cannot test reliably. The line is
+ * written at an execution's first run and whenever the set of skipped tables changes (listener/run.ts
+ * SkippedTablesNotice): every scheduled execution (one run each) says it, a continuous one says it at its
+ * start and on each change, not once a second. A log-match condition fires on each matching entry, so the
+ * alert still fires on every such line, notified at most once per LOG_ALERT_RATE_LIMIT ("Not more than one
+ * notification per period", AlertStrategy.NotificationRateLimit,
+ * https://cloud.google.com/monitoring/api/ref_v3/rest/v3/projects.alertPolicies).
  */
 export const SKIPPED_TABLES_MESSAGE = 'not captured';
 
@@ -272,14 +278,16 @@ export class Monitoring extends pulumi.ComponentResource {
           'WARNING line naming them): `not-granted`, a table created after the last `pgcdc sql init`, which ' +
           'the replicator may not read — run `pgcdc sql init` (it grants it; its rows are then snapshotted); ' +
           '`unlogged`, a table whose changes never reach the WAL — `ALTER TABLE ... SET LOGGED`, or leave it ' +
-          'out of `pgcdc:tables`. Until then its replica does not change.',
+          'out of `pgcdc:tables`. Until then its replica does not change. A continuous listener writes the ' +
+          'WARNING when it starts and when the set of skipped tables changes; every summary lists them.',
         [
           logMatch(
             'listener WARNING: tables not captured',
             // ":" is the has operator, a substring test on a string field: "NOT textPayload:robot ... whose
             // textPayload field doesn't contain the string robot anywhere inside it"
             // (https://cloud.google.com/logging/docs/view/logging-query-language). Only the listen run writes
-            // these WARNINGs (once per run); the summary lines carry no severity.
+            // these WARNINGs (at an execution's start and when the skipped set changes); the summary lines
+            // carry no severity.
             pulumi.interpolate`${listenerLog} AND severity = WARNING AND jsonPayload.message : "${SKIPPED_TABLES_MESSAGE}"`,
           ),
         ],

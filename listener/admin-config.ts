@@ -3,7 +3,7 @@
 
 import { ClientConfig } from 'pg';
 import { ENV } from '../contract/env';
-import { pgConfigFromEnv } from './config';
+import { pgConfigFromEnv, tableListVar } from './config';
 import { ConfigError } from './errors';
 
 export interface AdminConfig {
@@ -21,18 +21,6 @@ export interface AdminConfig {
 }
 
 const IDENTIFIER = /^[a-z_][a-z0-9_$]{0,62}$/;
-const TABLE_NAME = /^[^.\s]+\.[^.\s]+$/;
-
-function tableList(env: NodeJS.ProcessEnv, name: string): string[] {
-  const list = (env[name] ?? '')
-    .split(',')
-    .map((t) => t.trim())
-    .filter(Boolean);
-  for (const t of list)
-    if (!TABLE_NAME.test(t))
-      throw new ConfigError(`${name}: "${t}" must be schema.table (e.g. public.customers)`);
-  return list;
-}
 
 export function loadAdminConfig(env: NodeJS.ProcessEnv): AdminConfig {
   const base = pgConfigFromEnv(env);
@@ -73,8 +61,8 @@ export function loadAdminConfig(env: NodeJS.ProcessEnv): AdminConfig {
     decoder,
     replicationUser,
     replicatorPassword: env[ENV.replicatorPassword] || undefined,
-    tables: tableList(env, ENV.tables),
-    replicaIdentityFull: tableList(env, ENV.replicaIdentityFull),
+    tables: tableListVar(env, ENV.tables),
+    replicaIdentityFull: tableListVar(env, ENV.replicaIdentityFull),
     connectBudgetMs: Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : 300_000,
   };
 }

@@ -18,9 +18,13 @@
 
 import { Client } from 'pg';
 import { ColumnInfo } from '../contract/events';
+import { resolveTableEntry, tableKey } from '../contract/table-name';
+import { parseEntries } from './table-lookup';
 
+// Tables are keyed by their canonical name (contract/table-name.ts tableKey): `schema.table` for plain names,
+// each other part double-quoted, so that schema "a.b" table "c" and schema "a" table "b.c" stay apart.
 export interface Catalog {
-  /** "schema.table" → columns in attribute order (generated columns left out). */
+  /** Table key → columns in attribute order (generated columns left out). */
   tables: Map<string, ColumnInfo[]>;
   /** type OID → format_type(oid, NULL). */
   typeNames: Map<number, string>;
@@ -58,7 +62,22 @@ export interface Catalog {
 }
 
 /**
- * A PGCDC_TABLES list as the decoders and the snapshot need it: a partitioned table stands for its leaf
+ * PGCDC_TABLES entries (their texts, as ListenerConfig holds them) → the keys of the tables they mean: an
+ * entry with upper case in a bare part means the table of that exact name when one exists (as before quoting
+ * was supported), else PostgreSQL's lower-case reading (contract/table-name.ts resolveTableEntry). Every
+ * relation kind the catalog knows counts (ordinary, unlogged, partitioned).
+ */
+export function resolveTables(entries: string[], catalog: Catalog, what = 'PGCDC_TABLES'): string[] {
+  if (entries.length === 0) return [];
+  const known = (key: string) =>
+    catalog.tables.has(key) ||
+    (catalog.unlogged ?? []).includes(key) ||
+    (catalog.partitions?.has(key) ?? false);
+  return parseEntries(entries, what).map((e) => resolveTableEntry(e, known));
+}
+
+/**
+ * A PGCDC_TABLES list (resolved to keys) as the decoders and the snapshot need it: a partitioned table stands for its leaf
  * partitions (the SQL init grants and publishes them so; changes arrive under the partitions' names because
  * publish_via_partition_root is off, and wal2json names the partition too). Other names stay as they are.
  */
@@ -101,7 +120,7 @@ export async function loadCatalog(client: Client): Promise<Catalog> {
   const unreadable = new Set<string>();
   const readable: [string, string][] = [];
   for (const r of cols.rows) {
-    const qn = `${r.schema}.${r.table}`;
+    const qn = tableKey(r.schema, r.table);
     if (!r.readable) unreadable.add(qn);
     if (r.persistence === 'u') {
       unlogged.add(qn);
@@ -142,21 +161,22 @@ export async function loadCatalog(client: Client): Promise<Catalog> {
     `SELECT rolsuper OR coalesce(pg_has_role(current_user, to_regrole('pg_read_all_data'), 'MEMBER'), false) AS all
      FROM pg_roles WHERE rolname = current_user`,
   );
-  const parts = await client.query<{ parent: string; leaf: string }>(
-    `SELECT pn.nspname || '.' || p.relname AS parent, n.nspname || '.' || c.relname AS leaf
+  const parts = await client.query<{ ps: string; pt: string; ls: string; lt: string }>(
+    `SELECT pn.nspname AS ps, p.relname AS pt, n.nspname AS ls, c.relname AS lt
      FROM pg_class p
      JOIN pg_namespace pn ON pn.oid = p.relnamespace
      CROSS JOIN LATERAL pg_partition_tree(p.oid) t
      JOIN pg_class c ON c.oid = t.relid
      JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE p.relkind = 'p' AND t.isleaf AND c.relkind = 'r' AND c.relpersistence IN ('p', 'u')
-     ORDER BY 1, 2`,
+     ORDER BY 1, 2, 3, 4`,
   );
   const partitions = new Map<string, string[]>();
   for (const r of parts.rows) {
-    let leaves = partitions.get(r.parent);
-    if (!leaves) partitions.set(r.parent, (leaves = []));
-    leaves.push(r.leaf);
+    const parent = tableKey(r.ps, r.pt);
+    let leaves = partitions.get(parent);
+    if (!leaves) partitions.set(parent, (leaves = []));
+    leaves.push(tableKey(r.ls, r.lt));
   }
   return {
     tables,

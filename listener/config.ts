@@ -6,6 +6,7 @@ import tls from 'node:tls';
 import { ClientConfig } from 'pg';
 import { ENV } from '../contract/env';
 import { Encoding } from '../contract/events';
+import { TableNameError, parseTableList } from '../contract/table-name';
 import { ConfigError } from './errors';
 
 export type DecoderName = 'wal2json' | 'pgoutput';
@@ -15,7 +16,11 @@ export interface ListenerConfig {
   slot: string;
   publication: string;
   decoder: DecoderName;
-  /** "schema.table" names to capture; empty = every table. */
+  /**
+   * Tables to capture, as PGCDC_TABLES entries in PostgreSQL's identifier syntax (contract/table-name.ts),
+   * each rewritten so it parses back the same; empty = every table. A run resolves them against the catalog
+   * (listener/catalog.ts resolveTables) into table keys.
+   */
   tables: string[];
   projectId: string;
   topic: string;
@@ -44,7 +49,6 @@ export const DEFAULT_SNAPSHOT_CHUNK_ROWS = 100_000;
 // Pub/Sub caps a message at 10 MB and a publish request at 10 MB; stay well under after the JSON envelope.
 const PUBSUB_MAX_MESSAGE_BYTES = 9 * 1024 * 1024;
 const IDENTIFIER = /^[a-z_][a-z0-9_$]{0,62}$/;
-const TABLE_NAME = /^[^.\s]+\.[^.\s]+$/;
 
 function intVar(env: NodeJS.ProcessEnv, name: string, dflt: number, min: number, max: number): number {
   const raw = env[name];
@@ -123,6 +127,19 @@ export function pgConfigFromEnv(env: NodeJS.ProcessEnv): ClientConfig {
   };
 }
 
+/**
+ * A comma list of tables in PostgreSQL's identifier syntax (`schema.table`, either part double-quoted),
+ * checked now so that a malformed list fails at start with what to write; returns each entry's text.
+ */
+export function tableListVar(env: NodeJS.ProcessEnv, name: string): string[] {
+  try {
+    return parseTableList(env[name] ?? '', name).map((e) => e.text);
+  } catch (e) {
+    if (e instanceof TableNameError) throw new ConfigError(e.message);
+    throw e;
+  }
+}
+
 function snapshotMode(raw: string | undefined): 'auto' | 'off' {
   const v = raw || 'auto';
   if (v !== 'auto' && v !== 'off') throw new ConfigError(`${ENV.snapshot}=${v} must be "auto" or "off"`);
@@ -154,14 +171,7 @@ export function loadListenerConfig(env: NodeJS.ProcessEnv): ListenerConfig {
   if (decoder !== 'wal2json' && decoder !== 'pgoutput') {
     throw new ConfigError(`${ENV.decoder}=${decoder} must be "wal2json" or "pgoutput"`);
   }
-  const tables = (env[ENV.tables] ?? '')
-    .split(',')
-    .map((t) => t.trim())
-    .filter(Boolean);
-  for (const t of tables) {
-    if (!TABLE_NAME.test(t))
-      throw new ConfigError(`${ENV.tables}: "${t}" must be schema.table (e.g. public.customers)`);
-  }
+  const tables = tableListVar(env, ENV.tables);
   const projectId = env[ENV.project] || env.GOOGLE_CLOUD_PROJECT || env.GCLOUD_PROJECT || '';
   const topic = env[ENV.topic] || '';
   const fullTopic = /^projects\/([^/]+)\/topics\/([^/]+)$/.exec(topic);

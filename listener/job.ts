@@ -3,9 +3,9 @@
 // point and by `pgcdc run-once --env local`, so both behave the same.
 
 import { ListenerConfig } from './config';
-import { ListenerSummary, RunOptions, runListener } from './run';
+import { ListenerSummary, RunOptions, SkippedTablesNotice, runListener } from './run';
 import { SnapshotSummary, pendingSnapshots, runSnapshot } from './snapshot';
-import { expandPartitions, loadCatalog } from './catalog';
+import { expandPartitions, loadCatalog, resolveTables } from './catalog';
 import { connectWithRetry } from './connect';
 
 export interface ListenerJobSummary extends ListenerSummary {
@@ -38,7 +38,9 @@ export async function runListenerJob(
     // it before the grant; wal2json's add-tables follows the grants, decoders/wal2json.ts).
     const unreadable = new Set(cfg.tables.length ? [] : (catalog.unreadable ?? []));
     // A partitioned table in the list is snapshotted partition by partition, as it is streamed (run.ts).
-    const tables = cfg.tables.length ? expandPartitions(cfg.tables, catalog) : [...catalog.tables.keys()];
+    const tables = cfg.tables.length
+      ? expandPartitions(resolveTables(cfg.tables, catalog), catalog)
+      : [...catalog.tables.keys()];
     pending = await pendingSnapshots(
       client,
       tables.filter((t) => !t.startsWith('pgcdc.') && !unlogged.has(t) && !unreadable.has(t)),
@@ -59,6 +61,19 @@ export async function runListenerJob(
     },
   );
   return { ...stream, snapshot };
+}
+
+/**
+ * The runs of one continuous execution: runListenerJob with one SkippedTablesNotice shared by all of them, so
+ * skipped tables are warned about at the first run and whenever their set changes, not about once a second
+ * (every summary still lists them in `skippedTables`).
+ */
+export function continuousRuns(
+  cfg: ListenerConfig,
+  opts: RunOptions = {},
+): () => Promise<ListenerJobSummary> {
+  const skippedNotice = opts.skippedNotice ?? new SkippedTablesNotice();
+  return () => runListenerJob(cfg, { ...opts, skippedNotice });
 }
 
 /**

@@ -10,7 +10,7 @@
 import { ENV } from '../contract/env';
 import { loadListenerConfig } from './config';
 import { EXIT, ListenerError } from './errors';
-import { runContinuous, runListenerJob, stopControl } from './job';
+import { continuousRuns, runContinuous, runListenerJob, stopControl } from './job';
 import { runSnapshot } from './snapshot';
 import { loadAdminConfig } from './admin-config';
 import { formatFindings, PreflightError, runPreflight } from './preflight';
@@ -109,12 +109,13 @@ async function main(argv: string[]): Promise<number> {
     return EXIT.ok;
   }
   // Continuous: bounded runs back to back until SIGTERM, which lets the current run finish and confirm
-  // (listener/job.ts runContinuous: a pause when idle, a backoff while a TOAST lookup is blocked).
+  // (listener/job.ts runContinuous: a pause when idle, a backoff while a TOAST lookup is blocked); skipped
+  // tables are warned about when their set changes (continuousRuns).
   const control = stopControl();
   process.once('SIGTERM', control.stop);
   process.once('SIGINT', control.stop);
   await runContinuous({
-    runJob: () => runListenerJob(cfg, { log, alert }),
+    runJob: continuousRuns(cfg, { log, alert }),
     report: (summary) => process.stdout.write(JSON.stringify({ command, ...summary }) + '\n'),
     stopping: control.stopping,
     pause: control.pause,

@@ -9,6 +9,8 @@
 // lives only as long as its session, so nothing is left behind even if the check is killed.
 
 import { Client, ClientConfig } from 'pg';
+import { tableKey } from '../contract/table-name';
+import { resolveInDatabase } from './table-lookup';
 import { connectWithRetry, ConnectRetryOptions } from './connect';
 
 export type Severity = 'error' | 'warning' | 'info';
@@ -80,7 +82,10 @@ const CLOUDSQL_FLAG_FIX =
 
 interface TableRow {
   oid: number;
+  /** Its key (contract/table-name.ts tableKey), set from schema and rel once read. */
   name: string;
+  schema: string;
+  rel: string;
   relkind: string;
   persistence: string;
   owner: string;
@@ -88,7 +93,7 @@ interface TableRow {
   has_identity: boolean;
 }
 
-const TABLE_COLUMNS = `c.oid::int AS oid, format('%I.%I', n.nspname, c.relname) AS name, c.relkind::text AS relkind,
+const TABLE_COLUMNS = `c.oid::int AS oid, n.nspname AS schema, c.relname AS rel, c.relkind::text AS relkind,
   c.relpersistence::text AS persistence, r.rolname AS owner, r.rolsuper AS owner_super,
   (SELECT bool_and(l.relreplident = 'f'
             OR (l.relreplident = 'd' AND EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = l.oid AND i.indisprimary))
@@ -106,17 +111,27 @@ async function settings(client: Client): Promise<Map<string, string>> {
 }
 
 /** Finds what the init would capture, and what is wrong with the list. */
-async function checkTables(client: Client, opts: PreflightOptions, findings: Finding[]): Promise<TableRow[]> {
-  const listed = (opts.tables ?? []).filter(Boolean);
+/** Table rows named by their keys (the names pgcdc prints, contract/table-name.ts). */
+function named(rows: TableRow[]): TableRow[] {
+  return rows.map((t) => ({ ...t, name: tableKey(t.schema, t.rel) }));
+}
+
+async function checkTables(
+  client: Client,
+  opts: PreflightOptions,
+  findings: Finding[],
+  full: Set<string>,
+): Promise<TableRow[]> {
+  const listed = await resolveInDatabase(client, opts.tables ?? [], 'PGCDC_TABLES');
   const captured: TableRow[] = [];
   if (listed.length === 0) {
     const all = await client.query<TableRow>(
       `SELECT ${TABLE_COLUMNS} FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_roles r ON r.oid = c.relowner
         WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgcdc')
-          AND n.nspname NOT LIKE 'pg\\_toast%' ORDER BY 2`,
+          AND n.nspname NOT LIKE 'pg\\_toast%' ORDER BY 2, 3`,
     );
     let temp = 0;
-    for (const t of all.rows) {
+    for (const t of named(all.rows)) {
       if (t.persistence === 't') temp++;
       else if (t.persistence === 'u')
         findings.push({
@@ -139,19 +154,18 @@ async function checkTables(client: Client, opts: PreflightOptions, findings: Fin
       message: `no table list: every table present now is captured (${captured.length}); run sql init again after creating tables`,
     });
   } else {
-    for (const name of listed) {
-      const dot = name.indexOf('.');
+    for (const { key: name, schema, table } of listed) {
       const r = await client.query<TableRow>(
         `SELECT ${TABLE_COLUMNS} FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_roles r ON r.oid = c.relowner
           WHERE n.nspname = $1 AND c.relname = $2 AND n.nspname NOT LIKE 'pg\\_temp\\_%'`,
-        [name.slice(0, dot), name.slice(dot + 1)],
+        [schema, table],
       );
-      const t = r.rows[0];
+      const t = named(r.rows)[0];
       if (!t) {
         const temp = await client.query(
           `SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE n.nspname LIKE 'pg\\_temp\\_%' AND c.relname = $1`,
-          [name.slice(dot + 1)],
+          [table],
         );
         findings.push({
           severity: 'error',
@@ -178,10 +192,9 @@ async function checkTables(client: Client, opts: PreflightOptions, findings: Fin
       } else captured.push(t);
     }
   }
-  const full = new Set(opts.replicaIdentityFull ?? []);
   const capturedNames = new Set(captured.map((t) => t.name));
   for (const name of full) {
-    if (!capturedNames.has(name) && !listed.includes(name))
+    if (!capturedNames.has(name) && !listed.some((t) => t.key === name))
       findings.push({
         severity: 'error',
         check: 'PGCDC_REPLICA_IDENTITY_FULL',
@@ -399,10 +412,13 @@ export async function runPreflight(pg: ClientConfig, opts: PreflightOptions): Pr
         });
     }
 
-    const captured = await checkTables(client, opts, findings);
-    historyOnly = captured
-      .filter((t) => !t.has_identity && !(opts.replicaIdentityFull ?? []).includes(t.name))
-      .map((t) => t.name);
+    const full = new Set(
+      (await resolveInDatabase(client, opts.replicaIdentityFull ?? [], 'PGCDC_REPLICA_IDENTITY_FULL')).map(
+        (t) => t.key,
+      ),
+    );
+    const captured = await checkTables(client, opts, findings, full);
+    historyOnly = captured.filter((t) => !t.has_identity && !full.has(t.name)).map((t) => t.name);
     const owners = new Map<string, boolean>();
     for (const t of captured) owners.set(t.owner, t.owner_super);
     for (const [owner, ownerSuper] of owners) {

@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { Client } from 'pg';
 import { formatLsn, parseLsn } from '../contract/lsn';
-import { Catalog, expandPartitions, loadCatalog } from './catalog';
+import { Catalog, expandPartitions, loadCatalog, resolveTables } from './catalog';
 import { ListenerConfig } from './config';
 import { Decoded, Decoder } from './decoders/types';
 import { PgOutputDecoder } from './decoders/pgoutput';
@@ -73,6 +73,32 @@ export interface RunOptions {
   now?: () => number;
   /** Problems that need a person (WARNING/ERROR severity in Cloud Logging; alerts match on them). */
   alert?: (severity: 'WARNING' | 'ERROR', message: string, fields?: Record<string, unknown>) => void;
+  /**
+   * What the runs of one job execution already said about skipped tables (continuous mode keeps one across
+   * its runs): the WARNING is written when the set changes, not on every run. Without one, every run warns
+   * (a scheduled execution is one run: it warns once, at its start).
+   */
+  skippedNotice?: SkippedTablesNotice;
+}
+
+/**
+ * Remembers, per reason, the set of skipped tables last warned about. Continuous mode runs about once a
+ * second: repeating the same WARNING every run would flood the log, while the summary's `skippedTables`
+ * (read by `pgcdc status`) still lists them every run. A set that changes — a table newly skipped, or one
+ * captured again — is said once more; a reason whose set became empty is said at INFO (no "not captured" in
+ * it: the stack's alert matches WARNING lines that contain those words, infra/monitoring.ts).
+ */
+export class SkippedTablesNotice {
+  private readonly said = new Map<SkippedTable['reason'], string>();
+
+  /** 'warn': a new non-empty set; 'cleared': the set became empty; 'same': nothing to say. */
+  change(reason: SkippedTable['reason'], tables: string[]): 'warn' | 'cleared' | 'same' {
+    const now = JSON.stringify([...tables].sort());
+    const before = this.said.get(reason) ?? JSON.stringify([]);
+    this.said.set(reason, now);
+    if (now === before) return 'same';
+    return tables.length > 0 ? 'warn' : 'cleared';
+  }
 }
 
 /**
@@ -187,11 +213,18 @@ export async function runListener(cfg: ListenerConfig, opts: RunOptions = {}): P
     }
     const catalog = await loadCatalog(control);
     // A partitioned table in PGCDC_TABLES means its partitions, whose names its changes arrive under.
-    const tables = expandPartitions(cfg.tables, catalog);
+    const tables = expandPartitions(resolveTables(cfg.tables, catalog), catalog);
     const skippedTables = notCaptured({ tables }, catalog);
+    // Said when the set changes (every run without a notice: a scheduled execution is one run).
+    const notice = opts.skippedNotice ?? new SkippedTablesNotice();
     const unlogged = skippedTables.filter((t) => t.reason === 'unlogged');
-    if (unlogged.length > 0) {
-      // Once per run: unlogged tables never reach the WAL, so their replica would silently freeze.
+    const unloggedChange = notice.change(
+      'unlogged',
+      unlogged.map((t) => t.table),
+    );
+    if (unloggedChange === 'cleared') log('tables skipped as unlogged: none any more');
+    if (unloggedChange === 'warn') {
+      // Unlogged tables never reach the WAL, so their replica would silently freeze.
       alert(
         'WARNING',
         `not captured, because unlogged tables are never written to the WAL: ${unlogged.map((t) => t.table).join(', ')}. ` +
@@ -200,7 +233,13 @@ export async function runListener(cfg: ListenerConfig, opts: RunOptions = {}): P
       );
     }
     const notGranted = skippedTables.filter((t) => t.reason === 'not-granted');
-    if (notGranted.length > 0) {
+    const notGrantedChange = notice.change(
+      'not-granted',
+      notGranted.map((t) => t.table),
+    );
+    if (notGrantedChange === 'cleared')
+      log('tables skipped as not readable by the replicator: none any more');
+    if (notGrantedChange === 'warn') {
       // Neither decoder streams them (not in pgoutput's publications, not in wal2json's add-tables).
       alert(
         'WARNING',

@@ -4,7 +4,7 @@
 
 import { gzip as gzipCb } from 'node:zlib';
 import { promisify } from 'node:util';
-import { CONTRACT_VERSION, Encoding } from '../contract/events';
+import { CONTRACT_VERSION, Encoding, qualifiedName } from '../contract/events';
 import { EncodedMessage } from './snapshot-encoder';
 import { MessageSink } from './publisher';
 
@@ -76,7 +76,8 @@ export class SnapshotPublisher {
             lastSeq: msg.lastSeq,
             encoding: this.encoding,
           },
-          orderingKey: `${this.schema}.${this.table}`,
+          // The stream's key for the same table (publisher.ts): one ordering key per table.
+          orderingKey: qualifiedName(this.schema, this.table),
         });
         handedOver();
         await ack;

@@ -16,7 +16,8 @@
 import { Client, ClientConfig, QueryResult, escapeLiteral } from 'pg';
 import { ColumnInfo, Row } from '../contract/events';
 import { Lsn, parseLsn } from '../contract/lsn';
-import { loadCatalog } from './catalog';
+import { TableName, parseTableKey } from '../contract/table-name';
+import { loadCatalog, resolveTables } from './catalog';
 import { DEFAULT_SNAPSHOT_CHUNK_ROWS, ListenerConfig, withOutputSettings } from './config';
 import { CopyTextOut } from './copy-text';
 import { ReplicationSetupError, classifyPgError } from './errors';
@@ -108,38 +109,13 @@ function quoteIdent(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
 }
 
-/** A table to snapshot: schema and name apart (either may hold periods), and "schema.table" as progress key. */
-interface TableRef {
-  schema: string;
-  table: string;
+/** A table to snapshot: schema and name apart (either may hold periods), and its key as progress key. */
+interface TableRef extends TableName {
   name: string;
 }
 
-function qualified(t: TableRef): string {
+function qualified(t: TableName): string {
   return `${quoteIdent(t.schema)}.${quoteIdent(t.table)}`;
-}
-
-/**
- * Finds the tables named "schema.table" among those the catalog lists as [schema, table]. The names are
- * matched whole rather than split at a period, since a schema or table name may itself hold periods; a
- * name that fits two tables (schema "a.b" table "c", schema "a" table "b.c") is refused as ambiguous.
- */
-export function resolveTableNames(names: string[], known: [string, string][]): (TableRef | string)[] {
-  const byName = new Map<string, TableRef[]>();
-  for (const [schema, table] of known) {
-    const name = `${schema}.${table}`;
-    byName.set(name, [...(byName.get(name) ?? []), { schema, table, name }]);
-  }
-  return names.map((n) => {
-    const found = byName.get(n) ?? [];
-    if (found.length > 1) {
-      throw new ReplicationSetupError(
-        `snapshot: "${n}" names ${found.map((t) => `${quoteIdent(t.schema)}.${quoteIdent(t.table)}`).join(' and ')}; ` +
-          'rename one of them (pgcdc tells tables apart by "schema.table")',
-      );
-    }
-    return found[0] ?? n;
-  });
 }
 
 // A transaction whose backend waits for a heavyweight lock (a row of its pid not granted in pg_locks) is
@@ -421,7 +397,12 @@ export async function runSnapshot(cfg: ListenerConfig, opts: SnapshotOptions = {
     }
     const catalog = await loadCatalog(client);
     const unreadable = new Set(catalog.unreadable ?? []);
-    const named = opts.tables ?? (cfg.tables.length ? cfg.tables : undefined);
+    // Entries in the identifier syntax (--table, PGCDC_TABLES) → table keys (contract/table-name.ts).
+    const named = opts.tables
+      ? resolveTables(opts.tables, catalog, '--table')
+      : cfg.tables.length
+        ? resolveTables(cfg.tables, catalog)
+        : undefined;
     // Without a table list, "every table" means every table the replicator was granted by the last SQL init:
     // one created since is neither granted nor (pgoutput) published until `pgcdc sql init` runs again.
     const wanted = named ?? [...catalog.tables.keys()].filter((t) => !unreadable.has(t));
@@ -433,18 +414,16 @@ export async function runSnapshot(cfg: ListenerConfig, opts: SnapshotOptions = {
           'with the table in the captured tables (it grants SELECT on exactly those)',
       );
     }
-    const refs = resolveTableNames(tables, catalog.readable ?? []);
     const unlogged = new Set(catalog.unlogged ?? []);
-    for (const [i, table] of tables.entries()) {
+    for (const table of tables) {
       if (unlogged.has(table)) {
         // Its changes never reach the slot: a snapshot would be a copy that silently goes stale.
         summary.skippedTables.push({ table, reason: 'unlogged' });
         continue;
       }
       const columns = catalog.tables.get(table);
-      const ref = refs[i];
-      if (!columns || typeof ref === 'string')
-        throw new ReplicationSetupError(`snapshot: table ${table} does not exist`);
+      if (!columns) throw new ReplicationSetupError(`snapshot: table ${table} does not exist`);
+      const ref: TableRef = { ...parseTableKey(table), name: table };
       const keyCols = await primaryKeyOrder(client, qualified(ref), columns);
       if (keyCols.some((k) => !columns.some((c) => c.name === k))) {
         // A generated key column is in no event (listener/catalog.ts): the stream has no key for this
@@ -688,10 +667,19 @@ async function estimateRows(client: Client, relation: string): Promise<number | 
 
 /** Tables whose snapshot has not completed (never started, or interrupted). */
 export async function pendingSnapshots(client: Client, tables: string[]): Promise<string[]> {
+  // Progress rows are keyed by table key (contract/table-name.ts). Before quoted names, the key was
+  // schema.table unquoted: a table whose name is not plain lower case finished under that older key is done
+  // too, not snapshotted again.
+  const legacy = new Map(
+    tables.map((t) => {
+      const n = parseTableKey(t);
+      return [t, `${n.schema}.${n.table}`];
+    }),
+  );
   const r = await client.query<{ table_name: string }>(
     `SELECT table_name FROM ${PROGRESS} WHERE done AND table_name = ANY($1)`,
-    [tables],
+    [[...new Set([...tables, ...legacy.values()])]],
   );
   const done = new Set(r.rows.map((x) => x.table_name));
-  return tables.filter((t) => !done.has(t));
+  return tables.filter((t) => !done.has(t) && !done.has(legacy.get(t)!));
 }

@@ -9,6 +9,7 @@
 // REPLICATION); the replicator is the LOGIN REPLICATION role the listener runs as (BRIEF decision 1).
 
 import { readdirSync, readFileSync } from 'node:fs';
+import { resolveInDatabase } from './table-lookup';
 import path from 'node:path';
 import { Client, ClientConfig } from 'pg';
 import { connectWithRetry, ConnectRetryOptions } from './connect';
@@ -250,10 +251,22 @@ export async function runSqlInit(pgConfig: ClientConfig, opts: SqlInitOptions): 
       opts.replicatorPassword,
       notices,
     );
-  const settings = scriptSettings(opts, byBootstrap);
-  statements += await withSession(pgConfig, opts, notices, (c) =>
-    runScript(c, path.join(dir, ADMIN_FILE), settings),
-  );
+  let settings: Record<string, string> = {};
+  statements += await withSession(pgConfig, opts, notices, async (c) => {
+    // The script gets each table by its key, which names it exactly (an entry with upper case in a bare part
+    // is resolved here to the table it means: listener/table-lookup.ts).
+    const keys = async (list: string[] | undefined, what: string) =>
+      (await resolveInDatabase(c, list ?? [], what)).map((t) => t.key);
+    settings = scriptSettings(
+      {
+        ...opts,
+        tables: await keys(opts.tables, 'PGCDC_TABLES'),
+        replicaIdentityFull: await keys(opts.replicaIdentityFull, 'PGCDC_REPLICA_IDENTITY_FULL'),
+      },
+      byBootstrap,
+    );
+    return runScript(c, path.join(dir, ADMIN_FILE), settings);
+  });
   // The slot over the replicator's own session: it has REPLICATION, the Cloud SQL admin does not.
   statements += await withSession(replicatorPg ?? pgConfig, opts, notices, (c) =>
     runScript(c, path.join(dir, SLOT_FILE), { ...settings, 'pgcdc.replicator_password': '' }),

@@ -4,6 +4,8 @@
 // REPLICA IDENTITY FULL set by the init on the user's request stays (said so, with the statement to undo it).
 
 import { Client, ClientConfig } from 'pg';
+import { sqlTableName } from '../contract/table-name';
+import { resolveInDatabase } from './table-lookup';
 import { connectWithRetry, ConnectRetryOptions } from './connect';
 
 export interface SqlTeardownOptions {
@@ -178,17 +180,20 @@ export async function runSqlTeardown(pg: ClientConfig, opts: SqlTeardownOptions)
     else report.kept.push('schema pgcdc (snapshot progress; --drop-schema removes it)');
     if (opts.replicationUser && opts.dropRole) await dropRole(admin, opts, report);
     else if (opts.replicationUser) report.kept.push(`role ${opts.replicationUser} (--drop-role removes it)`);
-    for (const t of opts.replicaIdentityFull ?? []) {
-      const dot = t.indexOf('.');
+    for (const t of await resolveInDatabase(
+      admin,
+      opts.replicaIdentityFull ?? [],
+      'PGCDC_REPLICA_IDENTITY_FULL',
+    )) {
       const full = await one(
         admin,
         `SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
           WHERE n.nspname = $1 AND c.relname = $2 AND c.relreplident = 'f'`,
-        [t.slice(0, dot), t.slice(dot + 1)],
+        [t.schema, t.table],
       );
       if (full)
         report.kept.push(
-          `REPLICA IDENTITY FULL on ${t}, set at your request (undo: ALTER TABLE ${t} REPLICA IDENTITY DEFAULT;)`,
+          `REPLICA IDENTITY FULL on ${t.key}, set at your request (undo: ALTER TABLE ${sqlTableName(t)} REPLICA IDENTITY DEFAULT;)`,
         );
     }
   } finally {

@@ -38,7 +38,7 @@
 // then stops: nothing at or after the unresolved change is confirmed, and the next run reads it again.
 
 import { Client, ClientConfig } from 'pg';
-import { ChangeEvent, ColumnInfo, Row, setColumn } from '../contract/events';
+import { ChangeEvent, ColumnInfo, Row, qualifiedName, setColumn } from '../contract/events';
 import { withOutputSettings } from './config';
 import { TableState } from './decoders/types';
 import { ReplicationSetupError } from './errors';
@@ -260,7 +260,7 @@ export class SourceLookup implements ToastResolver {
           continue;
         }
         this.blocked = new LookupBlockedError({
-          table: `${table.schema}.${table.table}`,
+          table: qualifiedName(table.schema, table.table),
           reason,
           attempts: lockFailures,
           lockTimeoutMs: this.limits.lockTimeoutMs,
@@ -272,7 +272,7 @@ export class SourceLookup implements ToastResolver {
       if (done) return;
       if (Date.now() - started > VISIBILITY_WAIT_MS) {
         throw new Error(
-          `unchanged TOAST values of ${table.schema}.${table.table}: a decoded transaction is still not visible ` +
+          `unchanged TOAST values of ${qualifiedName(table.schema, table.table)}: a decoded transaction is still not visible ` +
             `after ${VISIBILITY_WAIT_MS / 1000} s (is a synchronous standby holding commits?); the next run retries`,
         );
       }
@@ -301,7 +301,7 @@ export class SourceLookup implements ToastResolver {
         if (code === '42P01') return true;
         if (code === '42501') {
           throw new ReplicationSetupError(
-            `cannot read ${table.schema}.${table.table} to resolve unchanged TOAST values: the listener's role ` +
+            `cannot read ${qualifiedName(table.schema, table.table)} to resolve unchanged TOAST values: the listener's role ` +
               `needs SELECT on every captured table (pgcdc sql init grants it): ${(e as Error).message}`,
           );
         }

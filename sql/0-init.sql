@@ -13,6 +13,8 @@
 --                               outside the system schemas at the time of this run
 --   pgcdc.replica_identity_full comma list of captured schema.table the user allows pgcdc to set
 --                               REPLICA IDENTITY FULL on (keyless tables that should get updates/deletes)
+--   Both lists are in PostgreSQL's identifier syntax: either part may be double-quoted ("my.schema"."My, table"),
+--   a bare part is folded to lower case. (pgcdc sql init passes each table's exact name, quoted where needed.)
 --   pgcdc.decoder               pgoutput (default) | wal2json
 --   pgcdc.publication           publication name (default pgcdc_pub); keyless tables go to <name>_inserts
 --   pgcdc.publish_all_tables    'on': FOR ALL TABLES instead (superuser test fixtures only, which create their
@@ -51,8 +53,14 @@ DECLARE
   decoder text := coalesce(nullif(current_setting('pgcdc.decoder', true), ''), 'pgoutput');
   pub text := coalesce(nullif(current_setting('pgcdc.publication', true), ''), 'pgcdc_pub');
   pub_ins text := pub || '_inserts';
-  listed text[] := array_remove(string_to_array(replace(coalesce(current_setting('pgcdc.tables', true), ''), ' ', ''), ','), '');
-  ri_full text[] := array_remove(string_to_array(replace(coalesce(current_setting('pgcdc.replica_identity_full', true), ''), ' ', ''), ','), '');
+  -- Split at the commas outside double quotes (a quoted name may hold commas, periods and spaces).
+  listed text[] := ARRAY(SELECT btrim(m[1]) FROM regexp_matches(coalesce(current_setting('pgcdc.tables', true), ''),
+                           '((?:[^,"]|"(?:[^"]|"")*")+)', 'g') AS m WHERE btrim(m[1]) <> '');
+  ri_full text[] := ARRAY(SELECT btrim(m[1]) FROM regexp_matches(coalesce(current_setting('pgcdc.replica_identity_full', true), ''),
+                            '((?:[^,"]|"(?:[^"]|"")*")+)', 'g') AS m WHERE btrim(m[1]) <> '');
+  -- ri_full as SQL names ("schema"."table"), filled below.
+  ri_sql text[] := '{}';
+  parts text[];
   role_row record;
   item text;
   rel record;
@@ -123,6 +131,16 @@ BEGIN
     RAISE NOTICE 'no pgcdc.replication_user given: no replicator role, no grants';
   END IF;
 
+  -- parse_ident: "Splits qualified_identifier into an array of identifiers, removing any quoting of individual
+  -- identifiers" (https://www.postgresql.org/docs/15/functions-string.html); bare ones are folded to lower case.
+  FOREACH item IN ARRAY ri_full LOOP
+    parts := parse_ident(item);
+    IF array_length(parts, 1) <> 2 THEN
+      RAISE EXCEPTION 'PGCDC_REPLICA_IDENTITY_FULL entry % must be schema.table', item;
+    END IF;
+    ri_sql := ri_sql || format('%I.%I', parts[1], parts[2]);
+  END LOOP;
+
   -- 2. The captured tables.
   IF coalesce(array_length(listed, 1), 0) = 0 THEN
     -- Every ordinary logged table outside the system schemas, partitions included (changes arrive under the
@@ -145,9 +163,14 @@ BEGIN
     RAISE NOTICE 'no table list given: capturing every table present now (% tables); run sql init again after creating tables', coalesce(array_length(entries, 1), 0);
   ELSE
     FOREACH item IN ARRAY listed LOOP
+      parts := parse_ident(item);
+      IF array_length(parts, 1) <> 2 THEN
+        RAISE EXCEPTION 'table list entry % must be schema.table', item
+          USING HINT = 'A name with a period, comma, space or upper case goes in double quotes: "my.schema"."My table".';
+      END IF;
       SELECT c.oid, c.relkind, c.relpersistence INTO rel
         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-       WHERE n.nspname = split_part(item, '.', 1) AND c.relname = substr(item, length(split_part(item, '.', 1)) + 2)
+       WHERE n.nspname = parts[1] AND c.relname = parts[2]
          AND n.nspname NOT LIKE 'pg\_temp\_%';
       IF NOT FOUND THEN
         RAISE EXCEPTION 'table % does not exist', item
@@ -156,7 +179,7 @@ BEGIN
         RAISE EXCEPTION '% is not a table (relkind %): only tables can be captured', item, rel.relkind;
       ELSIF rel.relpersistence = 'u' THEN
         RAISE EXCEPTION 'table % is unlogged: its changes are never written to the WAL, pgcdc cannot capture it', item
-          USING HINT = format('ALTER TABLE %s SET LOGGED; or remove it from the table list.', item);
+          USING HINT = format('ALTER TABLE %I.%I SET LOGGED; or remove it from the table list.', parts[1], parts[2]);
       END IF;
       entries := entries || rel.oid;
       IF rel.relkind = 'p' THEN
@@ -171,9 +194,8 @@ BEGIN
     END LOOP;
   END IF;
 
-  FOREACH item IN ARRAY ri_full LOOP
-    IF NOT EXISTS (SELECT 1 FROM unnest(entries) e WHERE e = to_regclass(format('%I.%I', split_part(item, '.', 1),
-                    substr(item, length(split_part(item, '.', 1)) + 2)))) THEN
+  FOREACH item IN ARRAY ri_sql LOOP
+    IF NOT EXISTS (SELECT 1 FROM unnest(entries) e WHERE e = to_regclass(item)) THEN
       RAISE EXCEPTION 'PGCDC_REPLICA_IDENTITY_FULL names %, which is not a captured table', item;
     END IF;
   END LOOP;
@@ -195,13 +217,11 @@ BEGIN
   END LOOP;
 
   -- 4. Keyed or keyless; REPLICA IDENTITY FULL where the user allowed it.
-  FOREACH item IN ARRAY ri_full LOOP
+  FOREACH item IN ARRAY ri_sql LOOP
     FOR rel IN
       SELECT c.oid, c.oid::regclass::text AS name FROM pg_class c
        WHERE c.oid = ANY (readable) AND c.relkind IN ('r', 'p')
-         AND (c.oid = to_regclass(format('%I.%I', split_part(item, '.', 1), substr(item, length(split_part(item, '.', 1)) + 2)))
-              OR c.oid IN (SELECT relid FROM pg_partition_tree(to_regclass(format('%I.%I', split_part(item, '.', 1),
-                             substr(item, length(split_part(item, '.', 1)) + 2))))))
+         AND (c.oid = to_regclass(item) OR c.oid IN (SELECT relid FROM pg_partition_tree(to_regclass(item))))
          AND c.relreplident <> 'f'
     LOOP
       IF NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = rel.oid AND (i.indisprimary OR i.indisreplident))
@@ -234,7 +254,9 @@ BEGIN
     END IF;
   END LOOP;
 
-  -- 5. Grants: SELECT on exactly the captured tables, USAGE on their schemas.
+  -- 5. Grants: SELECT on exactly the captured tables, USAGE on their schemas. Tables are named in DDL by
+  -- oid::regclass::text, which quotes a name holding a period, comma, space, quote or upper case (regclassout
+  -- prints quote_identifier's form; test/listener/odd-names.test.ts grants and publishes "a.b"."c.d" this way).
   IF repl IS NOT NULL THEN
     FOR rel IN
       SELECT DISTINCT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace

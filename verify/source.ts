@@ -3,6 +3,7 @@
 // whose WAL position is recorded. Nothing is written; the snapshot is held only while one table is read.
 
 import { Client, ClientConfig } from 'pg';
+import { parseTableKey, parseTableList, resolveTableEntry, tableKey } from '../contract/table-name';
 import { ColumnInfo, setColumn } from '../contract/events';
 import { withOutputSettings } from '../listener/config';
 
@@ -69,32 +70,36 @@ export async function capturedTables(client: Client, publication: string, only: 
   const pubs = [publication, `${publication}_inserts`];
   const hasPublication = await client.query('SELECT 1 FROM pg_publication WHERE pubname = ANY($1)', [pubs]);
   const { rows } = hasPublication.rowCount
-    ? await client.query<{ name: string }>(
-        `SELECT DISTINCT schemaname || '.' || tablename AS name FROM pg_publication_tables
-          WHERE pubname = ANY($1) AND schemaname <> 'pgcdc' ORDER BY 1`,
+    ? await client.query<{ schema: string; table: string }>(
+        `SELECT DISTINCT schemaname AS schema, tablename AS table FROM pg_publication_tables
+          WHERE pubname = ANY($1) AND schemaname <> 'pgcdc' ORDER BY 1, 2`,
         [pubs],
       )
-    : await client.query<{ name: string }>(
-        `SELECT n.nspname || '.' || c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    : await client.query<{ schema: string; table: string }>(
+        `SELECT n.nspname AS schema, c.relname AS table FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
           WHERE c.relkind = 'r' AND c.relpersistence = 'p' AND has_table_privilege(c.oid, 'SELECT')
             AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgcdc') AND n.nspname NOT LIKE 'pg_toast%'
-          ORDER BY 1`,
+          ORDER BY 1, 2`,
       );
-  const all = rows.map((r) => r.name);
+  // Table keys (contract/table-name.ts): `schema.table`, a part that is not plain lower case double-quoted.
+  const all = rows.map((r) => tableKey(r.schema, r.table));
   if (only.length === 0) return all;
-  const missing = only.filter((t) => !all.includes(t));
+  const known = new Set(all);
+  const wanted = parseTableList(only.join(','), '--table').map((e) =>
+    resolveTableEntry(e, (k) => known.has(k)),
+  );
+  const missing = wanted.filter((t) => !known.has(t));
   if (missing.length > 0) {
     throw new Error(
       `not captured (publications ${pubs.join(', ')}, or readable tables for wal2json): ${missing.join(', ')} (captured: ${all.join(', ') || 'none'})`,
     );
   }
-  return only;
+  return wanted;
 }
 
+/** Describes a table by its key (capturedTables). */
 export async function describeTable(client: Client, name: string): Promise<SourceTable> {
-  const dot = name.indexOf('.');
-  const schema = name.slice(0, dot);
-  const table = name.slice(dot + 1);
+  const { schema, table } = parseTableKey(name);
   const { rows } = await client.query<{
     name: string;
     type: string;

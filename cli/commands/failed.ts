@@ -11,7 +11,7 @@ import { BigQueryRest } from '../../sink/bigquery-rest';
 import { FailedEntry, orderingKeyOf, readFailed, replayRefusal } from '../../sink/failed-replay';
 import type { CliDeps } from '../deps';
 import { CliError, EXIT } from '../errors';
-import { cloudContext, envOption, LOCAL_ENV, table } from './shared';
+import { cloudContext, envOption, LOCAL_ENV, table, tableArg } from './shared';
 
 interface Target {
   rest: BigQueryRest;
@@ -50,10 +50,18 @@ interface Filter {
 }
 
 function select(entries: FailedEntry[], f: Filter): FailedEntry[] {
+  // _failed names a table `schema.table`, its names joined as they are (sink/failed.ts); --table is in the
+  // identifier syntax (tableArg), so it is compared by its names, in both readings of a bare upper-case part.
+  const entry = f.table ? tableArg(f.table) : undefined;
+  const names = entry
+    ? new Set(
+        [entry.name, ...(entry.asWritten ? [entry.asWritten] : [])].map((n) => `${n.schema}.${n.table}`),
+      )
+    : undefined;
   return entries.filter(
     (e) =>
       (f.warnings || e.severity !== 'warning') &&
-      (!f.table || e.table === f.table) &&
+      (!names || (e.table !== null && e.table !== undefined && names.has(e.table))) &&
       (!f.messageId || (e.messageId !== null && f.messageId.includes(e.messageId))),
   );
 }

@@ -6,6 +6,7 @@ import { AutomationDriver, OutputMap } from '../automation';
 import { CloudClients, StackOutputs } from '../cloud';
 import type { CliDeps } from '../deps';
 import { CliError, EXIT, UsageError } from '../errors';
+import { TableEntry, TableNameError, parseTableEntry } from '../../contract/table-name';
 
 /** `--env local` means the local stack; anything else is a Pulumi stack name. */
 export const LOCAL_ENV = 'local';
@@ -124,6 +125,19 @@ export async function withEnv<T>(vars: Record<string, string>, fn: () => Promise
 }
 
 /** Rows of cells as aligned text lines (first row is the header). */
+/**
+ * A --table value in PostgreSQL's identifier syntax (contract/table-name.ts: `schema.table`, either part
+ * double-quoted, e.g. --table '"My.Schema"."Order lines"'); a malformed one is a usage error saying what to write.
+ */
+export function tableArg(text: string, flag = '--table'): TableEntry {
+  try {
+    return parseTableEntry(text, flag);
+  } catch (e) {
+    if (e instanceof TableNameError) throw new UsageError(e.message);
+    throw e;
+  }
+}
+
 export function table(rows: string[][]): string[] {
   const widths: number[] = [];
   for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));

@@ -5,9 +5,8 @@
 
 import { Command } from 'commander';
 import type { CliDeps, SnapshotSummary } from '../deps';
-import { UsageError } from '../errors';
 import { runStackJob } from '../jobs';
-import { cloudContext, envOption, LOCAL_ENV, roundNumbers, withEnv } from './shared';
+import { cloudContext, envOption, LOCAL_ENV, roundNumbers, tableArg, withEnv } from './shared';
 
 export function snapshotArgs(tables: string[], restart: boolean): string[] {
   return ['snapshot', ...tables.flatMap((t) => ['--table', t]), ...(restart ? ['--restart'] : [])];
@@ -30,11 +29,7 @@ export function snapshotCommand(deps: CliDeps): Command {
     .option('--restart', 'start again from the first row even if a snapshot finished', false)
     .option('--json', 'print the summary as JSON', false)
     .action(async (opts: { env: string; table?: string[]; restart: boolean; json: boolean }) => {
-      const tables = opts.table ?? [];
-      for (const t of tables) {
-        if (!/^[^.\s]+\.[^.\s]+$/.test(t))
-          throw new UsageError(`--table ${t}: use schema.table, e.g. public.customers`);
-      }
+      const tables = (opts.table ?? []).map((t) => tableArg(t).text);
       if (opts.env === LOCAL_ENV) {
         const env = deps.local.env(deps.local.read({ dir: deps.localDir }));
         const summary = await withEnv(env, () =>

@@ -15,7 +15,7 @@ import { listTables } from '../warehouse';
 // Types only at start-up: the verify code (BigQuery client, sink mapping) loads in the action (issue 11.10).
 import type { VerifyMode, VerifyReport } from '../../verify/verify';
 import { canAsk } from './pulumi-flow';
-import { cloudContext, envOption, formatBytes, LOCAL_ENV } from './shared';
+import { cloudContext, envOption, formatBytes, LOCAL_ENV, tableArg } from './shared';
 
 /** Rows a sample reads per table in the cloud when neither --sample nor --full is given. */
 const CLOUD_DEFAULT_SAMPLE = 1000;
@@ -195,9 +195,7 @@ export function verifyCommand(deps: CliDeps): Command {
     .option('--json', 'print the report as JSON', false)
     .action(async (opts: VerifyOpts) => {
       if (opts.sample !== undefined && opts.full) throw new UsageError('use either --sample or --full');
-      for (const t of opts.table ?? [])
-        if (!/^[^.\s]+\.[^.\s]+$/.test(t))
-          throw new UsageError(`--table ${t}: use schema.table, e.g. public.customers`);
+      if (opts.table) opts.table = opts.table.map((t) => tableArg(t).text);
       const local = opts.env === LOCAL_ENV;
       const mode: VerifyMode =
         opts.sample !== undefined

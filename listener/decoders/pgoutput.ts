@@ -11,6 +11,7 @@
 // pgoutput output).
 
 import { ColumnInfo, Row, setColumn } from '../../contract/events';
+import { tableKey } from '../../contract/table-name';
 import { Lsn, formatLsn } from '../../contract/lsn';
 import { Catalog } from '../catalog';
 import { XLogData } from '../replication-stream';
@@ -397,7 +398,7 @@ export class PgOutputDecoder implements Decoder {
 
   private isWanted(rel: Relation): boolean {
     if (!this.wanted) return true;
-    const name = `${rel.state.schema}.${rel.state.table}`;
+    const name = tableKey(rel.state.schema, rel.state.table);
     // A relation the run-start catalog did not know can only reach us through the publications, which
     // `sql init` builds from the captured tables: it is a partition created during the run of a captured
     // partitioned table ("all of its existing and future partitions are implicitly considered to be part of

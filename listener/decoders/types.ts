@@ -2,6 +2,7 @@
 // transaction (for sequence numbers) and each table's column list.
 
 import { ChangeEvent, ColumnInfo, Op, Row, setColumn } from '../../contract/events';
+import { tableKey } from '../../contract/table-name';
 import { Lsn, changeSeq, formatLsn } from '../../contract/lsn';
 import { Catalog } from '../catalog';
 import { XLogData } from '../replication-stream';
@@ -141,14 +142,14 @@ export class TransactionContext {
   }
 }
 
-/** Table states by "schema.table", seeded from the catalog. */
+/** Table states by table key (contract/table-name.ts tableKey), seeded from the catalog. */
 export class TableRegistry {
   private readonly states = new Map<string, TableState>();
 
   constructor(private readonly catalog: Catalog) {}
 
   get(schema: string, table: string): TableState | undefined {
-    const qn = `${schema}.${table}`;
+    const qn = tableKey(schema, table);
     let s = this.states.get(qn);
     if (!s) {
       const cols = this.catalog.tables.get(qn);
@@ -162,7 +163,7 @@ export class TableRegistry {
   /** Record a new column list for a table (a table created or altered during the run). */
   set(schema: string, table: string, columns: ColumnInfo[]): TableState {
     const s = { schema, table, columns };
-    this.states.set(`${schema}.${table}`, s);
+    this.states.set(tableKey(schema, table), s);
     return s;
   }
 }

@@ -16,6 +16,7 @@
 
 import { ColumnInfo, Row, setColumn } from '../../contract/events';
 import { Lsn, parseLsn } from '../../contract/lsn';
+import { parseTableKey, tableKey } from '../../contract/table-name';
 import { Catalog } from '../catalog';
 import { XLogData } from '../replication-stream';
 import { normalizeTimestamptz } from '../time';
@@ -77,8 +78,10 @@ function toRow(cols: W2jColumn[] | undefined): Row | null {
  * One name in wal2json's add-tables syntax (https://github.com/eulerto/wal2json README, "add-tables: include
  * only rows from the specified tables ... It has the same rules from filter-tables": "Special characters
  * (space, single quote, comma, period, asterisk) must be escaped with backslash. Schema and table are
- * case-sensitive."). Its parser (string_to_SelectTable) also splits on any white space and drops the
- * backslash before any character, so white space and the backslash itself are escaped too.
+ * case-sensitive. Table `"public"."Foo bar"` should be specified as `public.Foo\ bar`."). Its parser
+ * (wal2json.c string_to_SelectTable, parse_table_identifier) also splits on any white space and drops the
+ * backslash before any character, so white space and the backslash itself are escaped too. Each part is
+ * escaped on its own, so a period inside a schema or table name never reads as the separator.
  */
 function escapeTableName(name: string): string {
   return name.replace(/[\\,.'*\s]/g, '\\$&');
@@ -106,8 +109,14 @@ export function addTablesFilter(catalog: Catalog, tables: string[]): string | un
   const unreadable = new Set(catalog.unreadable ?? []);
   let names: [string, string][];
   if (tables.length) {
-    // PGCDC_TABLES entries are schema.table with no period in either part (listener/config.ts).
-    names = tables.filter((t) => !unreadable.has(t)).map((t) => t.split('.') as [string, string]);
+    // Table keys (contract/table-name.ts): parsed back into their parts, which may hold periods, commas,
+    // spaces or quotes; each part is escaped on its own below.
+    names = tables
+      .filter((t) => !unreadable.has(t))
+      .map((t) => {
+        const n = parseTableKey(t);
+        return [n.schema, n.table];
+      });
   } else if (catalog.readsAllTables !== false || !catalog.readable) {
     return undefined;
   } else {
@@ -122,7 +131,7 @@ export class Wal2JsonDecoder implements Decoder {
   readonly pluginOptions: Record<string, string>;
   private readonly txn = new TransactionContext();
   private readonly tables: TableRegistry;
-  /** Generated columns by "schema.table": wal2json sends them, pgoutput does not; we leave them out. */
+  /** Generated columns by table key: wal2json sends them, pgoutput does not; we leave them out. */
   private readonly generated: Map<string, Set<string>>;
 
   constructor(
@@ -198,7 +207,7 @@ export class Wal2JsonDecoder implements Decoder {
     if (!this.txn.open || t.lsn[0] < 0 || t.schema[0] < 0 || t.table[0] < 0) return false;
     const state = this.knownTable(s, t);
     if (!state) return false;
-    if (this.generated.size > 0 && this.generated.has(`${state.schema}.${state.table}`)) return false;
+    if (this.generated.size > 0 && this.generated.has(tableKey(state.schema, state.table))) return false;
     const layout = layoutOf(state.columns);
     const cols = t.columns;
     const isDelete = t.action === 0x44; /* D */
@@ -317,7 +326,7 @@ export class Wal2JsonDecoder implements Decoder {
     const lsn = lsnOf(r, msg);
     if (this.generated.size > 0) {
       // Events carry no generated columns whichever decoder read them (listener/catalog.ts).
-      const gen = this.generated.get(`${r.schema}.${r.table}`);
+      const gen = this.generated.get(tableKey(r.schema ?? '', r.table ?? ''));
       if (gen) r.columns = r.columns?.filter((c) => !gen.has(c.name));
     }
     const state = this.tableState(r, r.action === 'D' ? undefined : r.columns);

@@ -65,7 +65,7 @@ describe('pgcdc sql init / run-once / status on a cloud stack', () => {
     h.cleanup();
     h = harness();
     assert.notEqual(await h.run('snapshot', '--env', 'dev', '--table', 'customers'), EXIT.ok);
-    assert.match(h.out.stderr, /use schema\.table/);
+    assert.match(h.out.stderr, /--table: "customers" names no schema \(e\.g\. public\.customers\)/);
     assert.deepEqual(h.jobs.requests, []);
   });
 
