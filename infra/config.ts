@@ -5,6 +5,7 @@
 // Every problem names the key (as written in Pulumi.yaml) and says what would be accepted; all problems
 // of a configuration are reported together, not one per attempt.
 
+import { MIN_JOB_MEMORY_MIB } from '../contract/node-heap';
 import { TableEntry, TableNameError, parseTableEntry } from '../contract/table-name';
 import { changesTableName, replicaTableName } from '../sink/names';
 
@@ -672,13 +673,13 @@ function jobSettings(
  * "The minimum amount of memory you can configure in the second generation execution environment is 512 MiB"
  * (jobs only run in it), "The maximum amount of memory you can configure is 32 gibibyte (32 Gi)", and "When
  * setting a memory limit, the following minimum CPU limits are required: More than 4 GiB 2, More than 8 GiB
- * 4, More than 16 GiB 6, More than 24 GiB 8". The jobs' heap caps (listener/runtime.ts, sink/runtime.ts)
- * are sized for the 512 MiB minimum.
+ * 4, More than 16 GiB 6, More than 24 GiB 8". The jobs' heap caps follow it (infra/jobs.ts sets each job's
+ * NODE_OPTIONS from it: contract/node-heap.ts); their fixed in-memory bounds are sized for the 512 MiB minimum.
  */
 function memoryProblem(v: string, cpu: string): string | undefined {
   if (!MEMORY.test(v)) return `"${v}" must be a size like 512Mi or 2Gi`;
-  const mib = Number(v.slice(0, -2)) * (v.endsWith('Gi') ? 1024 : 1);
-  if (mib < 512) return `"${v}" is below Cloud Run's 512Mi minimum for jobs`;
+  const mib = memoryMib(v);
+  if (mib < MIN_JOB_MEMORY_MIB) return `"${v}" is below Cloud Run's ${MIN_JOB_MEMORY_MIB}Mi minimum for jobs`;
   if (mib > 32 * 1024) return `"${v}" is above Cloud Run's 32Gi maximum`;
   const needed = mib > 24 * 1024 ? 8 : mib > 16 * 1024 ? 6 : mib > 8 * 1024 ? 4 : mib > 4 * 1024 ? 2 : 1;
   const cpus = Number(cpu);
@@ -686,6 +687,12 @@ function memoryProblem(v: string, cpu: string): string | undefined {
     return `"${v}" needs at least ${needed} CPUs on Cloud Run (the job's Cpu setting is ${cpu})`;
   }
   return undefined;
+}
+
+/** A memory setting ("512Mi", "2Gi") in MiB: the suffixes are binary units ("32 gibibyte (32 Gi)", same page). */
+export function memoryMib(v: string): number {
+  if (!MEMORY.test(v)) throw new Error(`"${v}" is not a memory size like 512Mi or 2Gi`);
+  return Number(v.slice(0, -2)) * (v.endsWith('Gi') ? 1024 : 1);
 }
 
 /**

@@ -1,7 +1,9 @@
 import * as gcp from '@pulumi/gcp';
 import * as pulumi from '@pulumi/pulumi';
 import { ENV } from '../contract/env';
-import type { JobSettings } from './config';
+import { listenerNodeOptions } from '../listener/runtime';
+import { sinkNodeOptions } from '../sink/runtime';
+import { memoryMib, type JobSettings } from './config';
 import { childOptions, type ComponentOptions } from './options';
 
 type Env = gcp.types.input.cloudrunv2.JobTemplateTemplateContainerEnv;
@@ -166,6 +168,15 @@ export class Jobs extends pulumi.ComponentResource {
       [ENV.maxRunSeconds]: String(s.maxRunSeconds),
       [ENV.mode]: 'once',
     });
+    // The V8 heap cap follows the container's memory limit (contract/node-heap.ts; each image's Dockerfile sets
+    // the value for 512Mi as its default). The job's env replaces the image's ENV of the same name, as
+    // Kubernetes-style container specs do (env set in the spec "override any environment variables specified
+    // in the container image", https://kubernetes.io/docs/tasks/inject-data-application/define-environment-variable-container/;
+    // Cloud Run's own pages say nothing on it). Were it the other way round, the job would run with the 512Mi
+    // sizing, which fits any larger container.
+    const heap = (nodeOptions: (memoryMib: number) => string, s: JobSettings): Record<string, string> => ({
+      NODE_OPTIONS: nodeOptions(memoryMib(s.memory)),
+    });
 
     this.listener = job(
       'listener',
@@ -173,7 +184,12 @@ export class Jobs extends pulumi.ComponentResource {
       args.listenerImage,
       args.listenerServiceAccount,
       [
-        ...plainEnv({ ...args.databaseEnv, ...args.listenerEnv, ...runSettings(args.listener) }),
+        ...plainEnv({
+          ...args.databaseEnv,
+          ...args.listenerEnv,
+          ...runSettings(args.listener),
+          ...heap(listenerNodeOptions, args.listener),
+        }),
         // The listener logs in as the replicator (LOGIN REPLICATION + SELECT on the captured tables).
         secretEnv('PGPASSWORD', args.replicatorPassword),
       ],
@@ -185,7 +201,7 @@ export class Jobs extends pulumi.ComponentResource {
       args.sink,
       args.sinkImage,
       args.sinkServiceAccount,
-      plainEnv({ ...args.sinkEnv, ...runSettings(args.sink) }),
+      plainEnv({ ...args.sinkEnv, ...runSettings(args.sink), ...heap(sinkNodeOptions, args.sink) }),
       // The sink talks only to Google APIs: it needs no VPC.
       undefined,
       args.sinkGrants,
@@ -198,7 +214,8 @@ export class Jobs extends pulumi.ComponentResource {
       args.listenerImage,
       args.adminServiceAccount,
       [
-        ...plainEnv({ ...args.databaseEnv, ...args.adminEnv }),
+        // The listener's image and memory: its heap sizing too.
+        ...plainEnv({ ...args.databaseEnv, ...args.adminEnv, ...heap(listenerNodeOptions, args.listener) }),
         secretEnv(ADMIN_ENV.adminPassword, args.adminPassword),
         secretEnv(ADMIN_ENV.replicatorPassword, args.replicatorPassword),
       ],

@@ -44,6 +44,11 @@ export interface SinkSummary {
   tables: string[];
   /** Messages given back un-acked at the end (time budget, signal, or a table still retrying). */
   givenBack: number;
+  /**
+   * The most JSON text (chars) held decoded at once during the run, all tables together: what
+   * DECODED_CHARS_BUDGET bounds (plus one message per worker). Shows how close a run came to the bound.
+   */
+  peakDecodedChars: number;
   seconds: number;
 }
 
@@ -71,7 +76,7 @@ export const BATCH_JSON_CHARS = 8 * 1024 * 1024;
 // all tables (batches being written and batches decoded ahead) is what the budget bounds: a batch decodes past
 // its first message, and a table decodes ahead at all, only while the total leaves room, so with every worker
 // busy on full batches nothing is decoded ahead.
-const DECODED_CHARS_BUDGET = MAX_TABLE_WORKERS * BATCH_JSON_CHARS;
+export const DECODED_CHARS_BUDGET = MAX_TABLE_WORKERS * BATCH_JSON_CHARS;
 // A table whose schema change the Write API does not see yet is retried after these delays (the last one
 // repeats): BigQuery speaks of minutes.
 const PROPAGATION_BACKOFF_MS = [1000, 2000, 5000, 10_000, 20_000, 30_000];
@@ -118,6 +123,7 @@ export async function runSink(
     failed: 0,
     tables: [],
     givenBack: 0,
+    peakDecodedChars: 0,
     seconds: 0,
   };
   const tablesSeen = new Set<string>();
@@ -250,6 +256,8 @@ export async function runSink(
       t.chars = chars;
       t.message = { messageId: m.messageId, attributes: m.attributes, attempts: m.attempts, batch };
       decodedChars += chars;
+      // The high-water mark, kept where the total can only have grown (one comparison per message).
+      if (decodedChars > summary.peakDecodedChars) summary.peakDecodedChars = decodedChars;
     } catch (e) {
       if (!(e instanceof ContractError)) throw e;
       t.poison = e.message;

@@ -1,16 +1,34 @@
-// How the sink's Node process is started in its container (sink/Dockerfile sets NODE_OPTIONS to this; a test
-// keeps the two equal, and bench:e2e starts the sink with it).
+import { heapNodeOptions, MIN_JOB_MEMORY_MIB, type HeapShape } from '../contract/node-heap';
+
+// How the sink's Node process is started in its container. The stack sets NODE_OPTIONS to
+// sinkNodeOptions(sinkMemory) on the job (infra/jobs.ts); sink/Dockerfile sets SINK_NODE_OPTIONS, the value for
+// Cloud Run's 512 MiB minimum, as the image's default (a test keeps the two equal, and bench:e2e starts the sink
+// with it). contract/node-heap.ts says why the cap comes from the configuration.
 //
-// The job runs in a 512Mi Cloud Run container (infra/config.ts `sinkMemory`; 512 MiB is also Cloud Run's
-// minimum for jobs). Without flags V8 sizes its heap from the memory it sees (4.3 GB on this project's 24 GiB
-// machine) and grows it lazily: bench:e2e measured 455–600 MB peak RSS for a 170,700-change backlog. What
-// the sink holds live is bounded (sink/run.ts: MAX_IN_HAND_BYTES of payloads as delivered, about
-// MAX_TABLE_WORKERS × BATCH_JSON_CHARS decoded; 45–85 MB of live heap after full collections, --trace-gc), so
-// a 256 MB old space leaves V8 room to work in. The young generation comes on top: V8 lets each of its three
-// semi-spaces grow to 64 MB (heap_size_limit 448 MB with the old-space cap alone), so --max-semi-space-size=16
-// bounds the whole heap at 304 MB (measured with v8.getHeapStatistics()). Peak RSS with both, on bench:e2e:
-// 300–370 MB; test/sink/bounded.test.ts drains a 190 MB backlog under 400 MB.
-export const SINK_NODE_OPTIONS = '--max-old-space-size=256 --max-semi-space-size=16';
+// In a 512Mi container (Cloud Run's minimum for jobs, and the default): without flags V8 sizes its heap from
+// the memory it sees (4.3 GB on this project's 24 GiB machine) and grows it lazily: bench:e2e measured 455–600
+// MB peak RSS for a 170,700-change backlog. What the sink holds live is bounded (sink/run.ts: MAX_IN_HAND_BYTES
+// of payloads as delivered, DECODED_CHARS_BUDGET of decoded JSON plus one message per worker; 45–85 MB of live
+// heap after full collections, --trace-gc), so a 256 MB old space leaves V8 room to work in. The young
+// generation comes on top: V8 lets each of its three semi-spaces grow to 64 MB (heap_size_limit 448 MB with the
+// old-space cap alone), so --max-semi-space-size=16 bounds the whole heap at 304 MB (measured with
+// v8.getHeapStatistics()). Peak RSS with both, on bench:e2e: 300–370 MB; test/sink/bounded.test.ts drains a
+// 190 MB backlog under 400 MB.
+//
+// A larger container gets the same share, half its memory, as old space. Those in-memory bounds are fixed
+// constants, not shares of the heap, so what lies outside the heap (payloads in hand, gunzip buffers, the
+// Write API's requests) does not grow with the memory, and the room left for it only grows; the larger cap
+// lets V8 collect less often (the growing factor below is held back by the cap: about 20 full collections
+// under the 256 MB cap against 6 under V8's 4 GB default, on the same workload).
+export const SINK_HEAP: HeapShape = { oldSpaceShare: 1 / 2, semiSpaceMb: 16 };
+
+/** NODE_OPTIONS for the sink in a container of `memoryMib` MiB (at least 512). */
+export function sinkNodeOptions(memoryMib: number): string {
+  return heapNodeOptions(memoryMib, SINK_HEAP);
+}
+
+/** The image's default: '--max-old-space-size=256 --max-semi-space-size=16'. */
+export const SINK_NODE_OPTIONS = sinkNodeOptions(MIN_JOB_MEMORY_MIB);
 
 // Node accepts only a listed set of V8 flags in NODE_OPTIONS (the two above are among them); this one is not
 // ("--heap-growing-percent= is not allowed in NODE_OPTIONS", exit code 9), so the image gives it on the

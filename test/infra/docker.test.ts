@@ -7,8 +7,9 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } 
 import os from 'node:os';
 import path from 'node:path';
 import { jobPackageJson, packageOf, requireSpecifiers, requiredPackages } from '../../infra/docker/job-deps';
-import { LISTENER_NODE_FLAGS } from '../../listener/runtime';
-import { SINK_NODE_FLAGS } from '../../sink/runtime';
+import { MIN_JOB_MEMORY_MIB } from '../../contract/node-heap';
+import { LISTENER_NODE_FLAGS, listenerNodeOptions } from '../../listener/runtime';
+import { SINK_NODE_FLAGS, sinkNodeOptions } from '../../sink/runtime';
 import { OUT_DIR, REPO_ROOT } from './harness';
 
 interface Instruction {
@@ -143,6 +144,14 @@ const NODE_FLAGS: Record<'listener' | 'sink', readonly string[]> = {
   listener: LISTENER_NODE_FLAGS,
   sink: SINK_NODE_FLAGS,
 };
+/** The NODE_OPTIONS the stack gives each job for its memory (infra/jobs.ts). */
+const NODE_OPTIONS_FOR: Record<'listener' | 'sink', (memoryMib: number) => string> = {
+  listener: listenerNodeOptions,
+  sink: sinkNodeOptions,
+};
+/** Cloud Run's largest memory for a job: "The maximum amount of memory you can configure is 32 gibibyte (32 Gi)"
+ * (https://cloud.google.com/run/docs/configuring/jobs/memory-limits). */
+const MAX_JOB_MEMORY_MIB = 32 * 1024;
 
 for (const job of ['listener', 'sink'] as const) {
   describe(`${job}/Dockerfile`, () => {
@@ -364,6 +373,50 @@ for (const job of ['listener', 'sink'] as const) {
             `one cache per user: ${readdirSync(cache).join(', ')}`,
           );
         }
+      } finally {
+        rmSync(cache, { recursive: true, force: true });
+      }
+    });
+
+    it("sets, as the image's default NODE_OPTIONS, what the stack gives the job in Cloud Run's smallest container", () => {
+      assert.equal(nodeOptions, NODE_OPTIONS_FOR[job](MIN_JOB_MEMORY_MIB));
+    });
+
+    it('the compile cache the build fills serves the job whatever its memory: the V8 code cache is accepted under the heap cap the stack sets for 32Gi', () => {
+      const cache = mkdtempSync(path.join(os.tmpdir(), 'pgcdc-compile-cache-'));
+      const entry = built(runtime, entryFile);
+      try {
+        // Filled as the build fills it: the image's NODE_OPTIONS, the entry point's flags.
+        const fill = spawnSync(process.execPath, [...flags, '-e', `require(${JSON.stringify(entry)})`], {
+          env: { PATH: process.env.PATH, NODE_COMPILE_CACHE: cache, NODE_OPTIONS: nodeOptions },
+          encoding: 'utf8',
+          timeout: 60_000,
+        });
+        assert.equal(fill.status, 0, fill.stderr);
+        const folders = readdirSync(cache);
+        // Started as the largest job: another old-space cap. Node's compile cache logs, per module, whether V8
+        // took its cached code ("V8 code cache for <kind> <file> was accepted|rejected").
+        const start = spawnSync(process.execPath, [...flags, '-e', `require(${JSON.stringify(entry)})`], {
+          env: {
+            PATH: process.env.PATH,
+            NODE_COMPILE_CACHE: cache,
+            NODE_OPTIONS: NODE_OPTIONS_FOR[job](MAX_JOB_MEMORY_MIB),
+            NODE_DEBUG_NATIVE: 'COMPILE_CACHE',
+          },
+          encoding: 'utf8',
+          timeout: 60_000,
+        });
+        assert.equal(start.status, 0, start.stderr);
+        const verdicts = [
+          ...(start.stdout + start.stderr).matchAll(/V8 code cache for \S+ (\S+) was (\w+)/g),
+        ];
+        assert.ok(
+          verdicts.some(([, file, verdict]) => file === entry && verdict === 'accepted'),
+          `the entry point's cached code is used:\n${start.stderr.slice(0, 2000)}`,
+        );
+        const rejected = verdicts.filter(([, , verdict]) => verdict !== 'accepted').map(([, file]) => file);
+        assert.deepEqual(rejected, [], 'no module compiled again');
+        assert.deepEqual(readdirSync(cache), folders, 'the same cache folder');
       } finally {
         rmSync(cache, { recursive: true, force: true });
       }

@@ -5,6 +5,8 @@ import { ENV } from '../../contract/env';
 import { FAILED_TABLE_SCHEMA } from '../../infra/warehouse';
 import { REQUIRED_APIS } from '../../infra/apis';
 import { ADMIN_ENV } from '../../infra/jobs';
+import { LISTENER_NODE_OPTIONS } from '../../listener/runtime';
+import { SINK_NODE_OPTIONS } from '../../sink/runtime';
 import { LOG_ALERT_RATE_LIMIT } from '../../infra/monitoring';
 import {
   MOCK_ACCESS_TOKEN,
@@ -431,6 +433,16 @@ describe('the pgcdc stack (dev config, mocked cloud)', function () {
         get(jobNamed('listener').inputs, 'template', 'template', 'vpcAccess'),
       );
     });
+    it("each job's V8 heap cap is sized for its container: in the dev stack's 512Mi, the images' own defaults", () => {
+      for (const role of ['listener', 'sink', 'admin'] as const) {
+        const limits = get(container(jobNamed(role)), 'resources', 'limits') as Obj;
+        assert.equal(limits.memory, '512Mi', role);
+      }
+      assert.equal(plainEnv(jobNamed('sink'), 'NODE_OPTIONS'), SINK_NODE_OPTIONS);
+      assert.equal(plainEnv(jobNamed('listener'), 'NODE_OPTIONS'), LISTENER_NODE_OPTIONS);
+      // The admin job runs the listener's image with the listener's resources.
+      assert.equal(plainEnv(jobNamed('admin'), 'NODE_OPTIONS'), LISTENER_NODE_OPTIONS);
+    });
     it('the listener can run `verify`: it knows the dataset and its project', () => {
       assert.equal(plainEnv(jobNamed('listener'), ENV.dataset), 'pgcdc_dev');
       assert.equal(plainEnv(jobNamed('listener'), ENV.bigQueryProject), PROJECT);
@@ -483,7 +495,7 @@ describe('the pgcdc stack (dev config, mocked cloud)', function () {
         assert.equal(plainEnv(j, ENV.mode), 'once', role);
       }
     });
-    it('every variable a job gets is one the contract or libpq defines', () => {
+    it('every variable a job gets is one the contract, libpq or Node defines', () => {
       const known = new Set<string>([
         ...Object.values(ENV),
         'PGHOST',
@@ -492,6 +504,8 @@ describe('the pgcdc stack (dev config, mocked cloud)', function () {
         'PGUSER',
         'PGPASSWORD',
         'PGSSLMODE',
+        // The heap cap for the job's memory (infra/jobs.ts).
+        'NODE_OPTIONS',
         ...Object.values(ADMIN_ENV),
       ]);
       for (const role of ['listener', 'sink', 'admin'] as const) {

@@ -111,6 +111,30 @@ describe('the pgcdc stack under other configurations', function () {
     });
   });
 
+  it("a larger sinkMemory or listenerMemory raises that job's V8 heap cap (old space), not its semi-spaces", async () => {
+    const { resources, error } = await runVariant({
+      'pgcdc:sinkMemory': '2Gi',
+      'pgcdc:listenerMemory': '1Gi',
+    });
+    assert.equal(error, undefined);
+    const container = (role: string) =>
+      (
+        (
+          (find(resources!, 'gcp:cloudrunv2/job:Job', `jobs-${role}`)[0]!.inputs.template as Obj)
+            .template as Obj
+        ).containers as Obj[]
+      )[0]!;
+    const env = (role: string, name: string) =>
+      (container(role).envs as Obj[]).find((e) => e.name === name)?.value;
+    assert.deepEqual((container('sink').resources as Obj).limits, { cpu: '1', memory: '2Gi' });
+    assert.equal(env('sink', 'NODE_OPTIONS'), '--max-old-space-size=1024 --max-semi-space-size=16');
+    assert.deepEqual((container('listener').resources as Obj).limits, { cpu: '1', memory: '1Gi' });
+    assert.equal(env('listener', 'NODE_OPTIONS'), '--max-old-space-size=320 --max-semi-space-size=8');
+    // The admin job: the listener's image and resources, so its heap cap too.
+    assert.deepEqual((container('admin').resources as Obj).limits, { cpu: '1', memory: '1Gi' });
+    assert.equal(env('admin', 'NODE_OPTIONS'), '--max-old-space-size=320 --max-semi-space-size=8');
+  });
+
   describe("sourceMode cloudsql and host: the user's database is read, never managed", () => {
     const theirs = 'their-project';
     const cloudsql = {
