@@ -96,10 +96,16 @@ const CA_DOCS = 'https://cloud.google.com/sql/docs/postgres/authorize-ssl';
  * `[]*sqladmin.SslCert{instance.ServerCaCert}`), while listServerCas has every CA the server may present:
  * "There can be up to three CAs listed: the CA that was used to sign the certificate that is currently in use,
  * a CA that has been added but not yet used to sign a certificate, and a CA used to sign a certificate that has
- * previously rotated out" (https://cloud.google.com/sql/docs/postgres/admin-api/rest/v1beta4/instances/listServerCas).
+ * previously rotated out" (https://cloud.google.com/sql/docs/postgres/admin-api/v1beta4/instances/listServerCas).
  *
- * verify-full is the default where the server certificate names the host pgcdc connects as: the CAS modes,
- * whose certificates carry the instance's DNS names. Per-instance CA certificates name the instance as
+ * verify-ca is the default in every mode; verify-full is allowed in the CAS modes, whose certificates are
+ * meant to carry the instance's DNS names. No Google page says the certificate PostgreSQL presents carries
+ * them on every instance, and Google's own connector does not rely on it ("there are times when the instance
+ * metadata reports that an instance has a DNS name, but that DNS name does not yet appear in the SAN records
+ * of the server certificate. The client should fall back to validating the hostname using the instance name in
+ * the Subject.CN field", cloud-sql-go-connector internal/cloudsql/tls_verify.go): a default of verify-full
+ * could fail every run of a stack that worked, so it is the user's choice, with a warning that says why to
+ * make it. Per-instance CA certificates name the instance as
  * "project:instance" in their CN, not a host name ("Historically, Cloud SQL creates server certificates with
  * the instance name in the Subject.CN field in the format "my-project:my-instance" ... Thus, the Subject.CN
  * field for most Cloud SQL instances does not contain a well-formed DNS Name. This breaks standard TLS
@@ -147,12 +153,14 @@ export function cloudSqlTls(
             'checked against. Set pgcdc:sourceSslMode to verify-ca (or leave it unset)',
     );
   }
-  const sslMode = source.sslMode ?? (name ? 'verify-full' : 'verify-ca');
+  const sslMode = source.sslMode ?? 'verify-ca';
   const warnings: string[] = [];
   if (sslMode === 'verify-ca' && mode !== 'GOOGLE_MANAGED_INTERNAL_CA') {
     warnings.push(
       `pgcdc:sourceSslMode is verify-ca but ${where} uses ${mode === 'GOOGLE_MANAGED_CAS_CA' ? 'the shared CA, which signs the server certificates of every instance in its region' : 'your CA pool, which may sign other servers too'}: ` +
-        'verify-ca would accept any server that CA signed. Unset pgcdc:sourceSslMode (or set verify-full) to check the instance’s DNS name too',
+        'verify-ca accepts any server that CA signed. Set pgcdc:sourceSslMode to verify-full to check the instance’s DNS name too' +
+        (name ? ` (${name})` : '') +
+        '; if the jobs then stop with ERR_TLS_CERT_ALTNAME_INVALID, its certificate does not carry that name yet: go back to verify-ca',
     );
   }
   return { sslMode, caCert, certificateName: sslMode === 'verify-full' ? name : undefined, warnings };

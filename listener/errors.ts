@@ -84,6 +84,10 @@ const TLS_VERIFY_CODES = new Set([
   'CERT_HAS_EXPIRED',
   'CERT_NOT_YET_VALID',
   'CERT_SIGNATURE_FAILURE',
+  'CERT_UNTRUSTED',
+  'INVALID_CA',
+  'CERT_CHAIN_TOO_LONG',
+  'UNABLE_TO_DECRYPT_CERT_SIGNATURE',
 ]);
 
 /** PostgreSQL 15 says "cannot read from logical replication slot ... This slot has been invalidated"; 16+
@@ -104,8 +108,9 @@ export function classifyPgError(e: unknown, ctx: { slot: string; user?: string; 
   if (err.code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
     return new DatabaseUnreachableError(
       `the database's TLS certificate does not name the host in PGHOST (PGSSLMODE=verify-full): ${msg}. ` +
-        'Cloud SQL: run pgcdc deploy again (the names are read from the instance); another server: set ' +
-        'pgcdc:sourceHost to a name its certificate carries, or pgcdc:sourceSslMode to verify-ca.',
+        'Cloud SQL: its certificate does not carry the instance DNS name (yet): set pgcdc:sourceSslMode to ' +
+        'verify-ca and pgcdc deploy; another server: set pgcdc:sourceHost to a name its certificate carries, ' +
+        'or pgcdc:sourceSslMode to verify-ca.',
     );
   }
   if (err.code && TLS_VERIFY_CODES.has(err.code)) {

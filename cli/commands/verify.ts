@@ -15,6 +15,7 @@ import { listTables } from '../warehouse';
 // Types only at start-up: the verify code (BigQuery client, sink mapping) loads in the action (issue 11.10).
 import type { VerifyMode, VerifyReport } from '../../verify/verify';
 import { canAsk } from './pulumi-flow';
+import { candidateNames } from '../../contract/table-name';
 import { cloudContext, envOption, formatBytes, LOCAL_ENV, tableArg } from './shared';
 
 /** Rows a sample reads per table in the cloud when neither --sample nor --full is given. */
@@ -137,10 +138,19 @@ async function cloudVerify(deps: CliDeps, opts: VerifyOpts, mode: VerifyMode): P
   ]);
   const { outputs, clients } = await cloudContext(deps, opts.env);
   if (mode.kind === 'full') {
-    // The tables verify will read: the named ones' replicas, else every replica table of the dataset.
+    // The tables verify will read: the named ones' replicas, else every replica table of the dataset. A
+    // named entry is read as the verify job reads it (contract/table-name.ts): its exact-case reading when
+    // that table exists, else PostgreSQL's; here "exists" is "has a replica in the dataset".
+    const present = (await listTables(clients.bigquery, outputs.dataset))
+      .map((t) => t.id)
+      .filter(isReplicaTableId);
     const replicas = opts.table?.length
-      ? opts.table.map((t) => replicaTableName(t.slice(0, t.indexOf('.')), t.slice(t.indexOf('.') + 1)))
-      : (await listTables(clients.bigquery, outputs.dataset)).map((t) => t.id).filter(isReplicaTableId);
+      ? opts.table.flatMap((t) => {
+          const names = candidateNames(tableArg(t)).map((n) => replicaTableName(n.schema, n.table));
+          const found = names.find((r) => present.includes(r));
+          return found ? [found] : [];
+        })
+      : present;
     const bytes = await fullReadBytes(clients.bigquery, outputs.project, outputs.dataset, replicas);
     deps.output.log(
       `cost: a full verify scans about ${formatBytes(bytes)} of BigQuery (dry run of reading each replica ` +

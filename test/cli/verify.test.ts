@@ -19,6 +19,7 @@ import { emulatorBigQuery, LocalEndpoints, localDown, localEnv } from '../../loc
 import { BigQueryRest } from '../../sink/bigquery-rest';
 import { ProtoRow, TableAppender } from '../../sink/storage-writer';
 import { verifyArgs } from '../../verify/job';
+import { replicaTableName } from '../../verify/sink-adapter';
 import { runVerify, TableReport, VerifyReport } from '../../verify/verify';
 import { harness, Harness, PROJECT, REGION } from './fakes';
 
@@ -523,11 +524,18 @@ describe('pgcdc verify on a cloud stack (an execution of the listener job)', () 
   });
 
   /** The harness's clients with a BigQuery that answers table gets and dry runs (what a --full asks). */
-  function withDryRun(bytes: number): string[] {
+  function withDryRun(bytes: number, moreTables: string[] = []): string[] {
     const asked: string[] = [];
     const bigquery = {
       dataset: () => ({
-        getTables: async () => [[{ id: 'customers' }, { id: 'customers_changes' }, { id: '_failed' }]],
+        getTables: async () => [
+          [
+            { id: 'customers' },
+            { id: 'customers_changes' },
+            { id: '_failed' },
+            ...moreTables.map((id) => ({ id })),
+          ],
+        ],
         table: () => ({ getMetadata: async () => [{ numRows: '31' }] }),
       }),
       request: (
@@ -613,6 +621,30 @@ describe('pgcdc verify on a cloud stack (an execution of the listener job)', () 
       'pgcdc_dev',
       '--full',
     ]);
+  });
+
+  it('--full --table reads each entry as PostgreSQL does: quoted parts with periods, a bare upper-case part folded when only that replica exists', async () => {
+    h = harness();
+    const dotted = replicaTableName('a.b', 'c.d');
+    const asked = withDryRun(1024, [dotted, 'orders', 'orders_changes']);
+    h.logs.summaries.set('pgcdc-listener', { command: 'verify', verify: report(true) });
+    const code = await h.run(
+      'verify',
+      '--env',
+      'dev',
+      '--full',
+      '--table',
+      '"a.b"."c.d"',
+      '--table',
+      'public.Orders',
+    );
+    assert.equal(code, EXIT.usage, h.out.stderr);
+    const dryRuns = asked.filter((a) => a.includes('dryRun'));
+    assert.deepEqual(
+      dryRuns.map((a) => /pgcdc_dev\.([^`]+)`/.exec(a)?.[1]),
+      [dotted, 'orders'],
+      asked.join('\n'),
+    );
   });
 
   it('at a terminal, a declined confirmation runs nothing', async () => {

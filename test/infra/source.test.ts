@@ -204,9 +204,21 @@ describe('TLS to an existing Cloud SQL instance, by its server CA mode', () => {
   });
 
   for (const mode of ['GOOGLE_MANAGED_CAS_CA', 'CUSTOMER_MANAGED_CAS_CA']) {
-    it(`${mode}: verify-full by default, by the PSC DNS name`, () => {
+    it(`${mode}: verify-ca by default, by the PSC DNS name, with a warning that names verify-full and the name`, () => {
       const e = endpoint(instanceWith(mode));
-      assert.deepEqual([e.sslMode, e.host, e.hostAddr, e.warnings], ['verify-full', PSC_NAME, undefined, []]);
+      assert.deepEqual(
+        [e.sslMode, e.host, e.hostAddr, e.warnings.length],
+        ['verify-ca', PSC_NAME, undefined, 1],
+      );
+      assert.match(
+        e.warnings[0]!,
+        new RegExp(`set pgcdc:sourceSslMode to verify-full .*\\(${PSC_NAME.replace(/\./g, '\\.')}\\)`, 'i'),
+      );
+      const full = endpoint(instanceWith(mode), { ...source, sslMode: 'verify-full' });
+      assert.deepEqual(
+        [full.sslMode, full.host, full.hostAddr, full.warnings],
+        ['verify-full', PSC_NAME, undefined, []],
+      );
       assert.deepEqual(e.path, {
         kind: 'psc',
         serviceAttachment: 'projects/tp-producer/regions/us-central1/serviceAttachments/a-prod-db',
@@ -214,14 +226,17 @@ describe('TLS to an existing Cloud SQL instance, by its server CA mode', () => {
       });
     });
     it(`${mode}: on the private IP path, dials the IP and checks the certificate against the instance's DNS name`, () => {
-      const e = endpoint(instanceWith(mode), withSubnet);
+      const e = endpoint(instanceWith(mode), { ...withSubnet, sslMode: 'verify-full' });
       assert.deepEqual([e.sslMode, e.host, e.hostAddr], ['verify-full', PSA_NAME, '10.20.0.3']);
+      // By default (verify-ca) the IP itself, no name to check.
+      const ca = endpoint(instanceWith(mode), withSubnet);
+      assert.deepEqual([ca.sslMode, ca.host, ca.hostAddr], ['verify-ca', '10.20.0.3', undefined]);
     });
     it(`${mode}: verify-ca asked is kept, with a warning that the CA signs other servers too`, () => {
       const e = endpoint(instanceWith(mode), { ...source, sslMode: 'verify-ca' });
       assert.equal(e.sslMode, 'verify-ca');
       assert.equal(e.warnings.length, 1);
-      assert.match(e.warnings[0]!, /verify-ca would accept any server that CA signed/);
+      assert.match(e.warnings[0]!, /verify-ca accepts any server that CA signed/);
     });
   }
 
@@ -252,7 +267,7 @@ describe('TLS to an existing Cloud SQL instance, by its server CA mode', () => {
     );
     const root = '-----BEGIN CERTIFICATE-----\nMIIpoolroot\n-----END CERTIFICATE-----';
     const given = endpoint(instance, { ...source, caCert: root }, []);
-    assert.deepEqual([given.sslMode, given.caCert], ['verify-full', `${root}\n`]);
+    assert.deepEqual([given.sslMode, given.caCert], ['verify-ca', `${root}\n`]);
   });
 
   it('pgcdc:sourceCaCert is trusted besides the listed CAs', () => {

@@ -298,12 +298,12 @@ describe('the pgcdc stack under other configurations', function () {
       });
     });
 
-    describe('cloudsql with the shared CA through its private IP: verify-full against its DNS name', () => {
+    describe('cloudsql with the shared CA through its private IP, verify-full asked: checked against its DNS name', () => {
       let report: Report;
       const subnet = `projects/${theirs}/regions/us-central1/subnetworks/prod-jobs`;
       before(async () => {
         report = await runVariant(
-          { ...cloudsql, 'pgcdc:sourceSubnet': subnet },
+          { ...cloudsql, 'pgcdc:sourceSubnet': subnet, 'pgcdc:sourceSslMode': 'verify-full' },
           {
             dnsNames: [
               {

@@ -123,13 +123,10 @@ describe('sink: the decoded-JSON budget across tables', function () {
       summary.peakDecodedChars <= bound,
       `held ${summary.peakDecodedChars} chars decoded at once, above the budget plus one message per worker (${bound})`,
     );
-    // The budget was what stopped decoding: a decode the budget refused had more than the budget less that
-    // message already held, so a run the budget ever held back passes this, and one it never did fails. (One
-    // table holds at most two batches decoded, the one being written and the next: so several tables at once.)
-    assert.ok(
-      summary.peakDecodedChars > DECODED_CHARS_BUDGET - largestChars,
-      `peak ${summary.peakDecodedChars}: the run never filled the budget, the test did not exercise it`,
-    );
+    // No assertion that the run filled the budget: how close it gets depends on how fast decoding runs against
+    // the emulator's writes (30.9–35.3 MiB in runs on a quiet machine, against 30.1 MiB for "full"), so it would
+    // fail on a loaded one. The bound above is what the code guarantees; with the budget check removed from
+    // takeBatch this test failed 5 runs of 5 (41–46 MiB held).
     assert.equal(summary.events, totalEvents);
     assert.equal(summary.messages, TABLES * BLOCKS * BLOCK_MESSAGES);
     assert.equal(summary.failed, 0);
