@@ -7,17 +7,21 @@ import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { ChangeEvent, ColumnInfo } from '../../contract/events';
-import { ENV } from '../../contract/env';
+import type { ChangeEvent } from '../../contract/events';
 import { SINK_NODE_FLAGS, SINK_NODE_OPTIONS } from '../../sink/runtime';
-import { batchOf, channel, event, nextCommit, sinkStack, SinkStack } from './support';
+import {
+  batchOf,
+  channel,
+  event,
+  ID_DOC_COLUMNS,
+  nextCommit,
+  SINK_MAIN,
+  sinkJobEnv,
+  sinkStack,
+  SinkStack,
+} from './support';
 
-const sinkMain = path.join(__dirname, '..', '..', 'sink', 'main.js');
-
-const COLUMNS: ColumnInfo[] = [
-  { name: 'id', type: 'integer', oid: 23, key: true },
-  { name: 'doc', type: 'text', oid: 25, key: false },
-];
+const COLUMNS = ID_DOC_COLUMNS;
 
 // 48 messages × 800 events × ~5 KB: 190 MB of event JSON (gzip makes it a few MB on Pub/Sub), about 0.75×
 // the old space on its own and several times what a heap of decoded events of that size needs. The test's
@@ -70,19 +74,8 @@ describe('sink: bounded memory', function () {
       `process.on('exit', () => require('fs').writeFileSync(${JSON.stringify(report)}, String(process.resourceUsage().maxRSS)));\n`,
     );
     const result = await new Promise<{ status: number | null; stderr: string }>((resolve) => {
-      const child = spawn(process.execPath, [...SINK_NODE_FLAGS, '--require', probe, sinkMain], {
-        env: {
-          PATH: process.env.PATH,
-          NODE_OPTIONS: SINK_NODE_OPTIONS,
-          PUBSUB_EMULATOR_HOST: process.env.PUBSUB_EMULATOR_HOST,
-          BIGQUERY_EMULATOR_HOST: process.env.BIGQUERY_EMULATOR_HOST,
-          [ENV.project]: ch.config.projectId,
-          [ENV.subscription]: ch.config.subscription,
-          [ENV.dataset]: ch.dataset,
-          [ENV.sinkPullWaitSeconds]: '3',
-          [ENV.maxRunSeconds]: '800',
-          [ENV.bigQueryStorageEmulatorHost]: ch.config.bigQueryStorageEmulatorHost,
-        },
+      const child = spawn(process.execPath, [...SINK_NODE_FLAGS, '--require', probe, SINK_MAIN], {
+        env: sinkJobEnv(ch, 3),
         stdio: ['ignore', 'ignore', 'pipe'],
       });
       let stderr = '';

@@ -9,20 +9,24 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import path from 'node:path';
 import { decodeSizedBatch, encodeBatch } from '../../contract/codec';
-import { ENV } from '../../contract/env';
-import type { ChangeEvent, ColumnInfo } from '../../contract/events';
+import type { ChangeEvent } from '../../contract/events';
 import { BATCH_JSON_CHARS, DECODED_CHARS_BUDGET, MAX_TABLE_WORKERS, type SinkSummary } from '../../sink/run';
-import { SINK_NODE_FLAGS, SINK_NODE_OPTIONS } from '../../sink/runtime';
-import { batchOf, channel, event, nextCommit, sinkStack, SinkStack, type Channel } from './support';
+import { SINK_NODE_FLAGS } from '../../sink/runtime';
+import {
+  batchOf,
+  channel,
+  event,
+  ID_DOC_COLUMNS,
+  nextCommit,
+  SINK_MAIN,
+  sinkJobEnv,
+  sinkStack,
+  SinkStack,
+  type Channel,
+} from './support';
 
-const sinkMain = path.join(__dirname, '..', '..', 'sink', 'main.js');
-
-const COLUMNS: ColumnInfo[] = [
-  { name: 'id', type: 'integer', oid: 23, key: true },
-  { name: 'doc', type: 'text', oid: 25, key: false },
-];
+const COLUMNS = ID_DOC_COLUMNS;
 
 // Six tables for four workers, so workers move between tables mid-run (a table's first batch always takes
 // its first message, whatever the budget). Messages of 1.7 to 1.9 MiB of JSON (the listener's default is
@@ -44,19 +48,8 @@ function doc(table: number, id: number): string {
 /** One sink run of `sink/main.js` on the channel; its summary line. */
 function runSinkJob(ch: Channel): Promise<SinkSummary> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...SINK_NODE_FLAGS, sinkMain], {
-      env: {
-        PATH: process.env.PATH,
-        NODE_OPTIONS: SINK_NODE_OPTIONS,
-        PUBSUB_EMULATOR_HOST: process.env.PUBSUB_EMULATOR_HOST,
-        BIGQUERY_EMULATOR_HOST: process.env.BIGQUERY_EMULATOR_HOST,
-        [ENV.project]: ch.config.projectId,
-        [ENV.subscription]: ch.config.subscription,
-        [ENV.dataset]: ch.dataset,
-        [ENV.sinkPullWaitSeconds]: String(ch.config.pullWaitSeconds),
-        [ENV.maxRunSeconds]: '800',
-        [ENV.bigQueryStorageEmulatorHost]: ch.config.bigQueryStorageEmulatorHost,
-      },
+    const child = spawn(process.execPath, [...SINK_NODE_FLAGS, SINK_MAIN], {
+      env: sinkJobEnv(ch, ch.config.pullWaitSeconds),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';

@@ -2,14 +2,17 @@
 // our BigQuery emulator), a topic+subscription per test, publishing contract batches through the real
 // Pub/Sub client, and reading tables back through the BigQuery REST API.
 
+import path from 'node:path';
 import { PubSub } from '@google-cloud/pubsub';
 import { encodeBatch } from '../../contract/codec';
+import { ENV } from '../../contract/env';
 import type { ChangeEvent, ColumnInfo, Encoding, EventBatch, Row } from '../../contract/events';
 import { changeSeq } from '../../contract/lsn';
 import { BigQueryEmulatorOptions, startBigQueryEmulator } from '../../local/bigquery-emulator';
 import { BigQueryRest } from '../../sink/bigquery-rest';
 import { bigQueryClient } from '../../sink/clients';
 import type { SinkConfig } from '../../sink/config';
+import { SINK_NODE_OPTIONS } from '../../sink/runtime';
 import { testPubSub, uniqueName } from '../support/stack';
 
 export const PROJECT = 'pgcdc-sink-test';
@@ -164,4 +167,29 @@ export function batchOf(
   schema = 'public',
 ): EventBatch {
   return { v: 1, schema, table, columns, events };
+}
+
+/** The sink's entry point as its image runs it (tests that measure the job in a process of its own). */
+export const SINK_MAIN = path.join(__dirname, '..', '..', 'sink', 'main.js');
+
+/** An integer key and a text document: the tables the memory tests fill. */
+export const ID_DOC_COLUMNS: ColumnInfo[] = [
+  { name: 'id', type: 'integer', oid: 23, key: true },
+  { name: 'doc', type: 'text', oid: 25, key: false },
+];
+
+/** The environment of a `sink/main.js` run on the channel: the job's, with the image's NODE_OPTIONS. */
+export function sinkJobEnv(ch: Channel, pullWaitSeconds: number): NodeJS.ProcessEnv {
+  return {
+    PATH: process.env.PATH,
+    NODE_OPTIONS: SINK_NODE_OPTIONS,
+    PUBSUB_EMULATOR_HOST: process.env.PUBSUB_EMULATOR_HOST,
+    BIGQUERY_EMULATOR_HOST: process.env.BIGQUERY_EMULATOR_HOST,
+    [ENV.project]: ch.config.projectId,
+    [ENV.subscription]: ch.config.subscription,
+    [ENV.dataset]: ch.dataset,
+    [ENV.sinkPullWaitSeconds]: String(pullWaitSeconds),
+    [ENV.maxRunSeconds]: '800',
+    [ENV.bigQueryStorageEmulatorHost]: ch.config.bigQueryStorageEmulatorHost,
+  };
 }
