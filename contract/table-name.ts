@@ -8,7 +8,8 @@
 // So `"my.schema"."Weird ""name"""` is schema my.schema, table Weird "name"; `Sales.Orders` is sales.orders.
 // One exception, for lists written before quoting was supported (when every name was taken exactly as
 // written, upper case included): a bare part with upper-case letters also stands for the name exactly as
-// written, and where a table of that exact name exists, that table is meant (resolveTableEntry).
+// written, and where a table of that exact name exists, that table is meant (resolveTableEntry); where
+// tables of both readings exist, the entry is refused until it is written quoted or in lower case.
 //
 // The key pgcdc uses for a table everywhere (catalog maps, skippedTables, snapshot progress, logs) is its
 // canonical text, formatTableName: each part bare when it is lower-case letters, digits, _ and $ (starting
@@ -28,7 +29,8 @@ export interface TableEntry {
   readonly name: TableName;
   /**
    * Set when a bare part has upper-case letters: the names exactly as written, which is what the entry meant
-   * before quoting was supported. resolveTableEntry prefers it when such a table exists.
+   * before quoting was supported. resolveTableEntry prefers it when such a table exists (and refuses the
+   * entry when the folded table exists too).
    */
   readonly asWritten?: TableName;
 }
@@ -244,16 +246,24 @@ export function parseTableKey(key: string): TableName {
 }
 
 /**
- * Which table an entry means, given which tables exist (by key): its exact-case reading when it has one and
- * that table exists (the meaning before quoting was supported), otherwise PostgreSQL's reading. Returns the
- * table's key.
+ * Which table an entry means, given which capturable tables exist (by key): its exact-case reading when it
+ * has one and that table exists (the meaning before quoting was supported), otherwise PostgreSQL's reading.
+ * Returns the table's key. When both readings exist, the entry is refused (TableNameError naming `what`):
+ * picking one would silently change what a list captures the day someone creates the other table.
  */
-export function resolveTableEntry(entry: TableEntry, exists: (key: string) => boolean): string {
+export function resolveTableEntry(entry: TableEntry, exists: (key: string) => boolean, what: string): string {
+  const folded = formatTableName(entry.name);
   if (entry.asWritten) {
     const exact = formatTableName(entry.asWritten);
+    if (exists(exact) && exists(folded))
+      throw new TableNameError(
+        what,
+        `${JSON.stringify(entry.text)} could mean table ${exact} or table ${folded}, and both exist: ` +
+          `write ${exact} or ${folded}, whichever is meant`,
+      );
     if (exists(exact)) return exact;
   }
-  return formatTableName(entry.name);
+  return folded;
 }
 
 /** Every table an entry may mean, by key (for one catalog query that resolves a list). */

@@ -18,8 +18,8 @@
 
 import { Client } from 'pg';
 import { ColumnInfo } from '../contract/events';
-import { resolveTableEntry, tableKey } from '../contract/table-name';
-import { parseEntries } from './table-lookup';
+import { tableKey } from '../contract/table-name';
+import { parseEntries, resolveEntries } from './table-lookup';
 
 // Tables are keyed by their canonical name (contract/table-name.ts tableKey): `schema.table` for plain names,
 // each other part double-quoted, so that schema "a.b" table "c" and schema "a" table "b.c" stay apart.
@@ -64,8 +64,10 @@ export interface Catalog {
 /**
  * PGCDC_TABLES entries (their texts, as ListenerConfig holds them) → the keys of the tables they mean: an
  * entry with upper case in a bare part means the table of that exact name when one exists (as before quoting
- * was supported), else PostgreSQL's lower-case reading (contract/table-name.ts resolveTableEntry). Every
- * relation kind the catalog knows counts (ordinary, unlogged, partitioned).
+ * was supported), else PostgreSQL's lower-case reading (contract/table-name.ts resolveTableEntry); an entry
+ * whose two readings both exist is refused (ConfigError). The tables that count are the ones the catalog
+ * knows, the kinds resolveInDatabase counts too (listener/table-lookup.ts): ordinary and partitioned tables,
+ * logged or unlogged.
  */
 export function resolveTables(entries: string[], catalog: Catalog, what = 'PGCDC_TABLES'): string[] {
   if (entries.length === 0) return [];
@@ -73,7 +75,7 @@ export function resolveTables(entries: string[], catalog: Catalog, what = 'PGCDC
     catalog.tables.has(key) ||
     (catalog.unlogged ?? []).includes(key) ||
     (catalog.partitions?.has(key) ?? false);
-  return parseEntries(entries, what).map((e) => resolveTableEntry(e, known));
+  return resolveEntries(parseEntries(entries, what), known, what);
 }
 
 /**

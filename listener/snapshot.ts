@@ -669,17 +669,32 @@ async function estimateRows(client: Client, relation: string): Promise<number | 
 export async function pendingSnapshots(client: Client, tables: string[]): Promise<string[]> {
   // Progress rows are keyed by table key (contract/table-name.ts). Before quoted names, the key was
   // schema.table unquoted: a table whose name is not plain lower case finished under that older key is done
-  // too, not snapshotted again.
-  const legacy = new Map(
-    tables.map((t) => {
-      const n = parseTableKey(t);
-      return [t, `${n.schema}.${n.table}`];
-    }),
-  );
+  // too, not snapshotted again. legacyProgressKeys says which tables that older key can still vouch for.
+  const legacy = legacyProgressKeys(tables);
   const r = await client.query<{ table_name: string }>(
     `SELECT table_name FROM ${PROGRESS} WHERE done AND table_name = ANY($1)`,
     [[...new Set([...tables, ...legacy.values()])]],
   );
   const done = new Set(r.rows.map((x) => x.table_name));
-  return tables.filter((t) => !done.has(t) && !done.has(legacy.get(t)!));
+  return tables.filter((t) => !done.has(t) && !done.has(legacy.get(t) ?? t));
+}
+
+/**
+ * Table key → its pre-quoting progress key (`schema.table`, parts unquoted), for the tables that key names
+ * unambiguously. Two tables can share one: "a.b".c and a."b.c" were both a.b.c, and a finished a.b.c says
+ * nothing about which of them finished, so neither gets it. Both are then snapshotted again, which is safe:
+ * snapshot rows are UPSERTs sequenced just below the WAL position they were read at (the header above), so a
+ * second copy of a row carries its current values and loses to every later change.
+ */
+export function legacyProgressKeys(tables: string[]): Map<string, string> {
+  const byLegacy = new Map<string, string[]>();
+  for (const t of new Set(tables)) {
+    const n = parseTableKey(t);
+    const old = `${n.schema}.${n.table}`;
+    if (old === t) continue;
+    byLegacy.set(old, [...(byLegacy.get(old) ?? []), t]);
+  }
+  const out = new Map<string, string>();
+  for (const [old, ts] of byLegacy) if (ts.length === 1) out.set(ts[0]!, old);
+  return out;
 }

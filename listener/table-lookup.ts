@@ -1,9 +1,18 @@
-// Table-list entries (contract/table-name.ts) resolved against a database: which existing relation each
-// entry means. Only an entry with upper case in a bare part can mean two names (exactly as written, as before
-// quoting was supported, or folded to lower case, as PostgreSQL reads it); the others need no query.
+// Table-list entries (contract/table-name.ts) resolved against a database: which existing table each entry
+// means. Only an entry with upper case in a bare part can mean two names (exactly as written, as before
+// quoting was supported, or folded to lower case, as PostgreSQL reads it); the others need no query. Where
+// both exist the entry is refused (resolveTableEntry).
+//
+// Both resolvers, this one (sql init, teardown, preflight) and the listener's (catalog.ts resolveTables),
+// count the same relations: the ones pgcdc can capture, ordinary and partitioned tables (relkind 'r', 'p'),
+// logged or unlogged, never temporary. A view or a temporary table of the exact-case name does not make the
+// entry mean it. pg_class (https://www.postgresql.org/docs/15/catalog-pg-class.html): relkind "r = ordinary
+// table, ... p = partitioned table"; relpersistence "p = permanent table/sequence, u = unlogged table/sequence,
+// t = temporary table/sequence".
 
 import { Client } from 'pg';
 import {
+  TableEntry,
   TableName,
   TableNameError,
   candidateNames,
@@ -21,8 +30,21 @@ export interface ResolvedTable extends TableName {
 
 /** Parses entries (texts of one list setting, `what`), throwing ConfigError with what to write. */
 export function parseEntries(entries: string[], what: string) {
+  return asConfigError(() => parseTableList(entries.join(','), what));
+}
+
+/** Resolves parsed entries to table keys (`exists`: is there a capturable table of that key), as ConfigError. */
+export function resolveEntries(
+  parsed: TableEntry[],
+  exists: (key: string) => boolean,
+  what: string,
+): string[] {
+  return asConfigError(() => parsed.map((e) => resolveTableEntry(e, exists, what)));
+}
+
+function asConfigError<T>(f: () => T): T {
   try {
-    return parseTableList(entries.join(','), what);
+    return f();
   } catch (e) {
     if (e instanceof TableNameError) throw new ConfigError(e.message);
     throw e;
@@ -30,8 +52,9 @@ export function parseEntries(entries: string[], what: string) {
 }
 
 /**
- * The table each entry means in the connected database (any relation kind: "does not exist" and "is not a
- * table" are the caller's to report). A name that exists in no form resolves to PostgreSQL's reading.
+ * The table each entry means in the connected database. A name that exists in no form (or only as a view, a
+ * foreign table, a temporary table) resolves to PostgreSQL's reading: "does not exist" and "is not a table"
+ * are the caller's to report.
  */
 export async function resolveInDatabase(
   client: Client,
@@ -47,13 +70,15 @@ export async function resolveInDatabase(
       `SELECT n.nspname AS schema, c.relname AS table
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          JOIN unnest($1::text[], $2::text[]) AS w(schema, tab) ON w.schema = n.nspname AND w.tab = c.relname
-        WHERE n.nspname NOT LIKE 'pg\\_temp\\_%'`,
+        WHERE c.relkind IN ('r', 'p') AND c.relpersistence IN ('p', 'u')
+          AND n.nspname NOT LIKE 'pg\\_temp\\_%'`,
       [names.map((n) => n.schema), names.map((n) => n.table)],
     );
     for (const row of r.rows) existing.add(tableKey(row.schema, row.table));
   }
-  return parsed.map((e) => {
-    const key = resolveTableEntry(e, (k) => existing.has(k));
+  const keys = resolveEntries(parsed, (k) => existing.has(k), what);
+  return parsed.map((e, i) => {
+    const key = keys[i]!;
     const name = e.asWritten && key === formatTableName(e.asWritten) ? e.asWritten : e.name;
     return { ...name, key };
   });

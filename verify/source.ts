@@ -86,7 +86,7 @@ export async function capturedTables(client: Client, publication: string, only: 
   if (only.length === 0) return all;
   const known = new Set(all);
   const wanted = parseTableList(only.join(','), '--table').map((e) =>
-    resolveTableEntry(e, (k) => known.has(k)),
+    resolveTableEntry(e, (k) => known.has(k), '--table'),
   );
   const missing = wanted.filter((t) => !known.has(t));
   if (missing.length > 0) {

@@ -9,6 +9,7 @@ import {
   parseTableKey,
   parseTableList,
   resolveTableEntry,
+  TableNameError,
   tableKey,
 } from '../../contract/table-name';
 import { loadAdminConfig } from '../../listener/admin-config';
@@ -69,17 +70,46 @@ describe('table names in PostgreSQL identifier syntax', () => {
   it('a bare upper-case name means the exact table when it exists, else the lower-case one', () => {
     const e = parseTableEntry('public.Orders', '--table');
     assert.equal(
-      resolveTableEntry(e, (k) => k === 'public."Orders"'),
+      resolveTableEntry(e, (k) => k === 'public."Orders"', '--table'),
       'public."Orders"',
     );
     assert.equal(
-      resolveTableEntry(e, () => false),
+      resolveTableEntry(e, (k) => k === 'public.orders', '--table'),
       'public.orders',
     );
     assert.equal(
-      resolveTableEntry(parseTableEntry('public.orders', '--table'), () => true),
+      resolveTableEntry(e, () => false, '--table'),
       'public.orders',
     );
+    assert.equal(
+      resolveTableEntry(parseTableEntry('public.orders', '--table'), () => true, '--table'),
+      'public.orders',
+    );
+    // Quoted, or in lower case, an entry has one reading: no other table can change what it means.
+    assert.equal(
+      resolveTableEntry(parseTableEntry('public."Orders"', '--table'), () => true, '--table'),
+      'public."Orders"',
+    );
+  });
+
+  it('a bare upper-case name whose two readings both exist is refused, naming both', () => {
+    const both = (k: string) => k === 'public."Orders"' || k === 'public.orders';
+    assert.throws(
+      () => resolveTableEntry(parseTableEntry('public.Orders', 'PGCDC_TABLES'), both, 'PGCDC_TABLES'),
+      (e: unknown) =>
+        e instanceof TableNameError &&
+        e.message ===
+          'PGCDC_TABLES: "public.Orders" could mean table public."Orders" or table public.orders, and both ' +
+            'exist: write public."Orders" or public.orders, whichever is meant',
+    );
+    // Upper case in the schema part, the table part quoted: only the schema has two readings.
+    const mixed = (k: string) => k === '"Sales"."T"' || k === 'sales."T"';
+    assert.throws(() => resolveTableEntry(parseTableEntry('Sales."T"', '--table'), mixed, '--table'), {
+      name: 'TableNameError',
+      message:
+        '--table: "Sales.\\"T\\"" could mean table "Sales"."T" or table sales."T", and both exist: ' +
+        'write "Sales"."T" or sales."T", whichever is meant',
+    });
   });
 
   it('a malformed list says what is wrong and what to write', () => {
