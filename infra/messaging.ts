@@ -79,9 +79,10 @@ export class Messaging extends pulumi.ComponentResource {
     // you trigger service agent creation, you must grant the service agents the roles that they are typically
     // granted automatically. If you don't, some services might not function properly. This is because service
     // agents that are created at a user's request aren't automatically granted roles"
-    // (https://cloud.google.com/iam/docs/create-service-agents). For Pub/Sub's agent that role is Cloud
-    // Pub/Sub Service Agent, roles/pubsub.serviceAgent, "Granted on the project"
-    // (https://cloud.google.com/iam/docs/service-agents; "Grants Cloud Pub/Sub Service Account access to
+    // (https://cloud.google.com/iam/docs/create-service-agents). The service agents page lists for each agent
+    // "The role that the service agent is granted on the project. When the service agent is created, Google
+    // grants this role automatically" (https://cloud.google.com/iam/docs/service-agents); for Pub/Sub's it is
+    // Cloud Pub/Sub Service Agent, roles/pubsub.serviceAgent ("Grants Cloud Pub/Sub Service Account access to
     // manage resources", https://cloud.google.com/iam/docs/roles-permissions/pubsub). Dead-lettering needs
     // only the two grants below, but the project's other uses of Pub/Sub may rely on the default role (the
     // "might not function properly" above), so the stack grants it as Google would have.
