@@ -15,7 +15,8 @@ export interface MessagingArgs {
 /**
  * The change topic and the sink's subscription, with retries and a dead-letter topic (and a subscription
  * on it, so dead letters are kept until someone reads them), plus the grants Pub/Sub's own service agent
- * needs to move a message to the dead-letter topic (after making sure that agent exists).
+ * needs to move a message to the dead-letter topic (after making sure that agent exists, and giving it the
+ * project role Google gives the agents it creates).
  */
 export class Messaging extends pulumi.ComponentResource {
   readonly topic: gcp.pubsub.Topic;
@@ -70,12 +71,32 @@ export class Messaging extends pulumi.ComponentResource {
     // `email` output: the provider sets that output only when the operation's response carries it ("This API
     // may not return the service identity's details, even if the relevant Google API is configured for service
     // identities", google-beta resource_project_service_identity.go), and a stack deployed before this resource
-    // existed keeps exactly the grants it has. An agent created on request gets none of the roles Google
-    // grants one it creates itself ("service agents that are created at a user's request aren't
-    // automatically granted roles", create-service-agents): dead-lettering needs only the two grants below,
-    // so no project role is added here.
+    // existed keeps exactly the grants it has.
     const agentMember = pulumi.interpolate`serviceAccount:${pubsubAgentEmail(args.projectNumber)}`;
     const agentReady = childOptions(this, opts, [this.pubsubAgent]);
+
+    // An agent created on request does not get the project role Google gives one it creates itself: "After
+    // you trigger service agent creation, you must grant the service agents the roles that they are typically
+    // granted automatically. If you don't, some services might not function properly. This is because service
+    // agents that are created at a user's request aren't automatically granted roles"
+    // (https://cloud.google.com/iam/docs/create-service-agents). The service agents page lists for each agent
+    // "The role that the service agent is granted on the project. When the service agent is created, Google
+    // grants this role automatically" (https://cloud.google.com/iam/docs/service-agents); for Pub/Sub's it is
+    // Cloud Pub/Sub Service Agent, roles/pubsub.serviceAgent ("Grants Cloud Pub/Sub Service Account access to
+    // manage resources", https://cloud.google.com/iam/docs/roles-permissions/pubsub). Dead-lettering needs
+    // only the two grants below, but the project's other uses of Pub/Sub may rely on the default role (the
+    // "might not function properly" above), so the stack grants it as Google would have.
+    // IAMMember is non-authoritative: it adds this one binding and leaves the rest of the project's policy.
+    // retainOnDelete: Google may have granted the same binding itself (an agent it created on first use), so
+    // `pulumi destroy` must not revoke it: "Pulumi will not call through to the resource provider's Delete
+    // method when deleting or replacing the resource during pulumi up or pulumi destroy. As a result, the
+    // resource will not be deleted from the backing cloud provider, but will be removed from the Pulumi
+    // state" (https://www.pulumi.com/docs/iac/concepts/resources/options/retainondelete/).
+    new gcp.projects.IAMMember(
+      `${name}-pubsub-agent-role`,
+      { project: args.project, role: 'roles/pubsub.serviceAgent', member: agentMember },
+      { ...agentReady, retainOnDelete: true },
+    );
     const agentPublishes = new gcp.pubsub.TopicIAMMember(
       `${name}-agent-publishes-dead-letters`,
       {

@@ -16,7 +16,10 @@ export interface NetworkArgs {
   subnetCidr: pulumi.Input<string>;
   /** The Cloud SQL instance's `pscServiceAttachmentLink` (ours, or the existing instance's in sourceMode cloudsql). */
   serviceAttachment: pulumi.Input<string>;
-  /** The Cloud SQL instance's `dnsName` (e.g. "abc.def.us-central1.sql.goog."). */
+  /**
+   * The DNS name the jobs dial (PGHOST), with or without the trailing dot: Cloud SQL's PSC name, e.g.
+   * "abc.def.us-central1.sql.goog." or "abc.def.us-central1.sql-psc.goog.".
+   */
   instanceDnsName: pulumi.Input<string>;
   /** Network tag the jobs' interfaces carry; the firewall rules target it. */
   jobTag: string;
@@ -87,12 +90,25 @@ export class Network extends pulumi.ComponentResource {
       child,
     );
 
-    // Cloud SQL PSC DNS names live under "<region>.sql.goog."; a private zone for it answers only inside our VPC.
+    // The zone is the instance's DNS name itself, its one A record at the apex: whatever name Cloud SQL
+    // reports (`<id>.<id>.<region>.sql.goog.`, or "0123456789ab.fedcba9876543.us-central1.sql-psc.goog" as
+    // the Cloud SQL connectors document PSC names now, GoogleCloudPlatform/cloud-sql-python-connector#1446),
+    // the record is inside its zone. A zone for `<region>.sql.goog.`
+    // would not hold a `sql-psc.goog.` name, and Cloud DNS refuses a record outside its zone: "The managed
+    // zone holds DNS records for the same DNS name suffix" (https://cloud.google.com/dns/docs/overview).
+    // A private zone answers only inside our VPC, so the name is not shadowed anywhere else. The zone's
+    // `name` is left to Pulumi's auto-naming ("using the logical name and a random suffix to construct a
+    // unique physical name", https://www.pulumi.com/docs/iac/concepts/resources/names/), e.g.
+    // `pgcdc-net-sql-dns-1a2b3c4`, so a replacement never collides with the zone it replaces. It fits the
+    // rule "The name must be 1-63 characters long, must begin with a letter, end with a letter or digit, and
+    // only contain lowercase letters, digits or dashes" (https://cloud.google.com/dns/api/v1/managedZones):
+    // namePrefix (config.ts) is at most 12 such characters and starts with a letter.
+    const fqdn = pulumi.output(args.instanceDnsName).apply(absoluteDnsName);
     this.dnsZone = new gcp.dns.ManagedZone(
       `${name}-sql-dns`,
       {
         project: args.project,
-        dnsName: pulumi.interpolate`${args.region}.sql.goog.`,
+        dnsName: fqdn,
         visibility: 'private',
         privateVisibilityConfig: { networks: [{ networkUrl: this.network.id }] },
         description: 'Resolves the Cloud SQL instance DNS name to its PSC endpoint',
@@ -105,7 +121,8 @@ export class Network extends pulumi.ComponentResource {
       {
         project: args.project,
         managedZone: this.dnsZone.name,
-        name: pulumi.output(args.instanceDnsName).apply((n) => (n.endsWith('.') ? n : `${n}.`)),
+        // The zone apex: the record's name is the zone's DNS name.
+        name: this.dnsZone.dnsName,
         type: 'A',
         ttl: 300,
         rrdatas: [this.pscAddress.address],
@@ -146,4 +163,11 @@ export class Network extends pulumi.ComponentResource {
 
     this.registerOutputs({ network: this.network.id, subnetwork: this.subnetwork.id });
   }
+}
+
+/** `name` as an absolute DNS name (one trailing dot); refuses an empty name, which would make a root zone. */
+export function absoluteDnsName(name: string): string {
+  const trimmed = name.replace(/\.+$/, '');
+  if (!trimmed) throw new Error('the Cloud SQL instance has no DNS name for its PSC endpoint');
+  return `${trimmed}.`;
 }

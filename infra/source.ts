@@ -104,7 +104,15 @@ export function cloudSqlEndpoint(
   const { certificateName, ...tls } = cloudSqlTls(instance, listedCas, source, 'psc');
   // The jobs dial the name our private zone resolves to the PSC endpoint; with verify-full it is also the name
   // the certificate is checked against (pg sends it as SNI: listener/config.ts).
-  const host = certificateName ?? instanceDnsName(instance, 'PRIVATE_SERVICE_CONNECT') ?? '';
+  const host = certificateName ?? instanceDnsName(instance, 'PRIVATE_SERVICE_CONNECT');
+  if (!host) {
+    // Our private zone is made for this name (network.ts): without one there is nothing to resolve.
+    throw new ConfigError(
+      'sourceInstance',
+      `${where} reports no DNS name for Private Service Connect (dnsNames, dnsName), so the jobs have no ` +
+        'name to resolve to the PSC endpoint: set pgcdc:sourceSubnet to a subnet of its VPC to use its private IP',
+    );
+  }
   return {
     ...common,
     ...tls,

@@ -75,6 +75,8 @@ export interface Recorded {
   wire: Record<string, unknown>;
   /** URNs this resource explicitly or implicitly depends on. */
   dependencies: string[];
+  /** The retainOnDelete resource option as sent to the engine (undefined when not set). */
+  retainOnDelete: boolean | undefined;
   state: Record<string, unknown>;
 }
 
@@ -236,12 +238,17 @@ async function load(): Promise<Record<string, unknown>> {
     MockMonitor: { prototype: { registerResource: RegisterResource } };
   };
   const original = MockMonitor.prototype.registerResource;
-  const pending = new Map<string, { wire: Record<string, unknown>; dependencies: string[] }>();
+  const pending = new Map<
+    string,
+    { wire: Record<string, unknown>; dependencies: string[]; retainOnDelete: boolean | undefined }
+  >();
   MockMonitor.prototype.registerResource = function (this: unknown, req, callback) {
     const key = `${req.getType()}::${req.getName()}`;
     pending.set(key, {
       wire: req.getObject()?.toJavaScript() ?? {},
       dependencies: req.getDependenciesList(),
+      // The SDK sets it on the request only when the option is given (runtime/resource.js).
+      retainOnDelete: req.hasRetainondelete() ? req.getRetainondelete() : undefined,
     });
     return original.call(this, req, callback);
   };
@@ -252,7 +259,7 @@ async function load(): Promise<Record<string, unknown>> {
         const inputs = args.inputs as Record<string, unknown>;
         const { id, state } = stateFor(args.type, args.name, inputs);
         const key = `${args.type}::${args.name}`;
-        const raw = pending.get(key) ?? { wire: {}, dependencies: [] };
+        const raw = pending.get(key) ?? { wire: {}, dependencies: [], retainOnDelete: undefined };
         recorded.push({ type: args.type, name: args.name, id, inputs, state, ...raw });
         return { id, state };
       },
@@ -322,6 +329,8 @@ type RegisterResource = (
     getName(): string;
     getObject(): { toJavaScript(): Record<string, unknown> } | undefined;
     getDependenciesList(): string[];
+    hasRetainondelete(): boolean;
+    getRetainondelete(): boolean | undefined;
   },
   callback: (err: unknown, resp: unknown) => void,
 ) => Promise<void>;

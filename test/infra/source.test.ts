@@ -252,6 +252,19 @@ describe('TLS to an existing Cloud SQL instance, by its server CA mode', () => {
     );
   });
 
+  it('PSC to an instance that reports no DNS name: a ConfigError (no name for our private zone)', () => {
+    const instance = instanceWith(undefined);
+    (instance as { dnsNames: unknown[] }).dnsNames = [];
+    (instance as { dnsName: string }).dnsName = '';
+    assert.throws(
+      () => endpoint(instance),
+      (e: Error & { key?: string }) =>
+        e.key === 'sourceInstance' &&
+        /reports no DNS name for Private Service Connect/.test(e.message) &&
+        /set pgcdc:sourceSubnet/.test(e.message),
+    );
+  });
+
   it('a customer-managed CA Cloud SQL lists no certificate for: a ConfigError that says how to get the pool’s roots', () => {
     const instance = instanceWith('CUSTOMER_MANAGED_CAS_CA');
     (instance.settings[0]!.ipConfigurations[0]! as { serverCaPool: string }).serverCaPool =

@@ -205,17 +205,23 @@ describe('the pgcdc stack (dev config, mocked cloud)', function () {
       assert.equal(rule.inputs.loadBalancingScheme, '');
       assert.equal(rule.inputs.network, one(T.network, 'vpc').id);
     });
-    it("the instance's DNS name resolves to the endpoint, inside the VPC only", () => {
+    it("the instance's DNS name (*.us-central1.sql.goog.) is a private zone of its own, its apex the endpoint", () => {
+      const dnsName = one(T.instance, 'instance').state.dnsName;
+      assert.equal(dnsName, '0123456789ab.cdef01234567.us-central1.sql.goog.');
       const zone = one(T.zone, 'sql-dns');
       assert.equal(zone.inputs.visibility, 'private');
-      assert.equal(zone.inputs.dnsName, 'us-central1.sql.goog.');
+      assert.equal(zone.inputs.dnsName, dnsName);
       assert.deepEqual(get(zone.inputs, 'privateVisibilityConfig', 'networks'), [
         { networkUrl: one(T.network, 'vpc').id },
       ]);
+      // The zone's name is left to Pulumi's auto-naming (unique, valid Cloud DNS zone name).
+      assert.equal(zone.inputs.name, undefined);
       const record = one(T.record, 'sql-dns');
-      assert.equal(record.inputs.name, one(T.instance, 'instance').state.dnsName);
+      assert.equal(record.inputs.managedZone, zone.state.name);
+      assert.equal(record.inputs.name, zone.inputs.dnsName, 'the record is the zone apex');
       assert.equal(record.inputs.type, 'A');
       assert.deepEqual(record.inputs.rrdatas, ['10.10.0.5']);
+      assert.equal(plainEnv(jobNamed('listener'), 'PGHOST'), String(record.inputs.name).replace(/\.$/, ''));
     });
     it('no firewall rule admits ingress', () => {
       for (const fw of ofType(T.firewall)) {
@@ -279,18 +285,35 @@ describe('the pgcdc stack (dev config, mocked cloud)', function () {
       assert.deepEqual(
         agentGrants.map((g) => [g.level, g.role, g.on]).sort(),
         [
+          ['project', 'roles/pubsub.serviceAgent', PROJECT],
           ['subscription', 'roles/pubsub.subscriber', 'pgcdc-changes-sink'],
           ['topic', 'roles/pubsub.publisher', 'pgcdc-changes-dead-letter'],
         ].sort(),
       );
     });
-    it("both of the agent's grants wait until the agent exists, and the subscription waits for the first", () => {
+    it("all of the agent's grants wait until the agent exists, and the subscription waits for the topic one", () => {
       const agent = `serviceAccount:service-${PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com`;
       const identity = one(T.serviceIdentity, 'pubsub-agent');
       const agentGrants = grants().filter((g) => g.member === agent);
-      assert.equal(agentGrants.length, 2);
+      assert.equal(agentGrants.length, 3);
       for (const g of agentGrants) assert.ok(dependsOn(g.r, identity), `${g.r.name} waits for the agent`);
       assert.ok(dependsOn(sub(), one(T.topicIam, 'agent-publishes-dead-letters')));
+    });
+    it('the agent gets its default project role as Google would grant it, and destroy leaves that role', () => {
+      const role = one(T.projectIam, 'pubsub-agent-role');
+      assert.equal(role.inputs.project, PROJECT);
+      assert.equal(role.inputs.role, 'roles/pubsub.serviceAgent');
+      assert.equal(
+        role.inputs.member,
+        `serviceAccount:service-${PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com`,
+      );
+      assert.ok(dependsOn(role, one(T.serviceIdentity, 'pubsub-agent')), 'waits for the agent');
+      assert.equal(role.retainOnDelete, true);
+      // No other resource is marked retained.
+      assert.deepEqual(
+        recorded.filter((r) => r.retainOnDelete !== undefined).map((r) => [r.name, r.retainOnDelete]),
+        [[role.name, true]],
+      );
     });
   });
 

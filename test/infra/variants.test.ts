@@ -50,6 +50,29 @@ function runVariant(overrides: Record<string, string | null>, instance?: Obj): P
 const find = (rs: Resource[], type: string, nameIncludes = ''): Resource[] =>
   rs.filter((r) => r.type === type && r.name.includes(nameIncludes));
 
+/**
+ * The stack's one private zone is `dnsName` itself, bound to our VPC, with an A record at its apex for the
+ * PSC endpoint (the mocked address is 10.10.0.5); the jobs that connect dial the record's name (PGHOST,
+ * without the trailing dot).
+ */
+function assertPrivateZoneFor(rs: Resource[], dnsName: string): void {
+  const zones = find(rs, 'gcp:dns/managedZone:ManagedZone');
+  const records = find(rs, 'gcp:dns/recordSet:RecordSet');
+  assert.deepEqual([zones.length, records.length], [1, 1]);
+  const [zone, record] = [zones[0]!, records[0]!];
+  assert.equal(zone.inputs.dnsName, dnsName);
+  assert.equal(zone.inputs.visibility, 'private');
+  assert.equal(record.inputs.name, zone.inputs.dnsName, 'the record is inside its zone (the apex)');
+  assert.equal(record.inputs.type, 'A');
+  assert.deepEqual(record.inputs.rrdatas, ['10.10.0.5']);
+  for (const role of ['listener', 'admin']) {
+    const job = find(rs, 'gcp:cloudrunv2/job:Job', `jobs-${role}`)[0]!;
+    const container = (((job.inputs.template as Obj).template as Obj).containers as Obj[])[0]!;
+    const envs = container.envs as Array<{ name: string; value?: string }>;
+    assert.equal(envs.find((e) => e.name === 'PGHOST')?.value, dnsName.replace(/\.$/, ''), role);
+  }
+}
+
 describe('the pgcdc stack under other configurations', function () {
   it('stops before creating anything when a key is wrong, naming the key and the reason', async () => {
     const { resources, error } = await runVariant({ 'pgcdc:region': 'mars-west1' });
@@ -221,12 +244,8 @@ describe('the pgcdc stack under other configurations', function () {
           'projects/tp-producer/regions/us-central1/serviceAttachments/a-prod-db',
         );
         assert.equal(rule.inputs.project, PROJECT);
-        assert.equal(
-          find(rs, 'gcp:dns/recordSet:RecordSet')[0]!.inputs.name,
-          'abcdef.123456.us-central1.sql.goog.',
-        );
+        assertPrivateZoneFor(rs, 'abcdef.123456.us-central1.sql.goog.');
         const env = listenerEnv(rs);
-        assert.equal(env.get('PGHOST')!.value, 'abcdef.123456.us-central1.sql.goog');
         // The instance has the per-instance CA (no serverCaMode): its certificate names no host.
         assert.equal(env.get('PGSSLMODE')!.value, 'verify-ca');
         // The instance's serverCaCerts has the current CA only; the upcoming one comes from listServerCas.
@@ -272,6 +291,26 @@ describe('the pgcdc stack under other configurations', function () {
         assert.equal(report.outputs!.instanceConnectionName, `${theirs}:us-central1:prod-db`);
         assert.equal(report.outputs!.sourceMode, 'cloudsql');
       });
+    });
+
+    describe('cloudsql through PSC, the instance reporting a *.sql-psc.goog PSC name (dnsNames)', () => {
+      let report: Report;
+      const pscName = '0123456789ab.fedcba9876543.us-central1.sql-psc.goog.';
+      before(async () => {
+        report = await runVariant(cloudsql, {
+          dnsNames: [
+            { name: pscName, connectionType: 'PRIVATE_SERVICE_CONNECT', dnsScope: 'INSTANCE' },
+            {
+              name: 'prod-db.abcdef.us-central1.sql.goog.',
+              connectionType: 'PRIVATE_SERVICES_ACCESS',
+              dnsScope: 'INSTANCE',
+            },
+          ],
+        });
+        assert.equal(report.error, undefined);
+      });
+      it('the private zone is that name, its apex record the PSC endpoint, and the jobs dial it', () =>
+        assertPrivateZoneFor(report.resources!, pscName));
     });
 
     describe('cloudsql through its private IP (sourceSubnet set)', () => {
