@@ -7,6 +7,7 @@ import path from 'node:path';
 import { Client } from 'pg';
 import { Row } from '../../contract/events';
 import { decodeBatch } from '../../contract/codec';
+import { tableKey } from '../../contract/table-name';
 import { MessageSink, OutgoingMessage } from '../../listener/publisher';
 import { LISTENER_NODE_FLAGS, LISTENER_NODE_OPTIONS } from '../../listener/runtime';
 import { SnapshotLimits, runSnapshot } from '../../listener/snapshot';
@@ -322,8 +323,10 @@ describe('snapshot limits', function () {
         return String(published.length);
       },
     };
-    // Named as the job names it ("schema.table"), and as "every table".
-    for (const tables of [[`${schema}.${table}`], undefined]) {
+    // Named in the table list's syntax (both parts quoted: contract/table-name.ts), and as "every table".
+    const key = tableKey(schema, table);
+    assert.equal(key, '"we.ird""s"."ta.b""le"');
+    for (const tables of [[key], undefined]) {
       published.length = 0;
       const s = await runSnapshot(f.cfg, { tables, restart: true, chunkRows: 100, sink });
       assert.equal(s.stoppedBy, 'done');
@@ -332,7 +335,7 @@ describe('snapshot limits', function () {
       const rows = new Map<string, Row>();
       for (const m of ours) {
         assert.equal(m.attributes.table, table);
-        assert.equal(m.orderingKey, `${schema}.${table}`);
+        assert.equal(m.orderingKey, key);
         const batch = decodeBatch(m.data, m.attributes);
         assert.equal(batch.schema, schema);
         assert.equal(batch.table, table);
@@ -343,7 +346,7 @@ describe('snapshot limits', function () {
         assert.deepEqual(rows.get(String(id)), { id: String(id), 'v.x': `v${id}` });
       const [p] = await f.sql(
         'SELECT rows_done::int AS n, done FROM pgcdc.snapshot_progress WHERE table_name = $1',
-        [`${schema}.${table}`],
+        [key],
       );
       assert.deepEqual(p, { n: 300, done: true });
     }
