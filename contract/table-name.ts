@@ -54,7 +54,7 @@ const UPPER = /[A-Z]/;
 
 /** A name part as pgcdc prints it: bare when PostgreSQL would read it back unchanged, else double-quoted. */
 export function formatIdentifier(part: string): string {
-  return PLAIN.test(part) ? part : `"${part.replace(/"/g, '""')}"`;
+  return PLAIN.test(part) ? part : quoteIdentifier(part);
 }
 
 /** A name part always double-quoted, for SQL text. */

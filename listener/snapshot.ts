@@ -16,7 +16,7 @@
 import { Client, ClientConfig, QueryResult, escapeLiteral } from 'pg';
 import { ColumnInfo, Row } from '../contract/events';
 import { Lsn, parseLsn } from '../contract/lsn';
-import { TableName, parseTableKey } from '../contract/table-name';
+import { TableName, parseTableKey, quoteIdentifier, sqlTableName } from '../contract/table-name';
 import { loadCatalog, resolveTables } from './catalog';
 import { DEFAULT_SNAPSHOT_CHUNK_ROWS, ListenerConfig, withOutputSettings } from './config';
 import { CopyTextOut } from './copy-text';
@@ -105,17 +105,9 @@ const FIRST_CHUNK_ROWS = 100;
 const MAX_CHUNKS_IN_FLIGHT = 4;
 const OWN_SCHEMA = 'pgcdc';
 
-function quoteIdent(name: string): string {
-  return `"${name.replace(/"/g, '""')}"`;
-}
-
 /** A table to snapshot: schema and name apart (either may hold periods), and its key as progress key. */
 interface TableRef extends TableName {
   name: string;
-}
-
-function qualified(t: TableName): string {
-  return `${quoteIdent(t.schema)}.${quoteIdent(t.table)}`;
 }
 
 // A transaction whose backend waits for a heavyweight lock (a row of its pid not granted in pg_locks) is
@@ -239,8 +231,8 @@ async function readChunk(
   const { client, columns, keyCols, encoder, publisher } = r;
   const { l0, running } = await walPositionAndRunning(client);
   if (!(await waitForRunningTransactions(client, deadline, now, running))) return null;
-  const cols = columns.map((c) => quoteIdent(c.name)).join(', ');
-  const keyList = keyCols.map(quoteIdent).join(', ');
+  const cols = columns.map((c) => quoteIdentifier(c.name)).join(', ');
+  const keyList = keyCols.map(quoteIdentifier).join(', ');
   let where = '';
   if (lastKey) {
     // Row-value comparison with each key column cast from its text: resumes exactly after the last key.
@@ -259,7 +251,7 @@ async function readChunk(
   // One simple query, one round trip: the chunk's own read-only snapshot, its rows, the end of it.
   const copy = new CopyTextOut(
     'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; ' +
-      `COPY (SELECT ${cols} FROM ${qualified(r.table)} ${where} ORDER BY ${keyList} LIMIT ${limit}) TO STDOUT; ` +
+      `COPY (SELECT ${cols} FROM ${sqlTableName(r.table)} ${where} ORDER BY ${keyList} LIMIT ${limit}) TO STDOUT; ` +
       'COMMIT',
     (line) => encoder.addLine(line),
   );
@@ -424,7 +416,7 @@ export async function runSnapshot(cfg: ListenerConfig, opts: SnapshotOptions = {
       const columns = catalog.tables.get(table);
       if (!columns) throw new ReplicationSetupError(`snapshot: table ${table} does not exist`);
       const ref: TableRef = { ...parseTableKey(table), name: table };
-      const keyCols = await primaryKeyOrder(client, qualified(ref), columns);
+      const keyCols = await primaryKeyOrder(client, sqlTableName(ref), columns);
       if (keyCols.some((k) => !columns.some((c) => c.name === k))) {
         // A generated key column is in no event (listener/catalog.ts): the stream has no key for this
         // table either, so it is history-only like a keyless one.
@@ -438,7 +430,7 @@ export async function runSnapshot(cfg: ListenerConfig, opts: SnapshotOptions = {
         );
         continue;
       }
-      const rowsEstimate = await estimateRows(client, qualified(ref));
+      const rowsEstimate = await estimateRows(client, sqlTableName(ref));
       if (opts.restart) await client.query(`DELETE FROM ${PROGRESS} WHERE table_name = $1`, [table]);
       await client.query(
         `INSERT INTO ${PROGRESS} (table_name, rows_estimate) VALUES ($1, $2)

@@ -39,6 +39,7 @@
 
 import { Client, ClientConfig } from 'pg';
 import { ChangeEvent, ColumnInfo, Row, qualifiedName, setColumn } from '../contract/events';
+import { quoteIdentifier, sqlTableName } from '../contract/table-name';
 import { withOutputSettings } from './config';
 import { TableState } from './decoders/types';
 import { ReplicationSetupError } from './errors';
@@ -70,10 +71,6 @@ export function fillFromOldRow(ev: ChangeEvent): boolean {
 
 /** `pg` returning every value as the text Postgres sent (the type output function's text). */
 const RAW_TEXT = { getTypeParser: () => (value: string) => value };
-
-function quoteIdent(name: string): string {
-  return `"${name.replace(/"/g, '""')}"`;
-}
 
 /** A parsed `pg_current_snapshot()`: "xmin:xmax:xip,...", 64-bit transaction ids. */
 export interface XidSnapshot {
@@ -287,7 +284,7 @@ export class SourceLookup implements ToastResolver {
     keyCols: ColumnInfo[],
     events: ChangeEvent[],
   ): Promise<boolean> {
-    const relation = `${quoteIdent(table.schema)}.${quoteIdent(table.table)}`;
+    const relation = sqlTableName(table);
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     let open = true;
     try {
@@ -343,9 +340,9 @@ export class SourceLookup implements ToastResolver {
       const args = keyCols.map((k) => keys.map((row) => row[k.name]));
       const aliases = keyCols.map((_, i) => `k${i}`);
       const on = keyCols
-        .map((k, i) => `t.${quoteIdent(k.name)} = k.k${i}::${current.get(k.name)!.type}`)
+        .map((k, i) => `t.${quoteIdentifier(k.name)} = k.k${i}::${current.get(k.name)!.type}`)
         .join(' AND ');
-      const select = ['k.i::text AS "?i"', ...cols.map((c, i) => `t.${quoteIdent(c)} AS "?${i}"`)];
+      const select = ['k.i::text AS "?i"', ...cols.map((c, i) => `t.${quoteIdentifier(c)} AS "?${i}"`)];
       const res = await client.query({
         text:
           `SELECT ${select.join(', ')} FROM unnest(${args.map((_, i) => `$${i + 1}::text[]`).join(', ')}) ` +
@@ -406,7 +403,7 @@ export async function sessionsInTheWay(
   client: Client,
   table: Pick<TableState, 'schema' | 'table'>,
 ): Promise<LockSession[]> {
-  const relation = `${quoteIdent(table.schema)}.${quoteIdent(table.table)}`;
+  const relation = sqlTableName(table);
   const r = await client.query<{
     pid: number;
     mode: string | null;

@@ -3,7 +3,14 @@
 // whose WAL position is recorded. Nothing is written; the snapshot is held only while one table is read.
 
 import { Client, ClientConfig } from 'pg';
-import { parseTableKey, parseTableList, resolveTableEntry, tableKey } from '../contract/table-name';
+import {
+  parseTableKey,
+  parseTableList,
+  quoteIdentifier,
+  resolveTableEntry,
+  sqlTableName,
+  tableKey,
+} from '../contract/table-name';
 import { ColumnInfo, setColumn } from '../contract/events';
 import { withOutputSettings } from '../listener/config';
 
@@ -34,14 +41,6 @@ export function keyOrder(t: SourceTable): KeyOrder {
   if (INTEGER_TYPES.has(base)) return 'integer';
   if (TEXT_TYPES.has(base)) return 'text';
   return 'whole';
-}
-
-export function quoteIdent(name: string): string {
-  return `"${name.replace(/"/g, '""')}"`;
-}
-
-function qualified(t: { schema: string; table: string }): string {
-  return `${quoteIdent(t.schema)}.${quoteIdent(t.table)}`;
 }
 
 /**
@@ -159,14 +158,14 @@ export class SourceSnapshot {
   }
 
   private keyExpr(): string {
-    const k = quoteIdent(this.table.key[0].name);
+    const k = quoteIdentifier(this.table.key[0].name);
     return this.order === 'text' ? `${k}::text COLLATE "C"` : k;
   }
 
   /** Rows counted in the snapshot. */
   async count(): Promise<number> {
     const { rows } = await this.client.query<{ n: string }>(
-      `SELECT count(*) AS n FROM ${qualified(this.table)}`,
+      `SELECT count(*) AS n FROM ${sqlTableName(this.table)}`,
     );
     return Number(rows[0].n);
   }
@@ -179,7 +178,7 @@ export class SourceSnapshot {
     if (this.order === 'whole') return null;
     const e = this.keyExpr();
     const { rows: r } = await this.client.query<{ b: string }>(
-      `SELECT (${e})::text AS b FROM ${qualified(this.table)} ${lo === null ? '' : `WHERE ${e} > $1`}
+      `SELECT (${e})::text AS b FROM ${sqlTableName(this.table)} ${lo === null ? '' : `WHERE ${e} > $1`}
         ORDER BY ${e} OFFSET ${Math.max(0, rows - 1)} LIMIT 1`,
       lo === null ? [] : [lo],
     );
@@ -195,7 +194,7 @@ export class SourceSnapshot {
     if (this.order !== 'whole' && hi !== null) conds.push(`${e} <= $${params.push(hi)}`);
     return textRows(
       this.client,
-      `SELECT * FROM ${qualified(this.table)} ${conds.length ? `WHERE ${conds.join(' AND ')}` : ''}`,
+      `SELECT * FROM ${sqlTableName(this.table)} ${conds.length ? `WHERE ${conds.join(' AND ')}` : ''}`,
       params,
     );
   }
@@ -204,14 +203,14 @@ export class SourceSnapshot {
   async sample(n: number): Promise<TextRow[]> {
     const { rows: est } = await this.client.query<{ n: string }>(
       `SELECT reltuples::bigint AS n FROM pg_class WHERE oid = $1::regclass`,
-      [qualified(this.table)],
+      [sqlTableName(this.table)],
     );
     const estimate = Number(est[0]?.n ?? -1);
     // Twice the needed share so the LIMIT, not bad luck, decides the sample size; small tables are read whole.
     const pct = estimate > 0 ? Math.min(100, ((2 * n) / estimate) * 100) : 100;
     return textRows(
       this.client,
-      `SELECT * FROM ${qualified(this.table)} TABLESAMPLE BERNOULLI (${pct}) LIMIT ${Math.floor(n)}`,
+      `SELECT * FROM ${sqlTableName(this.table)} TABLESAMPLE BERNOULLI (${pct}) LIMIT ${Math.floor(n)}`,
       [],
     );
   }
@@ -222,10 +221,10 @@ export async function currentRows(client: Client, table: SourceTable, keys: stri
   if (keys.length === 0) return [];
   const cols = table.key.map((_, i) => `c${i}`).join(', ');
   const arrays = table.key.map((_, i) => `$${i + 1}::text[]`).join(', ');
-  const on = table.key.map((k, i) => `t.${quoteIdent(k.name)} = u.c${i}::${k.castType}`).join(' AND ');
+  const on = table.key.map((k, i) => `t.${quoteIdentifier(k.name)} = u.c${i}::${k.castType}`).join(' AND ');
   return textRows(
     client,
-    `SELECT t.* FROM ${qualified(table)} t JOIN unnest(${arrays}) AS u(${cols}) ON ${on}`,
+    `SELECT t.* FROM ${sqlTableName(table)} t JOIN unnest(${arrays}) AS u(${cols}) ON ${on}`,
     table.key.map((_, i) => keys.map((k) => k[i])),
   );
 }

@@ -16,6 +16,7 @@
 
 import type { BigQuery } from '@google-cloud/bigquery';
 import type { Client, ClientConfig } from 'pg';
+import { sqlTableName } from '../contract/table-name';
 import { CanonicalRow, chunkHash, replicaCell, sourceCell } from './canonical';
 import { ReplicaReader, RestRow } from './replica';
 import { ColumnPlan, planReplicaColumns, REPLICA_SEQ_FIELD, replicaTableName } from './sink-adapter';
@@ -281,9 +282,7 @@ class TableVerifier {
     this.report.replicaRows = replica;
     if (source === replica) return;
     await delay(this.opts.recheckDelayMs);
-    const { rows } = await client.query<{ n: string }>(
-      `SELECT count(*) AS n FROM "${this.src.schema.replace(/"/g, '""')}"."${this.src.table.replace(/"/g, '""')}"`,
-    );
+    const { rows } = await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${sqlTableName(this.src)}`);
     const nowSource = Number(rows[0].n);
     const nowReplica = await this.replica.count(this.report.replicaTable);
     if (nowSource !== nowReplica) {
